@@ -1,0 +1,185 @@
+import datetime
+
+from buf.validate import validate_pb2 as _validate_pb2
+from google.api import annotations_pb2 as _annotations_pb2
+from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from usage.v1 import events_pb2 as _events_pb2
+from usage.v1 import pagination_pb2 as _pagination_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ListCustomerUsageEventsRequest(_message.Message):
+    __slots__ = ("id", "aggregator_id", "start_date", "end_date", "aggregator_filter_id", "take", "skip")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    START_DATE_FIELD_NUMBER: _ClassVar[int]
+    END_DATE_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATOR_FILTER_ID_FIELD_NUMBER: _ClassVar[int]
+    TAKE_FIELD_NUMBER: _ClassVar[int]
+    SKIP_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    aggregator_id: str
+    start_date: _timestamp_pb2.Timestamp
+    end_date: _timestamp_pb2.Timestamp
+    aggregator_filter_id: str
+    take: int
+    skip: int
+    def __init__(self, id: _Optional[str] = ..., aggregator_id: _Optional[str] = ..., start_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., aggregator_filter_id: _Optional[str] = ..., take: _Optional[int] = ..., skip: _Optional[int] = ...) -> None: ...
+
+class PageMeta(_message.Message):
+    __slots__ = ("total", "taken", "skipped")
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    TAKEN_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    total: int
+    taken: int
+    skipped: int
+    def __init__(self, total: _Optional[int] = ..., taken: _Optional[int] = ..., skipped: _Optional[int] = ...) -> None: ...
+
+class CustomerUsageEvent(_message.Message):
+    __slots__ = ("id", "name", "timestamp", "payload")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    timestamp: _timestamp_pb2.Timestamp
+    payload: _struct_pb2.Struct
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., timestamp: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., payload: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class ListCustomerUsageEventsResponse(_message.Message):
+    __slots__ = ("meta", "data")
+    META_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    meta: PageMeta
+    data: _containers.RepeatedCompositeFieldContainer[CustomerUsageEvent]
+    def __init__(self, meta: _Optional[_Union[PageMeta, _Mapping]] = ..., data: _Optional[_Iterable[_Union[CustomerUsageEvent, _Mapping]]] = ...) -> None: ...
+
+class ListUsageEventsRequest(_message.Message):
+    __slots__ = ("limit", "cursor", "customer_id", "product_id", "subscription_id", "metric_key", "occurred_after", "occurred_before")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    METRIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_AFTER_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    cursor: str
+    customer_id: str
+    product_id: str
+    subscription_id: str
+    metric_key: _containers.RepeatedScalarFieldContainer[str]
+    occurred_after: _timestamp_pb2.Timestamp
+    occurred_before: _timestamp_pb2.Timestamp
+    def __init__(self, limit: _Optional[int] = ..., cursor: _Optional[str] = ..., customer_id: _Optional[str] = ..., product_id: _Optional[str] = ..., subscription_id: _Optional[str] = ..., metric_key: _Optional[_Iterable[str]] = ..., occurred_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., occurred_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListUsageEventsResponse(_message.Message):
+    __slots__ = ("data", "pagination")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    PAGINATION_FIELD_NUMBER: _ClassVar[int]
+    data: _containers.RepeatedCompositeFieldContainer[_events_pb2.UsageEvent]
+    pagination: _pagination_pb2.Pagination
+    def __init__(self, data: _Optional[_Iterable[_Union[_events_pb2.UsageEvent, _Mapping]]] = ..., pagination: _Optional[_Union[_pagination_pb2.Pagination, _Mapping]] = ...) -> None: ...
+
+class AggregateUsageRequest(_message.Message):
+    __slots__ = ("bucket", "since", "until", "metric", "group_by", "customer_id", "product_id", "subscription_id", "metric_key", "top", "time_zone")
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    METRIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    TOP_FIELD_NUMBER: _ClassVar[int]
+    TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
+    bucket: str
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    metric: str
+    group_by: str
+    customer_id: str
+    product_id: str
+    subscription_id: str
+    metric_key: _containers.RepeatedScalarFieldContainer[str]
+    top: int
+    time_zone: str
+    def __init__(self, bucket: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metric: _Optional[str] = ..., group_by: _Optional[str] = ..., customer_id: _Optional[str] = ..., product_id: _Optional[str] = ..., subscription_id: _Optional[str] = ..., metric_key: _Optional[_Iterable[str]] = ..., top: _Optional[int] = ..., time_zone: _Optional[str] = ...) -> None: ...
+
+class AggregatePoint(_message.Message):
+    __slots__ = ("start", "value")
+    START_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    start: _timestamp_pb2.Timestamp
+    value: float
+    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., value: _Optional[float] = ...) -> None: ...
+
+class AggregateSeries(_message.Message):
+    __slots__ = ("key", "other", "total", "points")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    OTHER_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    other: bool
+    total: float
+    points: _containers.RepeatedCompositeFieldContainer[AggregatePoint]
+    def __init__(self, key: _Optional[str] = ..., other: _Optional[bool] = ..., total: _Optional[float] = ..., points: _Optional[_Iterable[_Union[AggregatePoint, _Mapping]]] = ...) -> None: ...
+
+class AggregateUsageResponse(_message.Message):
+    __slots__ = ("bucket", "group_by", "metric", "series", "since", "until")
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    SERIES_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    bucket: str
+    group_by: str
+    metric: str
+    series: _containers.RepeatedCompositeFieldContainer[AggregateSeries]
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    def __init__(self, bucket: _Optional[str] = ..., group_by: _Optional[str] = ..., metric: _Optional[str] = ..., series: _Optional[_Iterable[_Union[AggregateSeries, _Mapping]]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class IngestUsageEventsRequest(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[_events_pb2.UsageEventInput]
+    def __init__(self, events: _Optional[_Iterable[_Union[_events_pb2.UsageEventInput, _Mapping]]] = ...) -> None: ...
+
+class EventViolation(_message.Message):
+    __slots__ = ("field", "description")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    description: str
+    def __init__(self, field: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+
+class IngestResult(_message.Message):
+    __slots__ = ("index", "status", "event_id", "violations")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    status: str
+    event_id: str
+    violations: _containers.RepeatedCompositeFieldContainer[EventViolation]
+    def __init__(self, index: _Optional[int] = ..., status: _Optional[str] = ..., event_id: _Optional[str] = ..., violations: _Optional[_Iterable[_Union[EventViolation, _Mapping]]] = ...) -> None: ...
+
+class IngestUsageEventsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[IngestResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[IngestResult, _Mapping]]] = ...) -> None: ...

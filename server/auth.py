@@ -1,0 +1,96 @@
+"""JWT bearer tokens: verify the caller's token and name its organization; mint tokens for operators.
+
+HS256 with a shared secret, or RS256/ES256 with a public key (a private key file is only needed to
+mint). The organization comes from a configurable claim (default `org_id`); tokens must expire.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import pathlib
+import re
+
+import jwt
+
+from server.config import Settings
+from server.errors import Unauthenticated
+
+_ORG_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+_ASYMMETRIC = ["RS256", "ES256"]
+
+
+class TokenVerifier:
+    """Checks `authorization: Bearer <JWT>` values against the configured key."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._claim = settings.jwt_org_claim
+        self._audience = settings.jwt_audience or None
+        self._issuer = settings.jwt_issuer or None
+        if settings.jwt_public_key_file:
+            self._key: str | bytes = pathlib.Path(settings.jwt_public_key_file).read_bytes()
+            self._algorithms = _ASYMMETRIC
+        elif settings.jwt_secret:
+            self._key = settings.jwt_secret
+            self._algorithms = ["HS256"]
+        else:
+            raise ValueError("no JWT key configured: set USAGE_JWT_SECRET or USAGE_JWT_PUBLIC_KEY_FILE")
+
+    def organization(self, authorization: str | None) -> str:
+        """The organization of a valid bearer token; Unauthenticated otherwise."""
+        if not authorization:
+            raise Unauthenticated("missing bearer token: send 'authorization: Bearer <JWT>'")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("the authorization header must be 'Bearer <JWT>'")
+        try:
+            claims = jwt.decode(
+                token.strip(),
+                self._key,
+                algorithms=self._algorithms,
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"require": ["exp"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("the bearer token has expired") from None
+        except jwt.PyJWTError:
+            raise Unauthenticated("the bearer token is invalid") from None
+        org = claims.get(self._claim)
+        if not isinstance(org, str) or not _ORG_RE.match(org):
+            raise Unauthenticated(f"the bearer token has no valid '{self._claim}' claim")
+        return org
+
+
+def mint_token(settings: Settings, org: str, ttl: dt.timedelta) -> str:
+    """A token for `org` signed with the configured key (HS256 secret or the private key file)."""
+    if not _ORG_RE.match(org):
+        raise ValueError(f"invalid organization id: {org!r}")
+    now = dt.datetime.now(dt.UTC)
+    claims: dict[str, object] = {settings.jwt_org_claim: org, "iat": now, "exp": now + ttl, "sub": org}
+    if settings.jwt_audience:
+        claims["aud"] = settings.jwt_audience
+    if settings.jwt_issuer:
+        claims["iss"] = settings.jwt_issuer
+    if settings.jwt_private_key_file:
+        key = pathlib.Path(settings.jwt_private_key_file).read_bytes()
+        algorithm = "ES256" if b"EC PRIVATE" in key or _is_ec(key) else "RS256"
+        return jwt.encode(claims, key, algorithm=algorithm)
+    if not settings.jwt_secret:
+        raise ValueError("no signing key: set USAGE_JWT_SECRET or USAGE_JWT_PRIVATE_KEY_FILE")
+    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
+
+
+def _is_ec(pem: bytes) -> bool:
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    return isinstance(load_pem_private_key(pem, password=None), ec.EllipticCurvePrivateKey)
+
+
+def parse_ttl(text: str) -> dt.timedelta:
+    """`90s`, `15m`, `1h`, `7d` -> timedelta."""
+    match = re.fullmatch(r"(\d+)([smhd])", text.strip())
+    if not match:
+        raise ValueError(f"invalid ttl {text!r}: use a number and s, m, h or d (e.g. 1h)")
+    n, unit = int(match.group(1)), match.group(2)
+    return dt.timedelta(seconds=n * {"s": 1, "m": 60, "h": 3600, "d": 86400}[unit])

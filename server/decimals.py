@@ -1,0 +1,19 @@
+"""Canonical decimal strings: exact quantities travel and compare as text, never as floats."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+
+def canonical_decimal(value: Decimal | str | int) -> str:
+    """`'001.500'` -> `'1.5'`, `Decimal('5.000000000000')` -> `'5'`, `'-0'` -> `'0'`; no exponents."""
+    try:
+        d = Decimal(value) if not isinstance(value, Decimal) else value
+    except InvalidOperation as exc:
+        raise ValueError(f"not a decimal: {value!r}") from exc
+    if not d.is_finite():
+        raise ValueError(f"not a finite decimal: {value!r}")
+    if d == 0:
+        return "0"
+    text = format(d.normalize(), "f")
+    return text

@@ -1,0 +1,169 @@
+"""Domain types shared by logic and storage: plain frozen dataclasses, no proto or SQL here.
+
+Times are integer microseconds since the Unix epoch (UTC) everywhere below the RPC adapters: both
+databases store them as BIGINT, so ordering, windows and bucket arithmetic are exact and identical.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any, Literal
+
+JsonValue = Any  # str | int | float | bool | None | list[...] for filter values and properties
+
+Operator = Literal["equals", "not_equals", "in", "not_in", "gt", "gte", "lt", "lte", "is_null", "is_not_null"]
+IngestStatus = Literal["ACCEPTED", "DUPLICATE", "CONFLICT", "REJECTED"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Condition:
+    """`properties[property] <operator> value`, compared by JSON type."""
+
+    property: str
+    operator: Operator
+    value: JsonValue = None
+
+
+@dataclasses.dataclass(frozen=True)
+class PropertyFilter:
+    """Conditions combined with `and` or `or`; no conditions matches everything."""
+
+    conditional: Literal["and", "or"] = "and"
+    conditions: tuple[Condition, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Customer:
+    id: str
+    name: str = ""
+    created_at_us: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Aggregator:
+    id: str
+    name: str
+    event_type: str
+    operation: Literal["count", "sum"] = "count"
+    property: str = ""
+    unit_name: str = ""
+    display_name_property: str = ""
+    filter: PropertyFilter | None = None
+    created_at_us: int = 0
+    updated_at_us: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class AggregatorFilter:
+    id: str
+    aggregator_id: str
+    name: str
+    filter: PropertyFilter
+    created_at_us: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class NewEvent:
+    """A validated event to store; `quantity` and `external_cost_amount` are canonical decimals."""
+
+    customer_id: str
+    metric_key: str
+    timestamp_us: int
+    quantity: str = "1"
+    idempotency_key: str | None = None
+    product_id: str | None = None
+    subscription_id: str | None = None
+    price_key: str | None = None
+    external_cost_amount: str | None = None
+    external_cost_currency: str | None = None
+    wallet_currency: str | None = None
+    properties: dict[str, JsonValue] = dataclasses.field(default_factory=dict)
+
+    def content_hash(self) -> str:
+        """A digest of everything but the idempotency key: equal digests mean a true duplicate."""
+        content = dataclasses.asdict(self)
+        content.pop("idempotency_key")
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredEvent:
+    id: str
+    organization_id: str
+    customer_id: str
+    metric_key: str
+    quantity: str
+    timestamp_us: int
+    ingested_at_us: int
+    product_id: str | None = None
+    subscription_id: str | None = None
+    price_key: str | None = None
+    idempotency_key: str | None = None
+    external_cost_amount: str | None = None
+    external_cost_currency: str | None = None
+    wallet_currency: str | None = None
+    properties: dict[str, JsonValue] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestOutcome:
+    status: IngestStatus
+    event_id: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class EventFilters:
+    """The ANDed filters of ListUsageEvents and AggregateUsage; None means "any"."""
+
+    customer_id: str | None = None
+    product_id: str | None = None
+    subscription_id: str | None = None
+    metric_keys: tuple[str, ...] = ()
+    occurred_after_us: int | None = None  # inclusive
+    occurred_before_us: int | None = None  # exclusive
+
+
+@dataclasses.dataclass(frozen=True)
+class CustomerEventQuery:
+    """ListCustomerUsageEvents after the aggregator and filters were resolved."""
+
+    customer_id: str
+    metric_key: str
+    start_us: int
+    end_us: int
+    filters: tuple[PropertyFilter, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class OffsetSegment:
+    """From `start_us` on (until the next segment), local time = UTC + `offset_us`."""
+
+    start_us: int
+    offset_us: int
+
+
+@dataclasses.dataclass(frozen=True)
+class AggregateQuery:
+    """What storage computes: values per (group key, bucket key) in [since_us, until_us).
+
+    Bucket keys are integers: for `hour` the bucket's UTC start in microseconds; for `day` the local
+    day number since 1970-01-01; for `week` the local ISO week number since Monday 1970-01-05.
+    """
+
+    since_us: int
+    until_us: int
+    bucket: Literal["hour", "day", "week"]
+    segments: tuple[OffsetSegment, ...]
+    metric: Literal["count", "sum_quantity"]
+    group_by: str  # "none" | "metric_key" | "dim:<key>"
+    filters: EventFilters
+
+
+@dataclasses.dataclass(frozen=True)
+class AggregateRow:
+    group: str
+    bucket_key: int
+    value: float

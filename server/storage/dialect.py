@@ -1,0 +1,117 @@
+"""The only place where PostgreSQL and SQLite SQL differ: a few custom constructs, each compiled per
+dialect with `@compiles`. Everything else in storage is dialect-neutral SQLAlchemy Core.
+
+Known differences that remain (and are documented in README): array-valued dimension keys are the
+database's own JSON text of the array; SQLite sums quantities as doubles, PostgreSQL as NUMERIC.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.expression import ColumnElement, FunctionElement
+
+
+class _PropertyFunction(FunctionElement[Any]):
+    """Base: a function of (json column, property key). The key is bound as a parameter."""
+
+    inherit_cache = True
+
+    def __init__(self, column: ColumnElement[Any], key: str) -> None:
+        super().__init__(column, sa.literal(key, sa.String))
+
+    def _parts(self, compiler: Any, **kw: Any) -> tuple[str, str]:
+        column, key = list(self.clauses)
+        return compiler.process(column, **kw), compiler.process(key, **kw)
+
+
+class prop_type(_PropertyFunction):  # noqa: N801 (SQL function style)
+    """The JSON type of properties[key]: 'string', 'number', 'boolean', 'null', 'array', 'object',
+    or NULL when the key is absent."""
+
+    type = sa.String()
+    inherit_cache = True
+
+
+class prop_text(_PropertyFunction):  # noqa: N801
+    """properties[key] as text: strings as they are, numbers and booleans as their JSON text."""
+
+    type = sa.String()
+    inherit_cache = True
+
+
+class prop_number(_PropertyFunction):  # noqa: N801
+    """properties[key] as a number, NULL when it is not a JSON number."""
+
+    type = sa.Numeric()
+    inherit_cache = True
+
+
+class quantity_number(FunctionElement[Any]):  # noqa: N801
+    """The event quantity as a summable number."""
+
+    type = sa.Float()
+    inherit_cache = True
+
+
+def _sqlite_path(key_sql: str) -> str:
+    # '$."key"' addresses keys containing dots; keys are [A-Za-z0-9_.-] (validated), so no escaping.
+    return f"'$.\"' || {key_sql} || '\"'"
+
+
+@compiles(prop_type, "postgresql")
+def _prop_type_pg(element: prop_type, compiler: Any, **kw: Any) -> str:
+    col, key = element._parts(compiler, **kw)
+    return f"jsonb_typeof({col} -> {key})"
+
+
+@compiles(prop_type, "sqlite")
+def _prop_type_sqlite(element: prop_type, compiler: Any, **kw: Any) -> str:
+    col, key = element._parts(compiler, **kw)
+    t = f"json_type({col}, {_sqlite_path(key)})"
+    return (
+        f"(CASE {t} WHEN 'text' THEN 'string' WHEN 'integer' THEN 'number' WHEN 'real' THEN 'number' "
+        f"WHEN 'true' THEN 'boolean' WHEN 'false' THEN 'boolean' ELSE {t} END)"
+    )
+
+
+@compiles(prop_text, "postgresql")
+def _prop_text_pg(element: prop_text, compiler: Any, **kw: Any) -> str:
+    col, key = element._parts(compiler, **kw)
+    # "C" collation: strings compare exactly, byte by byte, whatever the database's locale.
+    return f'(({col} ->> {key}) COLLATE "C")'
+
+
+@compiles(prop_text, "sqlite")
+def _prop_text_sqlite(element: prop_text, compiler: Any, **kw: Any) -> str:
+    col, key = element._parts(compiler, **kw)
+    path = _sqlite_path(key)
+    return (
+        f"(CASE json_type({col}, {path}) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
+        f"ELSE CAST(json_extract({col}, {path}) AS TEXT) END)"
+    )
+
+
+@compiles(prop_number, "postgresql")
+def _prop_number_pg(element: prop_number, compiler: Any, **kw: Any) -> str:
+    col, key = element._parts(compiler, **kw)
+    return f"(CASE WHEN jsonb_typeof({col} -> {key}) = 'number' THEN ({col} ->> {key})::numeric END)"
+
+
+@compiles(prop_number, "sqlite")
+def _prop_number_sqlite(element: prop_number, compiler: Any, **kw: Any) -> str:
+    col, key = element._parts(compiler, **kw)
+    path = _sqlite_path(key)
+    return f"(CASE WHEN json_type({col}, {path}) IN ('integer', 'real') THEN json_extract({col}, {path}) END)"
+
+
+@compiles(quantity_number, "postgresql")
+def _quantity_pg(element: quantity_number, compiler: Any, **kw: Any) -> str:
+    return compiler.process(list(element.clauses)[0], **kw)
+
+
+@compiles(quantity_number, "sqlite")
+def _quantity_sqlite(element: quantity_number, compiler: Any, **kw: Any) -> str:
+    return f"CAST({compiler.process(list(element.clauses)[0], **kw)} AS REAL)"

@@ -1,0 +1,131 @@
+"""Engines, transactions and error translation for both databases.
+
+- `make_engine`: PostgreSQL (psycopg 3, pooled, pre-ping) or SQLite (WAL, busy timeout, explicit BEGIN).
+- `begin`: a transaction whose statements stop when `timeout_s` runs out (PostgreSQL
+  statement_timeout; SQLite progress handler), so a query never outlives its RPC.
+- `translate_errors`: driver failures -> Unavailable / DeadlineExceeded, without driver text.
+- `insert_ignore`: INSERT .. ON CONFLICT DO NOTHING for the engine's dialect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import pathlib
+import sqlite3
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from server.errors import DeadlineExceeded, Unavailable
+
+log = logging.getLogger(__name__)
+
+
+def make_engine(url: str, pool_size: int = 10, pool_timeout_s: float = 5.0) -> Engine:
+    """An engine for `url`; nothing connects until first use."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            pathlib.Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            parsed,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=pool_size,
+            pool_timeout=pool_timeout_s,
+        )
+        sa.event.listen(engine, "connect", _sqlite_on_connect)
+        sa.event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    if parsed.get_backend_name() != "postgresql":
+        raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}: use postgresql+psycopg or sqlite")
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return sa.create_engine(
+        parsed,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=pool_timeout_s,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": 5, "application_name": "usage-service"},
+    )
+
+
+def _sqlite_on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's own handling defers it).
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    # Writers take the write lock up front: a deferred transaction that upgrades later can fail
+    # with SQLITE_BUSY instead of waiting its turn.
+    mode = "IMMEDIATE" if conn.get_execution_options().get("usage_write") else "DEFERRED"
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+@contextlib.contextmanager
+def begin(engine: Engine, timeout_s: float | None, write: bool = False) -> Iterator[Connection]:
+    """A connection in a transaction, committed on success, bounded by `timeout_s`."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(usage_write=write)
+        with conn.begin():
+            if engine.dialect.name == "postgresql":
+                if timeout_s is not None:
+                    ms = max(1, int(timeout_s * 1000))
+                    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
+                yield conn
+            else:
+                with _sqlite_deadline(conn, timeout_s):
+                    yield conn
+
+
+@contextlib.contextmanager
+def _sqlite_deadline(conn: Connection, timeout_s: float | None) -> Iterator[None]:
+    if timeout_s is None:
+        yield
+        return
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, sqlite3.Connection)
+    deadline = time.monotonic() + timeout_s
+    # Returning non-zero from the handler interrupts the running statement.
+    raw.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+    try:
+        yield
+    finally:
+        raw.set_progress_handler(None, 0)
+
+
+@contextlib.contextmanager
+def translate_errors() -> Iterator[None]:
+    """Driver errors a client may cause or suffer, as domain errors; the rest propagate (INTERNAL)."""
+    try:
+        yield
+    except sa.exc.TimeoutError as exc:  # no pooled connection became free in time
+        log.warning("database pool exhausted: %s", exc)
+        raise Unavailable("the database is busy; retry later") from exc
+    except sa.exc.DBAPIError as exc:
+        orig = exc.orig
+        if getattr(orig, "sqlstate", None) == "57014" or (
+            isinstance(orig, sqlite3.OperationalError) and "interrupted" in str(orig)
+        ):
+            raise DeadlineExceeded("the query did not finish before the deadline") from exc
+        if exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+            log.warning("database unavailable: %s", exc)
+            raise Unavailable("the database is unavailable; retry later") from exc
+        raise
+
+
+def insert_ignore(conn: Connection, table: sa.Table) -> Any:
+    """INSERT .. ON CONFLICT DO NOTHING in the connection's dialect."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()

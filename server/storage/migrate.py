@@ -1,0 +1,44 @@
+"""Schema migrations through Alembic: apply them (`usage-service migrate`), or check that a database
+is current before serving (`serve` refuses one that is behind)."""
+
+from __future__ import annotations
+
+import pathlib
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Engine
+
+MIGRATIONS = pathlib.Path(__file__).resolve().parent.parent / "migrations"
+
+
+def _config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine) -> str:
+    """Apply every pending migration; returns the revision now current."""
+    cfg = _config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+    return head_revision()
+
+
+def is_current(engine: Engine) -> bool:
+    return current_revision(engine) == head_revision()

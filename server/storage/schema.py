@@ -1,0 +1,96 @@
+"""Table definitions (SQLAlchemy Core). Migrations in server/migrations create exactly these.
+
+Every primary key and unique index leads with organization_id (Citus-ready: distribute by it).
+Times are BIGINT microseconds since the epoch, UTC.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+metadata = sa.MetaData()
+
+# JSONB on PostgreSQL (indexable, typed comparisons), JSON text on SQLite (json1 functions).
+Json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+# Exact decimals on PostgreSQL; SQLite has no decimal type, so the canonical string is kept.
+Decimal = sa.Numeric(38, 12, asdecimal=True).with_variant(sa.String(48), "sqlite")
+
+customers = sa.Table(
+    "customers",
+    metadata,
+    sa.Column("organization_id", sa.String(128), primary_key=True),
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("name", sa.String(256), nullable=False, server_default=""),
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
+)
+
+aggregators = sa.Table(
+    "aggregators",
+    metadata,
+    sa.Column("organization_id", sa.String(128), primary_key=True),
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("event_type", sa.String(128), nullable=False),
+    sa.Column("operation", sa.String(16), nullable=False),
+    sa.Column("property", sa.String(64), nullable=False, server_default=""),
+    sa.Column("unit_name", sa.String(64), nullable=False, server_default=""),
+    sa.Column("display_name_property", sa.String(64), nullable=False, server_default=""),
+    sa.Column("filter", Json, nullable=True),
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
+    sa.Column("updated_at_us", sa.BigInteger, nullable=False),
+)
+
+aggregator_filters = sa.Table(
+    "aggregator_filters",
+    metadata,
+    sa.Column("organization_id", sa.String(128), primary_key=True),
+    sa.Column("id", sa.String(128), primary_key=True),
+    sa.Column("aggregator_id", sa.String(128), nullable=False),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("filter", Json, nullable=False),
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
+    sa.Index("ix_aggregator_filters_aggregator", "organization_id", "aggregator_id", "id"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("organization_id", sa.String(128), primary_key=True),
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("customer_id", sa.String(128), nullable=False),
+    sa.Column("metric_key", sa.String(128), nullable=False),
+    sa.Column("timestamp_us", sa.BigInteger, nullable=False),
+    sa.Column("ingested_at_us", sa.BigInteger, nullable=False),
+    sa.Column("quantity", Decimal, nullable=False),
+    sa.Column("product_id", sa.String(128)),
+    sa.Column("subscription_id", sa.String(128)),
+    sa.Column("price_key", sa.String(128)),
+    sa.Column("idempotency_key", sa.String(255)),
+    sa.Column("external_cost_amount", Decimal),
+    sa.Column("external_cost_currency", sa.String(3)),
+    sa.Column("wallet_currency", sa.String(3)),
+    sa.Column("properties", Json, nullable=False),
+)
+
+# ListUsageEvents: newest first over the organization, keyset on (timestamp, id).
+sa.Index("ix_events_org_time", events.c.organization_id, events.c.timestamp_us.desc(), events.c.id.desc())
+# ListCustomerUsageEvents: one customer's events of one metric, newest first.
+sa.Index(
+    "ix_events_customer_metric_time",
+    events.c.organization_id,
+    events.c.customer_id,
+    events.c.metric_key,
+    events.c.timestamp_us.desc(),
+    events.c.id.desc(),
+)
+
+# One row per (organization, idempotency key): the unique claim that makes ingestion exactly-once.
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("organization_id", sa.String(128), primary_key=True),
+    sa.Column("idempotency_key", sa.String(255), primary_key=True),
+    sa.Column("event_id", sa.String(64), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+)
