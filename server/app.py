@@ -1,0 +1,92 @@
+"""Composition root: builds storage, logic, servicers and the gRPC server from one Settings object.
+
+`create_server(settings, storage)` returns the bound, not yet started server and its port (port 0
+picks a free one, as tests do); `serve` in cli.py starts it and handles signals.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from usage.v1 import catalog_service_pb2, catalog_service_pb2_grpc, usage_service_pb2, usage_service_pb2_grpc
+
+from server.auth import TokenVerifier
+from server.config import Settings
+from server.logic.catalog import Catalog
+from server.logic.cursors import CursorCodec
+from server.logic.ingest import Ingestion
+from server.logic.queries import UsageQueries
+from server.rpc.catalog_servicer import CatalogServicer
+from server.rpc.interceptors import ServiceInterceptor
+from server.rpc.usage_servicer import UsageServicer
+from server.storage import migrate
+from server.storage.engine import make_engine
+from server.storage.sql_storage import SqlStorage
+
+SERVICE_NAMES = (
+    usage_service_pb2.DESCRIPTOR.services_by_name["UsageService"].full_name,
+    catalog_service_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
+)
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+class DatabaseBehind(RuntimeError):
+    """The database schema is older than this code: run `usage-service migrate`."""
+
+
+def open_storage(settings: Settings, auto_migrate: bool) -> SqlStorage:
+    """Storage on the configured database; migrated when `auto_migrate`, else it must be current."""
+    engine = make_engine(settings.resolved_database_url, settings.db_pool_size, settings.db_pool_timeout_s)
+    if auto_migrate:
+        migrate.upgrade(engine)
+    elif not migrate.is_current(engine):
+        current = migrate.current_revision(engine)
+        engine.dispose()
+        raise DatabaseBehind(
+            f"database schema is at {current or 'nothing'}, this code needs {migrate.head_revision()}: "
+            "run `usage-service migrate` first"
+        )
+    return SqlStorage(engine)
+
+
+@dataclasses.dataclass
+class Running:
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+
+
+def create_server(settings: Settings, storage: SqlStorage, address: str | None = None) -> Running:
+    """A bound gRPC server with both services, health and reflection (not started)."""
+    cursors = CursorCodec(settings.cursor_secret)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc"),
+        interceptors=[ServiceInterceptor(TokenVerifier(settings))],
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    usage_service_pb2_grpc.add_UsageServiceServicer_to_server(
+        UsageServicer(
+            UsageQueries(storage, cursors, settings.max_aggregate_buckets),
+            Ingestion(storage, settings.max_future_skew_s),
+            settings.default_query_timeout_s,
+        ),
+        server,
+    )
+    catalog_service_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(Catalog(storage, cursors)), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(address or f"{settings.host}:{settings.port}")
+    if port == 0:
+        raise OSError(f"could not bind {address or f'{settings.host}:{settings.port}'}")
+    for name in ("", *SERVICE_NAMES):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return Running(server, port, health_servicer)

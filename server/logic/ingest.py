@@ -1,0 +1,157 @@
+"""Ingestion rules: per-event checks that need more than the proto constraints (clock skew, the
+shape and size of properties, decimal canonical form), then exactly-once storage.
+
+An invalid event is REJECTED with its violations; the valid events of the same batch are stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from typing import Any
+
+from server.decimals import canonical_decimal
+from server.domain import IngestOutcome, JsonValue, NewEvent
+from server.errors import FieldViolation
+from server.storage.interface import Storage
+
+MAX_PROPERTIES = 64
+MAX_PROPERTIES_BYTES = 16 * 1024
+MAX_ARRAY_ITEMS = 100
+_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_SAFE_INT = 2**53
+
+
+@dataclasses.dataclass(frozen=True)
+class EventDraft:
+    """An event as decoded from the request, before the checks of this module."""
+
+    customer_id: str
+    metric_key: str
+    timestamp_us: int
+    quantity: str
+    properties: dict[str, Any]
+    idempotency_key: str | None = None
+    product_id: str | None = None
+    subscription_id: str | None = None
+    price_key: str | None = None
+    external_cost_amount: str | None = None
+    external_cost_currency: str | None = None
+    wallet_currency: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class EventResult:
+    index: int
+    status: str
+    event_id: str = ""
+    violations: tuple[FieldViolation, ...] = ()
+
+
+def _scalar(value: Any) -> tuple[JsonValue, str | None]:
+    """A property scalar in canonical form (integral floats become ints), or an error."""
+    if isinstance(value, bool) or isinstance(value, str):
+        return value, None
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            return None, "numbers must be finite"
+        if float(value).is_integer() and abs(value) < _SAFE_INT:
+            return int(value), None
+        return float(value), None
+    if value is None:
+        return None, "null values are not allowed"
+    return None, "values must be strings, numbers, booleans or arrays of those"
+
+
+def normalize_properties(props: dict[str, Any]) -> tuple[dict[str, JsonValue], list[FieldViolation]]:
+    out: dict[str, JsonValue] = {}
+    violations: list[FieldViolation] = []
+    if len(props) > MAX_PROPERTIES:
+        violations.append(FieldViolation("properties", f"at most {MAX_PROPERTIES} keys"))
+    for key, value in props.items():
+        field = f"properties.{key}"
+        if not _KEY_RE.match(key):
+            violations.append(FieldViolation("properties", f"invalid key {key[:64]!r}: 1-64 characters of [A-Za-z0-9_.-]"))
+            continue
+        if isinstance(value, list):
+            if len(value) > MAX_ARRAY_ITEMS:
+                violations.append(FieldViolation(field, f"arrays hold at most {MAX_ARRAY_ITEMS} items"))
+                continue
+            items = []
+            for item in value:
+                norm, err = _scalar(item)
+                if err:
+                    violations.append(FieldViolation(field, f"array items: {err}"))
+                    break
+                items.append(norm)
+            out[key] = items
+            continue
+        norm, err = _scalar(value)
+        if err:
+            violations.append(FieldViolation(field, err))
+        else:
+            out[key] = norm
+    if not violations and len(json.dumps(out, separators=(",", ":"))) > MAX_PROPERTIES_BYTES:
+        violations.append(FieldViolation("properties", f"at most {MAX_PROPERTIES_BYTES} bytes serialized"))
+    return out, violations
+
+
+def check_event(draft: EventDraft, now_us: int, max_future_skew_s: int) -> tuple[NewEvent | None, list[FieldViolation]]:
+    """The event to store, or the violations that reject it."""
+    violations: list[FieldViolation] = []
+    if draft.timestamp_us > now_us + max_future_skew_s * 1_000_000:
+        violations.append(FieldViolation("timestamp", f"must not be more than {max_future_skew_s} s in the future"))
+    if (draft.external_cost_amount is None) != (draft.external_cost_currency is None):
+        violations.append(
+            FieldViolation("external_cost_currency", "external_cost_amount and external_cost_currency go together")
+        )
+    properties, prop_violations = normalize_properties(draft.properties)
+    violations += prop_violations
+    if violations:
+        return None, violations
+    event = NewEvent(
+        customer_id=draft.customer_id,
+        metric_key=draft.metric_key,
+        timestamp_us=draft.timestamp_us,
+        quantity=canonical_decimal(draft.quantity or "1"),
+        idempotency_key=draft.idempotency_key,
+        product_id=draft.product_id,
+        subscription_id=draft.subscription_id,
+        price_key=draft.price_key,
+        external_cost_amount=(
+            canonical_decimal(draft.external_cost_amount) if draft.external_cost_amount is not None else None
+        ),
+        external_cost_currency=draft.external_cost_currency,
+        wallet_currency=draft.wallet_currency,
+        properties=properties,
+    )
+    return event, []
+
+
+class Ingestion:
+    def __init__(self, storage: Storage, max_future_skew_s: int) -> None:
+        self._storage = storage
+        self._skew = max_future_skew_s
+
+    def ingest(
+        self, org: str, drafts: list[EventDraft | tuple[FieldViolation, ...]], now_us: int
+    ) -> list[EventResult]:
+        """One result per draft, in order. A tuple of violations stands for an event already rejected."""
+        results: list[EventResult | None] = [None] * len(drafts)
+        valid: list[tuple[int, NewEvent]] = []
+        for i, draft in enumerate(drafts):
+            if isinstance(draft, tuple):
+                results[i] = EventResult(i, "REJECTED", violations=draft)
+                continue
+            event, violations = check_event(draft, now_us, self._skew)
+            if event is None:
+                results[i] = EventResult(i, "REJECTED", violations=tuple(violations))
+            else:
+                valid.append((i, event))
+        if valid:
+            outcomes: list[IngestOutcome] = self._storage.ingest(org, [e for _, e in valid], now_us)
+            for (i, _), outcome in zip(valid, outcomes, strict=True):
+                results[i] = EventResult(i, outcome.status, outcome.event_id)
+        return [r for r in results if r is not None]

@@ -1,0 +1,241 @@
+"""The three read questions: one customer's events of an aggregator (offset pages with a total),
+the organization's events (signed keyset cursors), and bucketed aggregates with top-N folding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+
+from server.domain import (
+    AggregateQuery,
+    CustomerEventQuery,
+    EventFilters,
+    PropertyFilter,
+    StoredEvent,
+)
+from server.errors import InvalidArgument, NotFound
+from server.logic import buckets
+from server.logic.cursors import CursorCodec, fingerprint
+from server.storage.interface import Storage
+
+DEFAULT_TAKE = 50
+DEFAULT_LIMIT = 25
+MAX_LIMIT = 100
+DEFAULT_TOP = 8
+OTHER_KEY = "Other"
+_METRIC_KEY_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}$")
+
+
+@dataclasses.dataclass(frozen=True)
+class CustomerEventsRequest:
+    customer_id: str
+    aggregator_id: str
+    start_us: int
+    end_us: int
+    aggregator_filter_id: str | None = None
+    take: int | None = None
+    skip: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class NamedEvent:
+    event: StoredEvent
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CustomerEventsPage:
+    total: int
+    skipped: int
+    events: list[NamedEvent]
+
+
+@dataclasses.dataclass(frozen=True)
+class FilterRequest:
+    """Filters as the caller sent them: metric keys may still be comma-separated."""
+
+    customer_id: str | None = None
+    product_id: str | None = None
+    subscription_id: str | None = None
+    metric_key: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class ListEventsRequest:
+    filters: FilterRequest
+    occurred_after_us: int | None = None
+    occurred_before_us: int | None = None
+    limit: int | None = None
+    cursor: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class EventsPage:
+    events: list[StoredEvent]
+    cursor: str
+
+
+@dataclasses.dataclass(frozen=True)
+class AggregateRequest:
+    bucket: str
+    since_us: int
+    filters: FilterRequest
+    until_us: int | None = None
+    metric: str = ""
+    group_by: str = ""
+    top: int | None = None
+    time_zone: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Series:
+    key: str
+    other: bool
+    total: float
+    values: list[float]
+
+
+@dataclasses.dataclass(frozen=True)
+class AggregateResult:
+    bucket: str
+    group_by: str
+    metric: str
+    since: dt.datetime
+    until: dt.datetime
+    starts: tuple[dt.datetime, ...]
+    series: list[Series]
+
+
+def parse_metric_keys(values: tuple[str, ...] | list[str], field: str = "metric_key") -> tuple[str, ...]:
+    """Repeated and comma-separated metric keys -> a sorted set; empty pieces are ignored."""
+    keys: set[str] = set()
+    for i, value in enumerate(values):
+        for piece in value.split(","):
+            piece = piece.strip()
+            if not piece:
+                continue
+            if not _METRIC_KEY_RE.match(piece):
+                raise InvalidArgument.field(
+                    f"{field}[{i}]", f"invalid metric key {piece[:64]!r}: 1-128 characters of [A-Za-z0-9_.:/-]"
+                )
+            keys.add(piece)
+    return tuple(sorted(keys))
+
+
+def event_name(event: StoredEvent, display_name_property: str) -> str:
+    """The aggregator's display property if a non-empty string, else payload `name`, else the metric key."""
+    for key in (display_name_property, "name"):
+        value = event.properties.get(key) if key else None
+        if isinstance(value, str) and value:
+            return value
+    return event.metric_key
+
+
+class UsageQueries:
+    def __init__(self, storage: Storage, cursors: CursorCodec, max_aggregate_buckets: int) -> None:
+        self._storage = storage
+        self._cursors = cursors
+        self._max_buckets = max_aggregate_buckets
+
+    def list_customer_events(self, org: str, req: CustomerEventsRequest, timeout_s: float | None) -> CustomerEventsPage:
+        if req.end_us <= req.start_us:
+            raise InvalidArgument.field("end_date", "must be after start_date")
+        if self._storage.get_customer(org, req.customer_id) is None:
+            raise NotFound("Customer not found", resource="customer")
+        aggregator = self._storage.get_aggregator(org, req.aggregator_id)
+        if aggregator is None:
+            raise NotFound("Aggregator not found", resource="aggregator")
+        filters: list[PropertyFilter] = [aggregator.filter] if aggregator.filter else []
+        if req.aggregator_filter_id is not None:
+            extra = self._storage.get_aggregator_filter(org, req.aggregator_filter_id)
+            if extra is None or extra.aggregator_id != aggregator.id:
+                raise NotFound("Aggregator filter not found", resource="aggregator_filter")
+            filters.append(extra.filter)
+        take = DEFAULT_TAKE if req.take is None else req.take
+        skip = req.skip or 0
+        query = CustomerEventQuery(req.customer_id, aggregator.event_type, req.start_us, req.end_us, tuple(filters))
+        total, rows = self._storage.customer_events(org, query, take, skip, timeout_s)
+        named = [NamedEvent(e, event_name(e, aggregator.display_name_property)) for e in rows]
+        return CustomerEventsPage(total=total, skipped=skip, events=named)
+
+    def list_events(self, org: str, req: ListEventsRequest, timeout_s: float | None) -> EventsPage:
+        filters = _event_filters(req.filters, req.occurred_after_us, req.occurred_before_us, "occurred_before")
+        limit = min(req.limit or DEFAULT_LIMIT, MAX_LIMIT)
+        bound = fingerprint(org, "ListUsageEvents", dataclasses.asdict(filters))
+        after: tuple[int, str] | None = None
+        if req.cursor:
+            position = self._cursors.decode(req.cursor, bound)
+            if len(position) != 2 or not isinstance(position[0], int) or not isinstance(position[1], str):
+                raise InvalidArgument.field("cursor", "invalid cursor")
+            after = (position[0], position[1])
+        rows = self._storage.list_events(org, filters, after, limit + 1, timeout_s)
+        page, more = rows[:limit], len(rows) > limit
+        cursor = self._cursors.encode(bound, [page[-1].timestamp_us, page[-1].id]) if more else ""
+        return EventsPage(page, cursor)
+
+    def aggregate(self, org: str, req: AggregateRequest, timeout_s: float | None, now: dt.datetime) -> AggregateResult:
+        tz = buckets.zone(req.time_zone)
+        metric = req.metric or "count"
+        group_by = req.group_by or "none"
+        top = DEFAULT_TOP if req.top is None else req.top
+        since = buckets.from_us(req.since_us)
+        until = buckets.from_us(req.until_us) if req.until_us is not None else now
+        if until <= since:
+            raise InvalidArgument.field("until", "must be after since (until defaults to now)")
+        plan, since = buckets.plan(req.bucket, tz, since, until, self._max_buckets)
+        filters = _event_filters(req.filters, None, None, "until")
+        query = AggregateQuery(
+            since_us=buckets.to_us(since),
+            until_us=buckets.to_us(until),
+            bucket=req.bucket,  # type: ignore[arg-type]
+            segments=buckets.offset_segments(tz, since, until),
+            metric=metric,  # type: ignore[arg-type]
+            group_by=group_by,
+            filters=filters,
+        )
+        rows = self._storage.aggregate(org, query, timeout_s)
+        index = plan.index_of()
+        dense: dict[str, list[float]] = {}
+        if group_by == "none":
+            dense[""] = [0.0] * len(plan.starts)
+        for row in rows:
+            values = dense.setdefault(row.group, [0.0] * len(plan.starts))
+            values[index[row.bucket_key]] += row.value
+        return AggregateResult(
+            bucket=req.bucket,
+            group_by=group_by,
+            metric=metric,
+            since=since,
+            until=until,
+            starts=plan.starts,
+            series=fold_top(dense, top),
+        )
+
+
+def fold_top(dense: dict[str, list[float]], top: int) -> list[Series]:
+    """Rank series by total (desc, then key asc); keep `top`, fold the rest point by point into Other."""
+    ranked = sorted(((sum(v), k, v) for k, v in dense.items()), key=lambda t: (-t[0], t[1]))
+    kept = ranked if top == 0 else ranked[:top]
+    series = [Series(k, False, total, v) for total, k, v in kept]
+    folded = ranked[len(kept) :]
+    if folded:
+        points = [sum(col) for col in zip(*(v for _, _, v in folded), strict=True)]
+        series.append(Series(OTHER_KEY, True, sum(points), points))
+    return series
+
+
+def _event_filters(
+    f: FilterRequest, after_us: int | None, before_us: int | None, before_field: str
+) -> EventFilters:
+    if after_us is not None and before_us is not None and before_us <= after_us:
+        raise InvalidArgument.field(before_field, "must be after occurred_after")
+    return EventFilters(
+        customer_id=f.customer_id,
+        product_id=f.product_id,
+        subscription_id=f.subscription_id,
+        metric_keys=parse_metric_keys(f.metric_key),
+        occurred_after_us=after_us,
+        occurred_before_us=before_us,
+    )

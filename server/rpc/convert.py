@@ -1,0 +1,151 @@
+"""Proto <-> domain conversions: timestamps (microseconds), Struct/Value (JSON values), filters,
+catalog resources and events. Pure functions, no logic."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from usage.v1 import catalog_pb2, events_pb2
+
+from server.domain import Aggregator, AggregatorFilter, Condition, Customer, PropertyFilter, StoredEvent
+
+_US = 1_000_000
+
+
+def ts_to_us(ts: timestamp_pb2.Timestamp) -> int:
+    # Sub-microsecond precision is dropped: both databases store microseconds.
+    return ts.seconds * _US + ts.nanos // 1000
+
+
+def us_to_ts(us: int) -> timestamp_pb2.Timestamp:
+    seconds, micros = divmod(us, _US)
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=micros * 1000)
+
+
+def struct_to_dict(s: struct_pb2.Struct) -> dict[str, Any]:
+    return json_format.MessageToDict(s)
+
+
+def dict_to_struct(d: dict[str, Any]) -> struct_pb2.Struct:
+    s = struct_pb2.Struct()
+    s.update(d)
+    return s
+
+
+def value_to_python(v: struct_pb2.Value, present: bool) -> Any:
+    if not present or v.WhichOneof("kind") in (None, "null_value"):
+        return None
+    return json_format.MessageToDict(v)
+
+
+def python_to_value(v: Any) -> struct_pb2.Value:
+    out = struct_pb2.Value()
+    if v is None:
+        out.null_value = struct_pb2.NULL_VALUE
+    else:
+        json_format.ParseDict(v, out)
+    return out
+
+
+def filter_from_proto(f: catalog_pb2.Filter) -> PropertyFilter:
+    return PropertyFilter(
+        conditional="or" if f.conditional == "or" else "and",
+        conditions=tuple(
+            Condition(c.property, c.operator, value_to_python(c.value, c.HasField("value")))  # type: ignore[arg-type]
+            for c in f.fields
+        ),
+    )
+
+
+def filter_to_proto(f: PropertyFilter) -> catalog_pb2.Filter:
+    fields = []
+    for c in f.conditions:
+        field = catalog_pb2.FilterField(property=c.property, operator=c.operator)
+        if c.value is not None:
+            field.value.CopyFrom(python_to_value(c.value))
+        fields.append(field)
+    return catalog_pb2.Filter(conditional=f.conditional, fields=fields)
+
+
+def customer_to_proto(c: Customer) -> catalog_pb2.Customer:
+    return catalog_pb2.Customer(id=c.id, name=c.name, created_at=us_to_ts(c.created_at_us))
+
+
+def customer_from_proto(c: catalog_pb2.Customer) -> Customer:
+    return Customer(id=c.id, name=c.name)
+
+
+def aggregator_from_proto(a: catalog_pb2.Aggregator) -> Aggregator:
+    return Aggregator(
+        id=a.id,
+        name=a.name,
+        event_type=a.event_type,
+        operation=a.operation,  # type: ignore[arg-type]
+        property=a.property,
+        unit_name=a.unit_name,
+        display_name_property=a.display_name_property,
+        filter=filter_from_proto(a.filter) if a.HasField("filter") else None,
+    )
+
+
+def aggregator_to_proto(a: Aggregator) -> catalog_pb2.Aggregator:
+    out = catalog_pb2.Aggregator(
+        id=a.id,
+        name=a.name,
+        event_type=a.event_type,
+        operation=a.operation,
+        property=a.property,
+        unit_name=a.unit_name,
+        display_name_property=a.display_name_property,
+        created_at=us_to_ts(a.created_at_us),
+        updated_at=us_to_ts(a.updated_at_us),
+    )
+    if a.filter is not None:
+        out.filter.CopyFrom(filter_to_proto(a.filter))
+    return out
+
+
+def aggregator_filter_from_proto(f: catalog_pb2.AggregatorFilter) -> AggregatorFilter:
+    return AggregatorFilter(id=f.id, aggregator_id=f.aggregator_id, name=f.name, filter=filter_from_proto(f.filter))
+
+
+def aggregator_filter_to_proto(f: AggregatorFilter) -> catalog_pb2.AggregatorFilter:
+    return catalog_pb2.AggregatorFilter(
+        id=f.id,
+        aggregator_id=f.aggregator_id,
+        name=f.name,
+        filter=filter_to_proto(f.filter),
+        created_at=us_to_ts(f.created_at_us),
+    )
+
+
+def event_to_proto(e: StoredEvent) -> events_pb2.UsageEvent:
+    out = events_pb2.UsageEvent(
+        id=e.id,
+        organization_id=e.organization_id,
+        customer_id=e.customer_id,
+        metric_key=e.metric_key,
+        quantity=e.quantity,
+        timestamp=us_to_ts(e.timestamp_us),
+        ingested_at=us_to_ts(e.ingested_at_us),
+        properties=dict_to_struct(e.properties),
+    )
+    for name in (
+        "product_id",
+        "subscription_id",
+        "price_key",
+        "idempotency_key",
+        "external_cost_amount",
+        "external_cost_currency",
+        "wallet_currency",
+    ):
+        value = getattr(e, name)
+        if value is not None:
+            setattr(out, name, value)
+    return out
+
+
+def optional(msg: Any, field: str) -> Any:
+    """The value of a proto3 `optional` field, or None when unset."""
+    return getattr(msg, field) if msg.HasField(field) else None

@@ -1,0 +1,91 @@
+"""Server interceptors: authentication (every RPC but health and reflection) and the one mapping of
+domain errors to gRPC statuses with rich details. Servicers read the caller's organization with
+`current_org()` and never set codes themselves.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from server.auth import TokenVerifier
+from server.errors import ERROR_DOMAIN, Internal, NotFound, ServiceError
+
+log = logging.getLogger(__name__)
+
+_ORG: contextvars.ContextVar[str] = contextvars.ContextVar("usage_org")
+_PUBLIC_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+
+
+def current_org() -> str:
+    """The organization of the RPC being served (set by the auth interceptor)."""
+    return _ORG.get()
+
+
+def to_status(error: ServiceError) -> grpc.Status:
+    """A gRPC status with ErrorInfo (stable reason) and, for invalid input, BadRequest violations."""
+    details = []
+    metadata = {"resource": error.resource} if isinstance(error, NotFound) and error.resource else {}
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=metadata)
+    details.append(info)
+    if error.violations:
+        details.append(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                    for v in error.violations
+                ]
+            )
+        )
+    packed = []
+    for d in details:
+        a = any_pb2.Any()
+        a.Pack(d)
+        packed.append(a)
+    code = getattr(code_pb2, error.code.name)
+    return rpc_status.to_status(status_pb2.Status(code=code, message=error.message, details=packed))
+
+
+class ServiceInterceptor(grpc.ServerInterceptor):
+    """Authenticates the caller, then runs the handler with domain errors mapped to statuses."""
+
+    def __init__(self, verifier: TokenVerifier) -> None:
+        self._verifier = verifier
+
+    def intercept_service(self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails) -> Any:
+        handler = continuation(details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method = details.method
+        if method.startswith(_PUBLIC_PREFIXES):
+            return handler
+        inner = handler.unary_unary
+        verifier = self._verifier
+
+        def behavior(request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                metadata = dict(context.invocation_metadata())
+                org = verifier.organization(metadata.get("authorization"))
+                token = _ORG.set(org)
+                try:
+                    return inner(request, context)
+                finally:
+                    _ORG.reset(token)
+            except ServiceError as exc:
+                context.abort_with_status(to_status(exc))
+            except Exception:
+                log.exception("unexpected error in %s", method)
+                context.abort_with_status(to_status(Internal()))
+
+        return grpc.unary_unary_rpc_method_handler(
+            behavior,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

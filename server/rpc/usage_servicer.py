@@ -1,0 +1,179 @@
+"""UsageService adapter: validates and translates requests, calls the logic, builds responses."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import grpc
+from usage.v1 import pagination_pb2
+from usage.v1 import usage_service_pb2 as pb
+from usage.v1 import usage_service_pb2_grpc as pb_grpc
+
+from server.errors import FieldViolation, InvalidArgument
+
+from server.logic.buckets import to_us
+from server.logic.ingest import EventDraft, Ingestion
+from server.logic.queries import (
+    AggregateRequest,
+    CustomerEventsRequest,
+    FilterRequest,
+    ListEventsRequest,
+    UsageQueries,
+)
+from server.rpc import convert, validation
+from server.rpc.convert import optional
+from server.rpc.interceptors import current_org
+
+
+def remaining(context: grpc.ServicerContext, cap_s: float) -> float:
+    """The time a query may take: the RPC's remaining deadline, at most `cap_s`."""
+    left = context.time_remaining()
+    return cap_s if left is None else max(0.001, min(left, cap_s))
+
+
+def _filters(request: pb.ListUsageEventsRequest | pb.AggregateUsageRequest) -> FilterRequest:
+    return FilterRequest(
+        customer_id=optional(request, "customer_id"),
+        product_id=optional(request, "product_id"),
+        subscription_id=optional(request, "subscription_id"),
+        metric_key=tuple(request.metric_key),
+    )
+
+
+class UsageServicer(pb_grpc.UsageServiceServicer):
+    def __init__(self, queries: UsageQueries, ingestion: Ingestion, query_timeout_s: float) -> None:
+        self._queries = queries
+        self._ingestion = ingestion
+        self._timeout = query_timeout_s
+
+    def ListCustomerUsageEvents(self, request, context):  # noqa: N802 (gRPC method name)
+        validation.check(request)
+        page = self._queries.list_customer_events(
+            current_org(),
+            CustomerEventsRequest(
+                customer_id=request.id,
+                aggregator_id=request.aggregator_id,
+                start_us=convert.ts_to_us(request.start_date),
+                end_us=convert.ts_to_us(request.end_date),
+                aggregator_filter_id=optional(request, "aggregator_filter_id"),
+                take=optional(request, "take"),
+                skip=optional(request, "skip"),
+            ),
+            remaining(context, self._timeout),
+        )
+        return pb.ListCustomerUsageEventsResponse(
+            meta=pb.PageMeta(total=page.total, taken=len(page.events), skipped=page.skipped),
+            data=[
+                pb.CustomerUsageEvent(
+                    id=n.event.id,
+                    name=n.name,
+                    timestamp=convert.us_to_ts(n.event.timestamp_us),
+                    payload=convert.dict_to_struct(n.event.properties),
+                )
+                for n in page.events
+            ],
+        )
+
+    def ListUsageEvents(self, request, context):  # noqa: N802
+        validation.check(request)
+        page = self._queries.list_events(
+            current_org(),
+            ListEventsRequest(
+                filters=_filters(request),
+                occurred_after_us=(
+                    convert.ts_to_us(request.occurred_after) if request.HasField("occurred_after") else None
+                ),
+                occurred_before_us=(
+                    convert.ts_to_us(request.occurred_before) if request.HasField("occurred_before") else None
+                ),
+                limit=optional(request, "limit"),
+                cursor=request.cursor,
+            ),
+            remaining(context, self._timeout),
+        )
+        return pb.ListUsageEventsResponse(
+            data=[convert.event_to_proto(e) for e in page.events],
+            pagination=pagination_pb2.Pagination(cursor=page.cursor, has_more=bool(page.cursor)),
+        )
+
+    def AggregateUsage(self, request, context):  # noqa: N802
+        validation.check(request)
+        result = self._queries.aggregate(
+            current_org(),
+            AggregateRequest(
+                bucket=request.bucket,
+                since_us=convert.ts_to_us(request.since),
+                until_us=convert.ts_to_us(request.until) if request.HasField("until") else None,
+                metric=request.metric,
+                group_by=request.group_by,
+                filters=_filters(request),
+                top=optional(request, "top"),
+                time_zone=request.time_zone,
+            ),
+            remaining(context, self._timeout),
+            dt.datetime.now(dt.UTC),
+        )
+        starts = [convert.us_to_ts(to_us(s)) for s in result.starts]
+        return pb.AggregateUsageResponse(
+            bucket=result.bucket,
+            group_by=result.group_by,
+            metric=result.metric,
+            since=convert.us_to_ts(to_us(result.since)),
+            until=convert.us_to_ts(to_us(result.until)),
+            series=[
+                pb.AggregateSeries(
+                    key=s.key,
+                    other=s.other,
+                    total=s.total,
+                    points=[pb.AggregatePoint(start=st, value=v) for st, v in zip(starts, s.values, strict=True)],
+                )
+                for s in result.series
+            ],
+        )
+
+    def IngestUsageEvents(self, request, context):  # noqa: N802
+        # Violations inside events[i] reject that event only; any other violation rejects the batch.
+        by_event: dict[int, list[FieldViolation]] = {}
+        batch_level: list[FieldViolation] = []
+        for v in validation.violations(request):
+            head, _, rest = v.field.partition(".")
+            if head.startswith("events[") and rest:
+                by_event.setdefault(int(head[7:-1]), []).append(FieldViolation(rest, v.description))
+            else:
+                batch_level.append(v)
+        if batch_level:
+            raise InvalidArgument.of(batch_level)
+        drafts: list[EventDraft | tuple[FieldViolation, ...]] = []
+        for i, e in enumerate(request.events):
+            if i in by_event:
+                drafts.append(tuple(by_event[i]))
+                continue
+            drafts.append(
+                EventDraft(
+                    customer_id=e.customer_id,
+                    metric_key=e.metric_key,
+                    timestamp_us=convert.ts_to_us(e.timestamp),
+                    quantity=e.quantity,
+                    properties=convert.struct_to_dict(e.properties),
+                    idempotency_key=optional(e, "idempotency_key"),
+                    product_id=optional(e, "product_id"),
+                    subscription_id=optional(e, "subscription_id"),
+                    price_key=optional(e, "price_key"),
+                    external_cost_amount=optional(e, "external_cost_amount"),
+                    external_cost_currency=optional(e, "external_cost_currency"),
+                    wallet_currency=optional(e, "wallet_currency"),
+                )
+            )
+        results = self._ingestion.ingest(current_org(), drafts, time.time_ns() // 1000)
+        return pb.IngestUsageEventsResponse(
+            results=[
+                pb.IngestResult(
+                    index=r.index,
+                    status=r.status,
+                    event_id=r.event_id,
+                    violations=[pb.EventViolation(field=v.field, description=v.description) for v in r.violations],
+                )
+                for r in results
+            ]
+        )
