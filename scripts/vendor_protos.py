@@ -185,7 +185,10 @@ class _Printer:
             opts = self._options(v.options, "EnumValueOptions")
             suffix = f" [{', '.join(opts)}]" if opts else ""
             self.out.append(f"{indent}  {v.name} = {v.number}{suffix};")
-        ranges = [descriptor_pb2.DescriptorProto.ReservedRange(start=r.start, end=r.end + 1) for r in e.reserved_range]
+        ranges = [
+            descriptor_pb2.DescriptorProto.ReservedRange(start=r.start, end=r.end + 1)
+            for r in e.reserved_range
+        ]
         self._ranges("reserved", ranges, indent + "  ")
         if e.reserved_name:
             self.out.append(f"{indent}  reserved {', '.join(json.dumps(n) for n in e.reserved_name)};")

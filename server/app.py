@@ -80,10 +80,14 @@ def create_server(settings: Settings, storage: SqlStorage, address: str | None =
         ),
         server,
     )
-    catalog_service_pb2_grpc.add_CatalogServiceServicer_to_server(CatalogServicer(Catalog(storage, cursors)), server)
+    catalog_service_pb2_grpc.add_CatalogServiceServicer_to_server(
+        CatalogServicer(Catalog(storage, cursors)), server
+    )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
     port = server.add_insecure_port(address or f"{settings.host}:{settings.port}")
     if port == 0:
         raise OSError(f"could not bind {address or f'{settings.host}:{settings.port}'}")

@@ -18,7 +18,15 @@ from server.config import Settings
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
-    for name in ("database_url", "data_dir", "host", "port", "max_workers", "jwt_secret", "max_aggregate_buckets"):
+    for name in (
+        "database_url",
+        "data_dir",
+        "host",
+        "port",
+        "max_workers",
+        "jwt_secret",
+        "max_aggregate_buckets",
+    ):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
@@ -26,10 +34,16 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--database-url", dest="database_url", help="SQLAlchemy URL (env USAGE_DATABASE_URL); "
-                   "default: embedded SQLite in --data-dir")
-    p.add_argument("--data-dir", dest="data_dir", help="directory of the embedded database and secrets "
-                   "(env USAGE_DATA_DIR, default ./usage-data)")
+    p.add_argument(
+        "--database-url",
+        dest="database_url",
+        help="SQLAlchemy URL (env USAGE_DATABASE_URL); default: embedded SQLite in --data-dir",
+    )
+    p.add_argument(
+        "--data-dir",
+        dest="data_dir",
+        help="directory of the embedded database and secrets (env USAGE_DATA_DIR, default ./usage-data)",
+    )
     p.add_argument("--jwt-secret", dest="jwt_secret", help="HS256 secret (env USAGE_JWT_SECRET)")
 
 
@@ -49,8 +63,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         summary = load_demo(storage)
         _print_demo(settings, running.port, summary)
     running.server.start()
-    logging.getLogger("usage-service").info("serving on %s:%d (%s)", settings.host, running.port,
-                                            "embedded SQLite" if settings.is_embedded else "PostgreSQL")
+    logging.getLogger("usage-service").info(
+        "serving on %s:%d (%s)",
+        settings.host,
+        running.port,
+        "embedded SQLite" if settings.is_embedded else "PostgreSQL",
+    )
     print(f"usage-service listening on {settings.host}:{running.port}", flush=True)
     stop = threading.Event()
 
@@ -79,8 +97,9 @@ def _print_demo(settings: Settings, port: int, summary: dict[str, Any]) -> None:
     start = (now - dt.timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
     end = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     h = '-H "authorization: Bearer $TOKEN"'
-    print(f"""
-Demo data loaded: {summary['events']} events, organizations {', '.join(summary['organizations'])}.
+    print(
+        f"""
+Demo data loaded: {summary["events"]} events, organizations {", ".join(summary["organizations"])}.
 Demo token for organization {org} (valid 30 days):
 
   export TOKEN={token}
@@ -93,7 +112,9 @@ Try (grpcurl, server reflection is on):
   grpcurl -plaintext {h} -d '{{"bucket":"day","since":"{start}","group_by":"metric_key","top":3,"time_zone":"Europe/Paris"}}' {addr} usage.v1.UsageService/AggregateUsage
   grpcurl -plaintext {h} -d '{{"events":[{{"customer_id":"{cust}","metric_key":"api_call","timestamp":"{end}","idempotency_key":"try-1"}}]}}' {addr} usage.v1.UsageService/IngestUsageEvents
   grpcurl -plaintext {h} -d '{{}}' {addr} usage.v1.CatalogService/ListAggregators
-""", flush=True)
+""",
+        flush=True,
+    )
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -120,10 +141,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the gRPC server")
     _add_common(serve)
     serve.add_argument("--host", help="listen address (env USAGE_HOST, default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="listen port, 0 for any free one (env USAGE_PORT, default 50051)")
-    serve.add_argument("--max-workers", dest="max_workers", type=int, help="RPC threads (env USAGE_MAX_WORKERS)")
-    serve.add_argument("--max-aggregate-buckets", dest="max_aggregate_buckets", type=int,
-                       help="bucket cap of AggregateUsage (env USAGE_MAX_AGGREGATE_BUCKETS, default 1000)")
+    serve.add_argument(
+        "--port", type=int, help="listen port, 0 for any free one (env USAGE_PORT, default 50051)"
+    )
+    serve.add_argument(
+        "--max-workers", dest="max_workers", type=int, help="RPC threads (env USAGE_MAX_WORKERS)"
+    )
+    serve.add_argument(
+        "--max-aggregate-buckets",
+        dest="max_aggregate_buckets",
+        type=int,
+        help="bucket cap of AggregateUsage (env USAGE_MAX_AGGREGATE_BUCKETS, default 1000)",
+    )
     serve.add_argument("--demo", action="store_true", help="load demo data and print a token and examples")
     serve.add_argument("--migrate", action="store_true", help="apply pending migrations before serving")
     serve.set_defaults(func=cmd_serve)

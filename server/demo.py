@@ -24,25 +24,46 @@ def _catalog(storage: SqlStorage, org: str) -> None:
         storage.create_customer(org, Customer(f"cus_{i:03d}", f"Customer {i:03d}"))
     storage.create_aggregator(
         org,
-        Aggregator("agg_api_calls", "API calls", "api_call", "count", unit_name="calls",
-                   display_name_property="endpoint"),
+        Aggregator(
+            "agg_api_calls",
+            "API calls",
+            "api_call",
+            "count",
+            unit_name="calls",
+            display_name_property="endpoint",
+        ),
     )
     storage.create_aggregator(
         org,
-        Aggregator("agg_eu_api_calls", "API calls in the EU", "api_call", "count", unit_name="calls",
-                   filter=PropertyFilter("and", (Condition("region", "equals", "eu-west"),))),
+        Aggregator(
+            "agg_eu_api_calls",
+            "API calls in the EU",
+            "api_call",
+            "count",
+            unit_name="calls",
+            filter=PropertyFilter("and", (Condition("region", "equals", "eu-west"),)),
+        ),
     )
-    storage.create_aggregator(
-        org, Aggregator("agg_storage", "Storage", "storage_gb", "sum", unit_name="GB")
+    storage.create_aggregator(org, Aggregator("agg_storage", "Storage", "storage_gb", "sum", unit_name="GB"))
+    storage.create_aggregator_filter(
+        org,
+        AggregatorFilter(
+            "flt_get",
+            "agg_api_calls",
+            "GET requests",
+            PropertyFilter("and", (Condition("method", "equals", "GET"),)),
+        ),
     )
     storage.create_aggregator_filter(
-        org, AggregatorFilter("flt_get", "agg_api_calls", "GET requests",
-                              PropertyFilter("and", (Condition("method", "equals", "GET"),))),
-    )
-    storage.create_aggregator_filter(
-        org, AggregatorFilter("flt_slow", "agg_api_calls", "Slow requests",
-                              PropertyFilter("or", (Condition("latency_ms", "gte", 500),
-                                                    Condition("status", "in", [500, 503])))),
+        org,
+        AggregatorFilter(
+            "flt_slow",
+            "agg_api_calls",
+            "Slow requests",
+            PropertyFilter(
+                "or", (Condition("latency_ms", "gte", 500), Condition("status", "in", [500, 503]))
+            ),
+        ),
     )
 
 
@@ -53,8 +74,12 @@ def _event(rng: random.Random, now_us: int, org: str, n: int) -> NewEvent:
     props: dict[str, Any] = {"region": rng.choice(REGIONS)}
     quantity = "1"
     if metric == "api_call":
-        props.update(endpoint=rng.choice(ENDPOINTS), method=rng.choice(["GET", "GET", "POST"]),
-                     status=rng.choice([200] * 20 + [404, 500, 503]), latency_ms=int(rng.expovariate(1 / 120)))
+        props.update(
+            endpoint=rng.choice(ENDPOINTS),
+            method=rng.choice(["GET", "GET", "POST"]),
+            status=rng.choice([200] * 20 + [404, 500, 503]),
+            latency_ms=int(rng.expovariate(1 / 120)),
+        )
     elif metric == "storage_gb":
         quantity = f"{rng.uniform(0.1, 50):.3f}"
     elif metric == "compute_seconds":

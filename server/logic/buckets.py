@@ -101,7 +101,9 @@ def bucket_key(bucket: str, tz: ZoneInfo, start: dt.datetime) -> int:
     return (local_day - _FIRST_MONDAY).days // 7
 
 
-def plan(bucket: str, tz: ZoneInfo, since: dt.datetime, until: dt.datetime, max_buckets: int) -> tuple[BucketPlan, dt.datetime]:
+def plan(
+    bucket: str, tz: ZoneInfo, since: dt.datetime, until: dt.datetime, max_buckets: int
+) -> tuple[BucketPlan, dt.datetime]:
     """Buckets covering [since, until), at most `max_buckets` of them.
 
     When the window needs more, `until` is kept and `since` moves forward to the start of the

@@ -14,7 +14,15 @@ from server.storage.interface import Storage
 DEFAULT_LIMIT = 25
 MAX_LIMIT = 100
 MAX_FILTERS_PER_AGGREGATOR = 100
-MUTABLE_AGGREGATOR_FIELDS = ("name", "event_type", "operation", "property", "unit_name", "display_name_property", "filter")
+MUTABLE_AGGREGATOR_FIELDS = (
+    "name",
+    "event_type",
+    "operation",
+    "property",
+    "unit_name",
+    "display_name_property",
+    "filter",
+)
 _SCALAR_OPERATORS = {"equals", "not_equals"}
 _LIST_OPERATORS = {"in", "not_in"}
 _ORDER_OPERATORS = {"gt", "gte", "lt", "lte"}
@@ -36,7 +44,9 @@ def check_filter(flt: PropertyFilter, field: str) -> None:
         elif c.operator in _LIST_OPERATORS and not (
             isinstance(v, list) and 0 < len(v) <= 100 and all(_is_scalar(x, allow_null=False) for x in v)
         ):
-            violations.append(FieldViolation(path, f"{c.operator} takes a list of 1-100 strings, numbers or booleans"))
+            violations.append(
+                FieldViolation(path, f"{c.operator} takes a list of 1-100 strings, numbers or booleans")
+            )
     if violations:
         raise InvalidArgument.of(violations)
 
@@ -94,7 +104,8 @@ class Catalog:
         unknown = [p for p in mask if p not in MUTABLE_AGGREGATOR_FIELDS]
         if unknown:
             raise InvalidArgument.field(
-                "update_mask", f"cannot update {unknown[0]!r}; updatable: {', '.join(MUTABLE_AGGREGATOR_FIELDS)}"
+                "update_mask",
+                f"cannot update {unknown[0]!r}; updatable: {', '.join(MUTABLE_AGGREGATOR_FIELDS)}",
             )
         current = self.get_aggregator(org, changes.id)
         paths = mask or list(MUTABLE_AGGREGATOR_FIELDS)
@@ -121,7 +132,8 @@ class Catalog:
         self.get_aggregator(org, flt.aggregator_id)
         if len(self._storage.list_aggregator_filters(org, flt.aggregator_id)) >= MAX_FILTERS_PER_AGGREGATOR:
             raise InvalidArgument.field(
-                "aggregator_filter.aggregator_id", f"an aggregator has at most {MAX_FILTERS_PER_AGGREGATOR} filters"
+                "aggregator_filter.aggregator_id",
+                f"an aggregator has at most {MAX_FILTERS_PER_AGGREGATOR} filters",
             )
         return self._storage.create_aggregator_filter(org, flt)
 

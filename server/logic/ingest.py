@@ -52,7 +52,7 @@ class EventResult:
 
 def _scalar(value: Any) -> tuple[JsonValue, str | None]:
     """A property scalar in canonical form (integral floats become ints), or an error."""
-    if isinstance(value, bool) or isinstance(value, str):
+    if isinstance(value, bool | str):
         return value, None
     if isinstance(value, int | float):
         if not math.isfinite(value):
@@ -73,7 +73,9 @@ def normalize_properties(props: dict[str, Any]) -> tuple[dict[str, JsonValue], l
     for key, value in props.items():
         field = f"properties.{key}"
         if not _KEY_RE.match(key):
-            violations.append(FieldViolation("properties", f"invalid key {key[:64]!r}: 1-64 characters of [A-Za-z0-9_.-]"))
+            violations.append(
+                FieldViolation("properties", f"invalid key {key[:64]!r}: 1-64 characters of [A-Za-z0-9_.-]")
+            )
             continue
         if isinstance(value, list):
             if len(value) > MAX_ARRAY_ITEMS:
@@ -98,14 +100,20 @@ def normalize_properties(props: dict[str, Any]) -> tuple[dict[str, JsonValue], l
     return out, violations
 
 
-def check_event(draft: EventDraft, now_us: int, max_future_skew_s: int) -> tuple[NewEvent | None, list[FieldViolation]]:
+def check_event(
+    draft: EventDraft, now_us: int, max_future_skew_s: int
+) -> tuple[NewEvent | None, list[FieldViolation]]:
     """The event to store, or the violations that reject it."""
     violations: list[FieldViolation] = []
     if draft.timestamp_us > now_us + max_future_skew_s * 1_000_000:
-        violations.append(FieldViolation("timestamp", f"must not be more than {max_future_skew_s} s in the future"))
+        violations.append(
+            FieldViolation("timestamp", f"must not be more than {max_future_skew_s} s in the future")
+        )
     if (draft.external_cost_amount is None) != (draft.external_cost_currency is None):
         violations.append(
-            FieldViolation("external_cost_currency", "external_cost_amount and external_cost_currency go together")
+            FieldViolation(
+                "external_cost_currency", "external_cost_amount and external_cost_currency go together"
+            )
         )
     properties, prop_violations = normalize_properties(draft.properties)
     violations += prop_violations

@@ -118,7 +118,8 @@ def parse_metric_keys(values: tuple[str, ...] | list[str], field: str = "metric_
                 continue
             if not _METRIC_KEY_RE.match(piece):
                 raise InvalidArgument.field(
-                    f"{field}[{i}]", f"invalid metric key {piece[:64]!r}: 1-128 characters of [A-Za-z0-9_.:/-]"
+                    f"{field}[{i}]",
+                    f"invalid metric key {piece[:64]!r}: 1-128 characters of [A-Za-z0-9_.:/-]",
                 )
             keys.add(piece)
     return tuple(sorted(keys))
@@ -139,7 +140,9 @@ class UsageQueries:
         self._cursors = cursors
         self._max_buckets = max_aggregate_buckets
 
-    def list_customer_events(self, org: str, req: CustomerEventsRequest, timeout_s: float | None) -> CustomerEventsPage:
+    def list_customer_events(
+        self, org: str, req: CustomerEventsRequest, timeout_s: float | None
+    ) -> CustomerEventsPage:
         if req.end_us <= req.start_us:
             raise InvalidArgument.field("end_date", "must be after start_date")
         if self._storage.get_customer(org, req.customer_id) is None:
@@ -155,13 +158,17 @@ class UsageQueries:
             filters.append(extra.filter)
         take = DEFAULT_TAKE if req.take is None else req.take
         skip = req.skip or 0
-        query = CustomerEventQuery(req.customer_id, aggregator.event_type, req.start_us, req.end_us, tuple(filters))
+        query = CustomerEventQuery(
+            req.customer_id, aggregator.event_type, req.start_us, req.end_us, tuple(filters)
+        )
         total, rows = self._storage.customer_events(org, query, take, skip, timeout_s)
         named = [NamedEvent(e, event_name(e, aggregator.display_name_property)) for e in rows]
         return CustomerEventsPage(total=total, skipped=skip, events=named)
 
     def list_events(self, org: str, req: ListEventsRequest, timeout_s: float | None) -> EventsPage:
-        filters = _event_filters(req.filters, req.occurred_after_us, req.occurred_before_us, "occurred_before")
+        filters = _event_filters(
+            req.filters, req.occurred_after_us, req.occurred_before_us, "occurred_before"
+        )
         limit = min(req.limit or DEFAULT_LIMIT, MAX_LIMIT)
         bound = fingerprint(org, "ListUsageEvents", dataclasses.asdict(filters))
         after: tuple[int, str] | None = None
@@ -175,7 +182,9 @@ class UsageQueries:
         cursor = self._cursors.encode(bound, [page[-1].timestamp_us, page[-1].id]) if more else ""
         return EventsPage(page, cursor)
 
-    def aggregate(self, org: str, req: AggregateRequest, timeout_s: float | None, now: dt.datetime) -> AggregateResult:
+    def aggregate(
+        self, org: str, req: AggregateRequest, timeout_s: float | None, now: dt.datetime
+    ) -> AggregateResult:
         tz = buckets.zone(req.time_zone)
         metric = req.metric or "count"
         group_by = req.group_by or "none"

@@ -28,16 +28,22 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):
 
     def GetCustomer(self, request, context):  # noqa: N802
         validation.check(request)
-        return pb.GetCustomerResponse(customer=convert.customer_to_proto(self._catalog.get_customer(current_org(), request.id)))
+        return pb.GetCustomerResponse(
+            customer=convert.customer_to_proto(self._catalog.get_customer(current_org(), request.id))
+        )
 
     def ListCustomers(self, request, context):  # noqa: N802
         validation.check(request)
         rows, cursor = self._catalog.list_customers(current_org(), optional(request, "limit"), request.cursor)
-        return pb.ListCustomersResponse(data=[convert.customer_to_proto(c) for c in rows], pagination=_page(cursor))
+        return pb.ListCustomersResponse(
+            data=[convert.customer_to_proto(c) for c in rows], pagination=_page(cursor)
+        )
 
     def CreateAggregator(self, request, context):  # noqa: N802
         validation.check(request)
-        created = self._catalog.create_aggregator(current_org(), convert.aggregator_from_proto(request.aggregator))
+        created = self._catalog.create_aggregator(
+            current_org(), convert.aggregator_from_proto(request.aggregator)
+        )
         return pb.CreateAggregatorResponse(aggregator=convert.aggregator_to_proto(created))
 
     def GetAggregator(self, request, context):  # noqa: N802
@@ -47,8 +53,12 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):
 
     def ListAggregators(self, request, context):  # noqa: N802
         validation.check(request)
-        rows, cursor = self._catalog.list_aggregators(current_org(), optional(request, "limit"), request.cursor)
-        return pb.ListAggregatorsResponse(data=[convert.aggregator_to_proto(a) for a in rows], pagination=_page(cursor))
+        rows, cursor = self._catalog.list_aggregators(
+            current_org(), optional(request, "limit"), request.cursor
+        )
+        return pb.ListAggregatorsResponse(
+            data=[convert.aggregator_to_proto(a) for a in rows], pagination=_page(cursor)
+        )
 
     def UpdateAggregator(self, request, context):  # noqa: N802
         # With an update mask, only the named fields must be valid: the others are not changed.
@@ -56,7 +66,9 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):
         found = [
             v
             for v in validation.violations(request)
-            if not mask or not v.field.startswith("aggregator.") or v.field.split(".")[1].split("[")[0] in mask
+            if not mask
+            or not v.field.startswith("aggregator.")
+            or v.field.split(".")[1].split("[")[0] in mask
         ]
         if found:
             raise InvalidArgument.of(found)
@@ -77,7 +89,9 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):
         created = self._catalog.create_aggregator_filter(
             current_org(), convert.aggregator_filter_from_proto(request.aggregator_filter)
         )
-        return pb.CreateAggregatorFilterResponse(aggregator_filter=convert.aggregator_filter_to_proto(created))
+        return pb.CreateAggregatorFilterResponse(
+            aggregator_filter=convert.aggregator_filter_to_proto(created)
+        )
 
     def ListAggregatorFilters(self, request, context):  # noqa: N802
         validation.check(request)

@@ -107,7 +107,9 @@ def aggregator_to_proto(a: Aggregator) -> catalog_pb2.Aggregator:
 
 
 def aggregator_filter_from_proto(f: catalog_pb2.AggregatorFilter) -> AggregatorFilter:
-    return AggregatorFilter(id=f.id, aggregator_id=f.aggregator_id, name=f.name, filter=filter_from_proto(f.filter))
+    return AggregatorFilter(
+        id=f.id, aggregator_id=f.aggregator_id, name=f.name, filter=filter_from_proto(f.filter)
+    )
 
 
 def aggregator_filter_to_proto(f: AggregatorFilter) -> catalog_pb2.AggregatorFilter:

@@ -11,7 +11,6 @@ from usage.v1 import usage_service_pb2 as pb
 from usage.v1 import usage_service_pb2_grpc as pb_grpc
 
 from server.errors import FieldViolation, InvalidArgument
-
 from server.logic.buckets import to_us
 from server.logic.ingest import EventDraft, Ingestion
 from server.logic.queries import (
@@ -126,7 +125,9 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
                     key=s.key,
                     other=s.other,
                     total=s.total,
-                    points=[pb.AggregatePoint(start=st, value=v) for st, v in zip(starts, s.values, strict=True)],
+                    points=[
+                        pb.AggregatePoint(start=st, value=v) for st, v in zip(starts, s.values, strict=True)
+                    ],
                 )
                 for s in result.series
             ],
@@ -172,7 +173,9 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
                     index=r.index,
                     status=r.status,
                     event_id=r.event_id,
-                    violations=[pb.EventViolation(field=v.field, description=v.description) for v in r.violations],
+                    violations=[
+                        pb.EventViolation(field=v.field, description=v.description) for v in r.violations
+                    ],
                 )
                 for r in results
             ]

@@ -27,7 +27,10 @@ def _path(violation: Any) -> str:
 
 def violations(message: Message) -> list[FieldViolation]:
     """Every constraint the message breaks, with the path of the field and the rule's message."""
-    return [FieldViolation(_path(v), v.proto.message or v.proto.rule_id) for v in _validator.collect_violations(message)]
+    return [
+        FieldViolation(_path(v), v.proto.message or v.proto.rule_id)
+        for v in _validator.collect_violations(message)
+    ]
 
 
 def check(message: Message) -> None:

@@ -42,7 +42,9 @@ def make_engine(url: str, pool_size: int = 10, pool_timeout_s: float = 5.0) -> E
         sa.event.listen(engine, "begin", _sqlite_on_begin)
         return engine
     if parsed.get_backend_name() != "postgresql":
-        raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}: use postgresql+psycopg or sqlite")
+        raise ValueError(
+            f"unsupported database URL scheme {parsed.drivername!r}: use postgresql+psycopg or sqlite"
+        )
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     return sa.create_engine(

@@ -57,7 +57,9 @@ def _filter_to_json(flt: PropertyFilter | None) -> dict[str, Any] | None:
         return None
     return {
         "conditional": flt.conditional,
-        "fields": [{"property": c.property, "operator": c.operator, "value": c.value} for c in flt.conditions],
+        "fields": [
+            {"property": c.property, "operator": c.operator, "value": c.value} for c in flt.conditions
+        ],
     }
 
 
@@ -102,7 +104,9 @@ class SqlStorage:
         with self._tx(write=True) as conn:
             inserted = conn.execute(
                 insert_ignore(conn, schema.customers)
-                .values(organization_id=org, id=stored.id, name=stored.name, created_at_us=stored.created_at_us)
+                .values(
+                    organization_id=org, id=stored.id, name=stored.name, created_at_us=stored.created_at_us
+                )
                 .returning(schema.customers.c.id)
             ).first()
         if inserted is None:
@@ -292,7 +296,10 @@ class SqlStorage:
             if customer_ids:
                 conn.execute(
                     insert_ignore(conn, schema.customers),
-                    [{"organization_id": org, "id": c, "name": "", "created_at_us": now_us} for c in customer_ids],
+                    [
+                        {"organization_id": org, "id": c, "name": "", "created_at_us": now_us}
+                        for c in customer_ids
+                    ],
                 )
             # Sorted claims: concurrent batches lock keys in one order, so they cannot deadlock.
             claims = sorted(first_of_key.items())
@@ -302,7 +309,12 @@ class SqlStorage:
                 rows = conn.execute(
                     insert_ignore(conn, schema.idempotency_keys).returning(ik.idempotency_key),
                     [
-                        {"organization_id": org, "idempotency_key": k, "event_id": ids[i], "content_hash": hashes[i]}
+                        {
+                            "organization_id": org,
+                            "idempotency_key": k,
+                            "event_id": ids[i],
+                            "content_hash": hashes[i],
+                        }
                         for k, i in claims
                     ],
                 ).all()
@@ -335,7 +347,9 @@ class SqlStorage:
                 status = "DUPLICATE" if hashes[i] == owner_hash else "CONFLICT"
                 outcomes.append(IngestOutcome(status, owner_id))
             if to_store:
-                conn.execute(sa.insert(schema.events), [_event_row(org, ids[i], events[i], now_us) for i in to_store])
+                conn.execute(
+                    sa.insert(schema.events), [_event_row(org, ids[i], events[i], now_us) for i in to_store]
+                )
         return outcomes
 
     # ---- queries ---------------------------------------------------------------------------
@@ -355,7 +369,11 @@ class SqlStorage:
             rows: list[Any] = []
             if take > 0 and skip < total:
                 rows = conn.execute(
-                    sa.select(E).where(where).order_by(E.c.timestamp_us.desc(), E.c.id.desc()).limit(take).offset(skip)
+                    sa.select(E)
+                    .where(where)
+                    .order_by(E.c.timestamp_us.desc(), E.c.id.desc())
+                    .limit(take)
+                    .offset(skip)
                 ).all()
         return int(total), [_stored_event(r) for r in rows]
 
@@ -369,7 +387,9 @@ class SqlStorage:
     ) -> list[StoredEvent]:
         stmt = sa.select(E).where(*_event_where(org, filters))
         if after is not None:
-            stmt = stmt.where(sa.tuple_(E.c.timestamp_us, E.c.id) < sa.tuple_(sa.literal(after[0]), sa.literal(after[1])))
+            stmt = stmt.where(
+                sa.tuple_(E.c.timestamp_us, E.c.id) < sa.tuple_(sa.literal(after[0]), sa.literal(after[1]))
+            )
         stmt = stmt.order_by(E.c.timestamp_us.desc(), E.c.id.desc()).limit(limit)
         with self._tx(timeout_s) as conn:
             return [_stored_event(r) for r in conn.execute(stmt)]
@@ -407,7 +427,10 @@ def _offset_expr(ts: Any, query: AggregateQuery) -> Any:
     segments = query.segments
     if len(segments) == 1:
         return sa.literal(segments[0].offset_us, sa.BigInteger)
-    whens = [(ts < nxt.start_us, sa.literal(seg.offset_us, sa.BigInteger)) for seg, nxt in zip(segments, segments[1:])]
+    whens = [
+        (ts < nxt.start_us, sa.literal(seg.offset_us, sa.BigInteger))
+        for seg, nxt in zip(segments, segments[1:], strict=False)
+    ]
     return sa.case(*whens, else_=sa.literal(segments[-1].offset_us, sa.BigInteger))
 
 
