@@ -3,7 +3,7 @@
 # This is the command README.md gives and .ci/run calls; people and CI run it alike.
 #   - PostgreSQL server binaries (Debian package `postgresql`) when none are installed;
 #   - a virtualenv in .venv with the project and its dev extras (pip install -e '.[dev]');
-#   - buf lint / buf format, the vendored-proto check, the generated-code drift check, ruff;
+#   - buf lint / buf format, the vendored-proto check, the generated-code drift check, ruff, mypy;
 #   - pytest (the test session starts its own PostgreSQL server from the installed binaries).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +47,9 @@ fi
 echo "== ruff"
 ruff check server scripts tests
 ruff format --check server scripts tests
+
+echo "== mypy"
+mypy
 
 echo "== pytest"
 python -m pytest "$@"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -344,8 +344,8 @@ class SqlStorage:
                         continue
                 else:
                     owner_id, owner_hash = existing[key]
-                status = "DUPLICATE" if hashes[i] == owner_hash else "CONFLICT"
-                outcomes.append(IngestOutcome(status, owner_id))
+                same = hashes[i] == owner_hash
+                outcomes.append(IngestOutcome("DUPLICATE" if same else "CONFLICT", owner_id))
             if to_store:
                 conn.execute(
                     sa.insert(schema.events), [_event_row(org, ids[i], events[i], now_us) for i in to_store]
@@ -366,7 +366,7 @@ class SqlStorage:
         )
         with self._tx(timeout_s) as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(E).where(where)).scalar_one()
-            rows: list[Any] = []
+            rows: Sequence[Any] = []
             if take > 0 and skip < total:
                 rows = conn.execute(
                     sa.select(E)
