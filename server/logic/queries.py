@@ -25,6 +25,9 @@ DEFAULT_LIMIT = 25
 MAX_LIMIT = 100
 DEFAULT_TOP = 8
 OTHER_KEY = "Other"
+# Aggregate windows stay where calendar arithmetic in any time zone is defined (no events predate 1970).
+AGGREGATE_MIN_US = 0
+AGGREGATE_MAX_US = 221_845_392_000_000_000  # 9000-01-01T00:00:00Z
 _METRIC_KEY_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}$")
 
 
@@ -189,6 +192,9 @@ class UsageQueries:
         metric = req.metric or "count"
         group_by = req.group_by or "none"
         top = DEFAULT_TOP if req.top is None else req.top
+        for field, value in (("since", req.since_us), ("until", req.until_us)):
+            if value is not None and not AGGREGATE_MIN_US <= value <= AGGREGATE_MAX_US:
+                raise InvalidArgument.field(field, "must be between 1970-01-01 and 9000-01-01")
         since = buckets.from_us(req.since_us)
         until = buckets.from_us(req.until_us) if req.until_us is not None else now
         if until <= since:
