@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
+
+# Wide enough for any accepted value (24 integer + 12 fractional digits, and NUMERIC(38, 12) reads):
+# the default context's 28 digits would round.
+_EXACT = Context(prec=80)
 
 
 def canonical_decimal(value: Decimal | str | int) -> str:
@@ -15,5 +19,5 @@ def canonical_decimal(value: Decimal | str | int) -> str:
         raise ValueError(f"not a finite decimal: {value!r}")
     if d == 0:
         return "0"
-    text = format(d.normalize(), "f")
+    text = format(d.normalize(_EXACT), "f")
     return text

@@ -67,34 +67,55 @@ class BucketPlan:
         return {k: i for i, k in enumerate(self.keys)}
 
 
+def _hour_floor(tz: ZoneInfo, t: dt.datetime) -> dt.datetime:
+    """Floor the local wall clock to the hour under the offset in force at t, back in UTC.
+
+    This is what storage computes per event (the hour bucket key): the repeated hour of a
+    fall-back night stays two distinct buckets.
+    """
+    off = dt.timedelta(microseconds=_offset_us(tz, t))
+    wall = t.astimezone(UTC).replace(tzinfo=None) + off
+    return (wall.replace(minute=0, second=0, microsecond=0) - off).replace(tzinfo=UTC)
+
+
+def _transition(tz: ZoneInfo, lo: dt.datetime, hi: dt.datetime) -> dt.datetime:
+    """The first instant in (lo, hi] whose UTC offset is that of `hi` (offsets differ at lo and hi)."""
+    target = _offset_us(tz, hi)
+    while hi - lo > dt.timedelta(seconds=1):
+        mid = lo + (hi - lo) / 2
+        if _offset_us(tz, mid) == target:
+            hi = mid
+        else:
+            lo = mid
+    # Transitions fall on whole seconds.
+    change = hi.replace(microsecond=0)
+    if change <= lo:
+        change += dt.timedelta(seconds=1)
+    while _offset_us(tz, change - dt.timedelta(seconds=1)) == target:
+        change -= dt.timedelta(seconds=1)
+    return change
+
+
 def bucket_start(bucket: str, tz: ZoneInfo, t: dt.datetime) -> dt.datetime:
-    """The start (UTC) of the bucket holding instant `t`."""
-    local = t.astimezone(tz)
+    """The start (UTC) of the bucket holding instant `t`: its first instant."""
     if bucket == "hour":
-        off = local.utcoffset()
-        assert off is not None
-        # Floor the local wall clock to the hour under the offset in force at t, then back to UTC:
-        # the repeated hour of a fall-back day stays two distinct buckets.
-        wall = t.astimezone(UTC).replace(tzinfo=None) + off
-        return (wall.replace(minute=0, second=0, microsecond=0) - off).replace(tzinfo=UTC)
+        floor = _hour_floor(tz, t)
+        if _offset_us(tz, floor) == _offset_us(tz, t):
+            return floor
+        # A shift that is not a whole hour (Lord Howe's 30 minutes) happened inside this local hour:
+        # the bucket starts at the shift, not at a local o'clock that belongs to the previous bucket.
+        return _transition(tz, floor, t)
+    local = t.astimezone(tz)
     day = local.date()
     if bucket == "week":
         day -= dt.timedelta(days=day.weekday())
     return _local_date_start(tz, day)
 
 
-def _next_start(bucket: str, tz: ZoneInfo, start: dt.datetime) -> dt.datetime:
-    if bucket == "hour":
-        return bucket_start("hour", tz, start + _HOUR)
-    day = start.astimezone(tz).date()
-    step = 7 if bucket == "week" else 1
-    return _local_date_start(tz, day + dt.timedelta(days=step))
-
-
 def bucket_key(bucket: str, tz: ZoneInfo, start: dt.datetime) -> int:
     """The integer key storage computes for events of the bucket starting at `start`."""
     if bucket == "hour":
-        return to_us(start)
+        return to_us(_hour_floor(tz, start))
     local_day = start.astimezone(tz).date()
     if bucket == "day":
         return (local_day - _EPOCH_DATE).days
@@ -129,23 +150,13 @@ def _previous_start(bucket: str, tz: ZoneInfo, start: dt.datetime) -> dt.datetim
 def offset_segments(tz: ZoneInfo, since: dt.datetime, until: dt.datetime) -> tuple[OffsetSegment, ...]:
     """Constant-UTC-offset pieces of [since, until): where the zone's offset changes (DST)."""
     segments = [OffsetSegment(to_us(since), _offset_us(tz, since))]
-    # Offsets change at most a few times a year; probe every 6 hours and bisect each change.
-    step = dt.timedelta(hours=6)
+    # Offsets change at most a few times a year, never twice within a day: probe daily and bisect.
+    step = dt.timedelta(hours=12)
     t = since
     while t < until:
         nxt = min(t + step, until)
         if _offset_us(tz, nxt) != segments[-1].offset_us:
-            lo, hi = t, nxt
-            while hi - lo > dt.timedelta(seconds=1):
-                mid = lo + (hi - lo) / 2
-                if _offset_us(tz, mid) == segments[-1].offset_us:
-                    lo = mid
-                else:
-                    hi = mid
-            # Transitions fall on whole seconds.
-            change = hi.replace(microsecond=0)
-            while _offset_us(tz, change - dt.timedelta(seconds=1)) != segments[-1].offset_us:
-                change -= dt.timedelta(seconds=1)
+            change = _transition(tz, t, nxt)
             segments.append(OffsetSegment(to_us(change), _offset_us(tz, change)))
         t = nxt
     return tuple(segments)

@@ -1,8 +1,10 @@
 """The only place where PostgreSQL and SQLite SQL differ: a few custom constructs, each compiled per
 dialect with `@compiles`. Everything else in storage is dialect-neutral SQLAlchemy Core.
 
-Known differences that remain (and are documented in README): array-valued dimension keys are the
-database's own JSON text of the array; SQLite sums quantities as doubles, PostgreSQL as NUMERIC.
+Known differences that remain (and are documented in README): array-valued dimension keys, and numbers
+of 2**53 or more, group under each database's own JSON text of the value (`[1,2]` / `1e+20` on SQLite,
+`[1, 2]` / `100000000000000000000` on PostgreSQL); SQLite sums quantities as doubles, PostgreSQL as
+NUMERIC.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ class quantity_number(FunctionElement[Any]):  # noqa: N801
 
 def _sqlite_path(key_sql: str) -> str:
     # '$."key"' addresses keys containing dots; keys are [A-Za-z0-9_.-] (validated), so no escaping.
-    return f"'$.\"' || {key_sql} || '\"'"
+    return f"('$.\"' || {key_sql} || '\"')"
 
 
 @compiles(prop_type, "postgresql")
@@ -88,9 +90,11 @@ def _prop_text_pg(element: prop_text, compiler: Any, **kw: Any) -> str:
 def _prop_text_sqlite(element: prop_text, compiler: Any, **kw: Any) -> str:
     col, key = element._parts(compiler, **kw)
     path = _sqlite_path(key)
+    # `->` yields the JSON text as stored (numbers keep every digit, booleans read true/false);
+    # json_extract would round reals to 15 digits and turn booleans into 0/1.
     return (
-        f"(CASE json_type({col}, {path}) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' "
-        f"ELSE CAST(json_extract({col}, {path}) AS TEXT) END)"
+        f"(CASE json_type({col}, {path}) WHEN 'text' THEN json_extract({col}, {path}) "
+        f"WHEN 'null' THEN NULL ELSE ({col} -> {path}) END)"
     )
 
 

@@ -120,6 +120,12 @@ def translate_errors() -> Iterator[None]:
             isinstance(orig, sqlite3.OperationalError) and "interrupted" in str(orig)
         ):
             raise DeadlineExceeded("the query did not finish before the deadline") from exc
+        if isinstance(orig, sqlite3.Error):
+            # SQLite reports SQL mistakes as OperationalError too: only these mean "not reachable now".
+            if any(s in str(orig) for s in ("database is locked", "unable to open", "disk I/O")):
+                log.warning("database unavailable: %s", orig)
+                raise Unavailable("the database is unavailable; retry later") from exc
+            raise
         if exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
             log.warning("database unavailable: %s", exc)
             raise Unavailable("the database is unavailable; retry later") from exc

@@ -15,6 +15,16 @@ from sqlalchemy.sql.expression import ColumnElement
 from server.domain import Condition, PropertyFilter
 from server.storage.dialect import prop_number, prop_text, prop_type
 
+_INT64 = 2**63
+
+
+def _bindable(value: Any) -> Any:
+    # Integers past 64 bits do not bind as BIGINT parameters: compare them as doubles, which is
+    # what JSON numbers are anyway.
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= _INT64:
+        return float(value)
+    return value
+
 
 def compile_filter(column: ColumnElement[Any], flt: PropertyFilter) -> ColumnElement[bool]:
     """One boolean SQL expression for a whole filter."""
@@ -30,7 +40,7 @@ def _equals(column: ColumnElement[Any], key: str, value: Any) -> ColumnElement[b
     if isinstance(value, bool):
         return sa.and_(prop_type(column, key) == "boolean", prop_text(column, key) == str(value).lower())
     if isinstance(value, int | float):
-        return sa.and_(prop_type(column, key) == "number", prop_number(column, key) == value)
+        return sa.and_(prop_type(column, key) == "number", prop_number(column, key) == _bindable(value))
     return sa.and_(prop_type(column, key) == "string", prop_text(column, key) == value)
 
 
@@ -48,6 +58,7 @@ def _compare(column: ColumnElement[Any], key: str, op: str, value: Any) -> Colum
     if isinstance(value, int | float) and not isinstance(value, bool):
         left: ColumnElement[Any] = prop_number(column, key)
         kind = "number"
+        value = _bindable(value)
     else:
         left = prop_text(column, key)
         kind = "string"

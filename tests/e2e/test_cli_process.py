@@ -1,0 +1,398 @@
+"""End to end: the real `usage-service` process (serve, token, migrate), called over the network with
+Python stubs (DESIGN.md 5, 6)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import pathlib
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from google.protobuf import field_mask_pb2
+from grpc_harness import condition, expect_error, filt, ts
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from usage.v1 import catalog_pb2, catalog_service_pb2_grpc, events_pb2, usage_service_pb2_grpc
+from usage.v1 import catalog_service_pb2 as cpb
+from usage.v1 import usage_service_pb2 as pb
+
+pytestmark = pytest.mark.e2e
+
+START_TIMEOUT_S = 120.0  # a bound on a hang, not a performance threshold (the demo loads 30,000 events)
+EXIT_TIMEOUT_S = 30.0
+LISTENING = re.compile(r"^usage-service listening on (\S+):(\d+)$")
+EXPORT_TOKEN = re.compile(r"^\s*export TOKEN=(\S+)\s*$")
+
+
+def command() -> list[str]:
+    script = pathlib.Path(sys.executable).parent / "usage-service"
+    if script.is_file():
+        return [str(script)]
+    found = shutil.which("usage-service")
+    return [found] if found else [sys.executable, "-m", "server.cli"]
+
+
+def clean_env() -> dict[str, str]:
+    """The environment without USAGE_* settings: the flags given are the whole configuration."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("USAGE_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*command(), *args], capture_output=True, text=True, env=clean_env(), timeout=120)
+
+
+class ServerProcess:
+    """`usage-service serve ...` with its stdout read line by line on a thread."""
+
+    def __init__(self, args: list[str], stderr_path: pathlib.Path) -> None:
+        self._stderr_file = stderr_path.open("w")
+        self.stderr_path = stderr_path
+        self.proc = subprocess.Popen(
+            [*command(), "serve", *args],
+            stdout=subprocess.PIPE,
+            stderr=self._stderr_file,
+            text=True,
+            env=clean_env(),
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+        self.port = 0
+        self.token = ""
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait_listening(self) -> int:
+        """Read stdout up to the listening line (collecting the demo token on the way)."""
+        while True:
+            try:
+                line = self._queue.get(timeout=START_TIMEOUT_S)
+            except queue.Empty:
+                raise AssertionError(f"no listening line; stdout so far: {self.lines}") from None
+            if line is None:
+                raise AssertionError(
+                    f"serve exited with {self.proc.wait()}: {self.lines}\n{self.stderr_path.read_text()}"
+                )
+            self.lines.append(line)
+            if m := EXPORT_TOKEN.match(line):
+                self.token = m.group(1)
+            if m := LISTENING.match(line):
+                self.port = int(m.group(2))
+                return self.port
+
+    def rest_of_stdout(self) -> list[str]:
+        rest = []
+        while (line := self._queue.get(timeout=EXIT_TIMEOUT_S)) is not None:
+            rest.append(line)
+        return rest
+
+    def terminate(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=EXIT_TIMEOUT_S)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._stderr_file.close()
+
+
+class Stubs:
+    def __init__(self, port: int, token: str) -> None:
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        self.metadata = (("authorization", f"Bearer {token}"),)
+        self._usage = usage_service_pb2_grpc.UsageServiceStub(self.channel)
+        self._catalog = catalog_service_pb2_grpc.CatalogServiceStub(self.channel)
+
+    def usage(self, method: str, request):
+        return getattr(self._usage, method)(request, metadata=self.metadata, timeout=30)
+
+    def catalog(self, method: str, request):
+        return getattr(self._catalog, method)(request, metadata=self.metadata, timeout=30)
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, pathlib.Path]]:
+    data_dir = tmp_path_factory.mktemp("demo-data")
+    server = ServerProcess(["--port", "0", "--data-dir", str(data_dir), "--demo"], data_dir / "stderr.log")
+    try:
+        server.wait_listening()
+        yield server, data_dir
+    finally:
+        server.terminate()
+
+
+def test_demo_prints_a_token_and_serves_every_rpc(demo) -> None:
+    server, _ = demo
+    assert server.token, server.lines
+    assert any(line.startswith("Demo data loaded: 30000 events") for line in server.lines)
+    assert any(f"grpcurl -plaintext 127.0.0.1:{server.port} list" in line for line in server.lines)
+    s = Stubs(server.port, server.token)
+    try:
+        health = health_pb2_grpc.HealthStub(s.channel).Check(health_pb2.HealthCheckRequest(), timeout=30)
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+
+        now = dt.datetime.now(dt.UTC)
+        window = dict(start_date=ts(now - dt.timedelta(days=30)), end_date=ts(now))
+        page = s.usage(
+            "ListCustomerUsageEvents",
+            pb.ListCustomerUsageEventsRequest(id="cus_001", aggregator_id="agg_api_calls", take=5, **window),
+        )
+        assert page.meta.total > 5 and page.meta.taken == 5
+        assert {e.name for e in page.data} <= {"/v1/search", "/v1/orders", "/v1/users", "/v1/export"}
+        stamps = [(e.timestamp.ToNanoseconds(), e.id) for e in page.data]
+        assert stamps == sorted(stamps, reverse=True)
+        gets = s.usage(
+            "ListCustomerUsageEvents",
+            pb.ListCustomerUsageEventsRequest(
+                id="cus_001",
+                aggregator_id="agg_api_calls",
+                aggregator_filter_id="flt_get",
+                take=100,
+                **window,
+            ),
+        )
+        assert 0 < gets.meta.total < page.meta.total
+        assert {e.payload["method"] for e in gets.data} == {"GET"}
+
+        events = s.usage(
+            "ListUsageEvents", pb.ListUsageEventsRequest(limit=5, metric_key=["api_call,storage_gb"])
+        )
+        assert len(events.data) == 5 and events.pagination.has_more
+        assert {e.metric_key for e in events.data} <= {"api_call", "storage_gb"}
+        assert {e.organization_id for e in events.data} == {"org_demo"}
+        more = s.usage(
+            "ListUsageEvents",
+            pb.ListUsageEventsRequest(
+                limit=5, metric_key=["api_call,storage_gb"], cursor=events.pagination.cursor
+            ),
+        )
+        assert {e.id for e in more.data}.isdisjoint(e.id for e in events.data)
+
+        agg = s.usage(
+            "AggregateUsage",
+            pb.AggregateUsageRequest(
+                bucket="day",
+                since=ts(now - dt.timedelta(days=30)),
+                group_by="metric_key",
+                top=3,
+                time_zone="Europe/Paris",
+            ),
+        )
+        assert [s_.other for s_ in agg.series] == [False, False, False, True]
+        assert agg.series[0].key == "api_call"
+        assert all(len(s_.points) in (30, 31) for s_ in agg.series)
+
+        event = events_pb2.UsageEventInput(
+            customer_id="cus_e2e", metric_key="api_call", idempotency_key="e2e-1"
+        )
+        event.timestamp.CopyFrom(ts(now))
+        first = s.usage("IngestUsageEvents", pb.IngestUsageEventsRequest(events=[event]))
+        again = s.usage("IngestUsageEvents", pb.IngestUsageEventsRequest(events=[event]))
+        assert first.results[0].status == "ACCEPTED"
+        assert (again.results[0].status, again.results[0].event_id) == (
+            "DUPLICATE",
+            first.results[0].event_id,
+        )
+
+        # Catalog: all eleven RPCs.
+        aggs = s.catalog("ListAggregators", cpb.ListAggregatorsRequest())
+        assert {"agg_api_calls", "agg_eu_api_calls", "agg_storage"} <= {a.id for a in aggs.data}
+        assert (
+            s.catalog("GetAggregator", cpb.GetAggregatorRequest(id="agg_api_calls")).aggregator.event_type
+            == "api_call"
+        )
+        customers = s.catalog("ListCustomers", cpb.ListCustomersRequest(limit=100))
+        assert "cus_e2e" in {c.id for c in customers.data}
+        assert s.catalog("GetCustomer", cpb.GetCustomerRequest(id="cus_001")).customer.name == "Customer 001"
+        assert (
+            s.catalog(
+                "CreateCustomer",
+                cpb.CreateCustomerRequest(customer=catalog_pb2.Customer(id="cus_new", name="New")),
+            ).customer.id
+            == "cus_new"
+        )
+        created = s.catalog(
+            "CreateAggregator",
+            cpb.CreateAggregatorRequest(
+                aggregator=catalog_pb2.Aggregator(
+                    id="agg_e2e", name="E2E", event_type="email_sent", operation="count"
+                )
+            ),
+        ).aggregator
+        assert created.id == "agg_e2e"
+        updated = s.catalog(
+            "UpdateAggregator",
+            cpb.UpdateAggregatorRequest(
+                aggregator=catalog_pb2.Aggregator(id="agg_e2e", unit_name="emails"),
+                update_mask=field_mask_pb2.FieldMask(paths=["unit_name"]),
+            ),
+        ).aggregator
+        assert (updated.name, updated.unit_name) == ("E2E", "emails")
+        flt = s.catalog(
+            "CreateAggregatorFilter",
+            cpb.CreateAggregatorFilterRequest(
+                aggregator_filter=catalog_pb2.AggregatorFilter(
+                    aggregator_id="agg_e2e",
+                    name="Invoices",
+                    filter=filt(condition("name", "equals", "Invoice email")),
+                )
+            ),
+        ).aggregator_filter
+        listed = s.catalog("ListAggregatorFilters", cpb.ListAggregatorFiltersRequest(aggregator_id="agg_e2e"))
+        assert [f.id for f in listed.data] == [flt.id]
+        s.catalog(
+            "DeleteAggregatorFilter", cpb.DeleteAggregatorFilterRequest(aggregator_id="agg_e2e", id=flt.id)
+        )
+        s.catalog("DeleteAggregator", cpb.DeleteAggregatorRequest(id="agg_e2e"))
+        expect_error(
+            lambda r: s.catalog("GetAggregator", r),
+            cpb.GetAggregatorRequest(id="agg_e2e"),
+            grpc.StatusCode.NOT_FOUND,
+        )
+        # Without a token: UNAUTHENTICATED.
+        bare = usage_service_pb2_grpc.UsageServiceStub(s.channel)
+        expect_error(
+            bare.ListUsageEvents, pb.ListUsageEventsRequest(), grpc.StatusCode.UNAUTHENTICATED, timeout=30
+        )
+    finally:
+        s.close()
+
+
+def test_token_command_signs_with_the_servers_secret(demo, tmp_path: pathlib.Path) -> None:
+    server, data_dir = demo
+    result = run_cli("token", "--org", "org_acme", "--ttl", "15m", "--data-dir", str(data_dir))
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip()
+    s = Stubs(server.port, token)
+    try:
+        page = s.usage("ListUsageEvents", pb.ListUsageEventsRequest(limit=3))
+        assert {e.organization_id for e in page.data} == {"org_acme"}
+        # org_acme has the demo catalog too, but not org_demo's ingested customer.
+        expect_error(
+            lambda r: s.catalog("GetCustomer", r),
+            cpb.GetCustomerRequest(id="cus_e2e"),
+            grpc.StatusCode.NOT_FOUND,
+        )
+    finally:
+        s.close()
+    # A token signed with another data directory's secret is refused.
+    other = run_cli("token", "--org", "org_acme", "--data-dir", str(tmp_path / "elsewhere"))
+    assert other.returncode == 0, other.stderr
+    s = Stubs(server.port, other.stdout.strip())
+    try:
+        expect_error(
+            lambda r: s.usage("ListUsageEvents", r),
+            pb.ListUsageEventsRequest(),
+            grpc.StatusCode.UNAUTHENTICATED,
+        )
+    finally:
+        s.close()
+
+
+def test_token_command_rejects_a_bad_ttl(tmp_path: pathlib.Path) -> None:
+    result = run_cli("token", "--org", "org_x", "--ttl", "forever", "--data-dir", str(tmp_path))
+    assert result.returncode != 0
+
+
+def test_sigterm_stops_gracefully_and_a_restart_keeps_data_and_tokens(tmp_path: pathlib.Path) -> None:
+    data_dir = tmp_path / "data"
+    first = ServerProcess(["--port", "0", "--data-dir", str(data_dir)], tmp_path / "first.log")
+    try:
+        first.wait_listening()
+        token = run_cli("token", "--org", "org_x", "--data-dir", str(data_dir)).stdout.strip()
+        s = Stubs(first.port, token)
+        try:
+            event = events_pb2.UsageEventInput(customer_id="cus_1", metric_key="api_call")
+            event.timestamp.CopyFrom(ts(dt.datetime.now(dt.UTC)))
+            (r,) = s.usage("IngestUsageEvents", pb.IngestUsageEventsRequest(events=[event])).results
+            assert r.status == "ACCEPTED"
+        finally:
+            s.close()
+    finally:
+        code = first.terminate()
+    assert code == 0
+    assert "usage-service stopped" in first.rest_of_stdout()
+
+    second = ServerProcess(["--port", "0", "--data-dir", str(data_dir)], tmp_path / "second.log")
+    try:
+        second.wait_listening()
+        s = Stubs(second.port, token)
+        try:
+            page = s.usage("ListUsageEvents", pb.ListUsageEventsRequest())
+            assert [e.id for e in page.data] == [r.event_id]
+        finally:
+            s.close()
+    finally:
+        assert second.terminate() == 0
+
+
+def test_postgres_needs_migrate_before_serve(pg_server, tmp_path: pathlib.Path) -> None:
+    url = pg_server.create_database()  # empty: no schema
+    name = url.rsplit("/", 1)[1]
+    secrets_dir = tmp_path / "secrets"
+    try:
+        behind = ServerProcess(
+            ["--port", "0", "--data-dir", str(secrets_dir), "--database-url", url], tmp_path / "behind.log"
+        )
+        try:
+            assert behind.proc.wait(timeout=EXIT_TIMEOUT_S * 2) == 2
+        finally:
+            behind.close()
+        assert "migrate" in behind.stderr_path.read_text()
+
+        migrated = run_cli("migrate", "--database-url", url, "--data-dir", str(secrets_dir))
+        assert migrated.returncode == 0, migrated.stderr
+        assert "database migrated to" in migrated.stdout
+        again = run_cli("migrate", "--database-url", url, "--data-dir", str(secrets_dir))
+        assert again.returncode == 0, again.stderr
+
+        server = ServerProcess(
+            ["--port", "0", "--data-dir", str(secrets_dir), "--database-url", url], tmp_path / "serve.log"
+        )
+        try:
+            server.wait_listening()
+            token = run_cli("token", "--org", "org_pg", "--data-dir", str(secrets_dir)).stdout.strip()
+            s = Stubs(server.port, token)
+            try:
+                event = events_pb2.UsageEventInput(
+                    customer_id="cus_pg", metric_key="api_call", quantity="2.5"
+                )
+                event.timestamp.CopyFrom(ts(dt.datetime.now(dt.UTC)))
+                (r,) = s.usage("IngestUsageEvents", pb.IngestUsageEventsRequest(events=[event])).results
+                assert r.status == "ACCEPTED"
+                (stored,) = s.usage("ListUsageEvents", pb.ListUsageEventsRequest()).data
+                assert (stored.id, stored.customer_id, stored.organization_id) == (
+                    r.event_id,
+                    "cus_pg",
+                    "org_pg",
+                )
+                assert s.catalog("GetCustomer", cpb.GetCustomerRequest(id="cus_pg")).customer.id == "cus_pg"
+            finally:
+                s.close()
+        finally:
+            assert server.terminate() == 0
+        assert "PostgreSQL" in server.stderr_path.read_text()
+    finally:
+        pg_server.drop_database(name)
