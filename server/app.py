@@ -1,7 +1,8 @@
 """Composition root: builds storage, logic, servicers and the gRPC server from one Settings object.
 
 `create_server(settings, storage)` returns the bound, not yet started server and its port (port 0
-picks a free one, as tests do); `serve` in cli.py starts it and handles signals.
+picks a free one, as tests do) with its `Observability` (metrics registry, RPC logs, tracing);
+`serve` in cli.py starts it, serves /metrics when asked, and handles signals.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from server.logic.catalog import Catalog
 from server.logic.cursors import CursorCodec
 from server.logic.ingest import Ingestion
 from server.logic.queries import UsageQueries
+from server.observability import Observability
 from server.rpc.catalog_servicer import CatalogServicer
 from server.rpc.interceptors import ServiceInterceptor
 from server.rpc.usage_servicer import UsageServicer
@@ -58,14 +60,24 @@ class Running:
     server: grpc.Server
     port: int
     health: health.HealthServicer
+    observability: Observability
 
 
-def create_server(settings: Settings, storage: SqlStorage, address: str | None = None) -> Running:
-    """A bound gRPC server with both services, health and reflection (not started)."""
+def create_server(
+    settings: Settings,
+    storage: SqlStorage,
+    address: str | None = None,
+    observability: Observability | None = None,
+) -> Running:
+    """A bound gRPC server with both services, health and reflection (not started).
+
+    Each server gets its own `Observability` (metrics registry) unless one is given.
+    """
     cursors = CursorCodec(settings.cursor_secret)
+    observability = observability or Observability(storage.engine)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc"),
-        interceptors=[ServiceInterceptor(TokenVerifier(settings))],
+        interceptors=[ServiceInterceptor(TokenVerifier(settings), observability)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -77,6 +89,7 @@ def create_server(settings: Settings, storage: SqlStorage, address: str | None =
             UsageQueries(storage, cursors, settings.max_aggregate_buckets),
             Ingestion(storage, settings.max_future_skew_s),
             settings.default_query_timeout_s,
+            on_ingested=observability.count_ingested,
         ),
         server,
     )
@@ -93,4 +106,4 @@ def create_server(settings: Settings, storage: SqlStorage, address: str | None =
         raise OSError(f"could not bind {address or f'{settings.host}:{settings.port}'}")
     for name in ("", *SERVICE_NAMES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Running(server, port, health_servicer)
+    return Running(server, port, health_servicer, observability)

@@ -1,5 +1,7 @@
-"""Server interceptors: authentication (every RPC but health and reflection) and the one mapping of
-domain errors to gRPC statuses with rich details. Servicers read the caller's organization with
+"""Server interceptor: authentication (every RPC but health and reflection), the one mapping of
+domain errors to gRPC statuses with rich details, and the observation of each unary RPC (metrics, a
+JSON log line, a trace span; see server/observability.py) under a request id that is returned to the
+caller as the `x-request-id` response header. Servicers read the caller's organization with
 `current_org()` and never set codes themselves.
 """
 
@@ -17,6 +19,7 @@ from grpc_status import rpc_status
 
 from server.auth import TokenVerifier
 from server.errors import ERROR_DOMAIN, Internal, NotFound, ServiceError
+from server.observability import REQUEST_ID_HEADER, Observability, RpcRecord, request_id
 
 log = logging.getLogger(__name__)
 
@@ -54,35 +57,52 @@ def to_status(error: ServiceError) -> grpc.Status:
 
 
 class ServiceInterceptor(grpc.ServerInterceptor):
-    """Authenticates the caller, then runs the handler with domain errors mapped to statuses."""
+    """Observes each unary RPC; authenticates the caller, then runs the handler with domain errors
+    mapped to statuses. Streaming RPCs (server reflection) pass through untouched."""
 
-    def __init__(self, verifier: TokenVerifier) -> None:
+    def __init__(self, verifier: TokenVerifier, observability: Observability) -> None:
         self._verifier = verifier
+        self._observability = observability
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails) -> Any:
         handler = continuation(details)
         if handler is None or handler.unary_unary is None:
             return handler
         method = details.method
-        if method.startswith(_PUBLIC_PREFIXES):
-            return handler
+        public = method.startswith(_PUBLIC_PREFIXES)
         inner = handler.unary_unary
         verifier = self._verifier
+        observability = self._observability
 
         def behavior(request: Any, context: grpc.ServicerContext) -> Any:
-            try:
-                metadata = dict(context.invocation_metadata())
-                org = verifier.organization(metadata.get("authorization"))
-                token = _ORG.set(org)
+            metadata = dict(context.invocation_metadata())
+            record = RpcRecord(method=method, request_id=request_id(metadata), peer=context.peer())
+            context.send_initial_metadata(((REQUEST_ID_HEADER, record.request_id),))
+            with observability.rpc(record, metadata):
                 try:
-                    return inner(request, context)
-                finally:
-                    _ORG.reset(token)
-            except ServiceError as exc:
-                context.abort_with_status(to_status(exc))
-            except Exception:
-                log.exception("unexpected error in %s", method)
-                context.abort_with_status(to_status(Internal()))
+                    if public:
+                        response = inner(request, context)
+                    else:
+                        record.organization = verifier.organization(metadata.get("authorization"))
+                        token = _ORG.set(record.organization)
+                        try:
+                            response = inner(request, context)
+                        finally:
+                            _ORG.reset(token)
+                    # A handler may set a code without raising (the health service does for unknown names).
+                    record.code = context.code() or grpc.StatusCode.OK  # type: ignore[attr-defined]
+                    return response
+                except ServiceError as exc:
+                    record.code = exc.code
+                    context.abort_with_status(to_status(exc))
+                except Exception:
+                    aborted = context.code()  # type: ignore[attr-defined]
+                    if aborted not in (None, grpc.StatusCode.OK):  # the handler aborted itself
+                        record.code = aborted
+                        raise
+                    log.exception("unexpected error in %s (request_id %s)", method, record.request_id)
+                    record.code = grpc.StatusCode.INTERNAL
+                    context.abort_with_status(to_status(Internal()))
 
         return grpc.unary_unary_rpc_method_handler(
             behavior,

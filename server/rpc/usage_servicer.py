@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 
 import grpc
 from usage.v1 import pagination_pb2
@@ -41,10 +42,17 @@ def _filters(request: pb.ListUsageEventsRequest | pb.AggregateUsageRequest) -> F
 
 
 class UsageServicer(pb_grpc.UsageServiceServicer):
-    def __init__(self, queries: UsageQueries, ingestion: Ingestion, query_timeout_s: float) -> None:
+    def __init__(
+        self,
+        queries: UsageQueries,
+        ingestion: Ingestion,
+        query_timeout_s: float,
+        on_ingested: Callable[[list[str]], None] | None = None,
+    ) -> None:
         self._queries = queries
         self._ingestion = ingestion
         self._timeout = query_timeout_s
+        self._on_ingested = on_ingested  # gets the statuses of each ingested batch (metrics)
 
     def ListCustomerUsageEvents(self, request, context):  # noqa: N802 (gRPC method name)
         validation.check(request)
@@ -167,6 +175,8 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
                 )
             )
         results = self._ingestion.ingest(current_org(), drafts, time.time_ns() // 1000)
+        if self._on_ingested is not None:
+            self._on_ingested([r.status for r in results])
         return pb.IngestUsageEventsResponse(
             results=[
                 pb.IngestResult(

@@ -1,0 +1,114 @@
+// End to end through the generated TypeScript client: ingest events, read them back with each query
+// RPC, and decode the rich details of an error. The Python test tests/ecosystem/test_ts_client.py
+// starts the server and runs `npm test` with USAGE_ADDRESS and USAGE_TOKEN set.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { fromBinary } from "@bufbuild/protobuf";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { BadRequestSchema, ErrorInfoSchema, StatusSchema, usageClients } from "../src/index.js";
+
+const address = process.env.USAGE_ADDRESS;
+const token = process.env.USAGE_TOKEN;
+if (!address || !token) {
+  throw new Error("set USAGE_ADDRESS (host:port) and USAGE_TOKEN (a bearer token)");
+}
+const { usage, catalog } = usageClients({ address, token });
+const at = (iso: string) => timestampFromDate(new Date(iso));
+
+test("ingest, then read back with every query RPC", async () => {
+  let requestId: string | null = null;
+  const ingested = await usage.ingestUsageEvents(
+    {
+      events: [
+        { customerId: "cus_ts", metricKey: "api_call", timestamp: at("2026-01-10T10:00:00Z"), idempotencyKey: "ts-1", properties: { region: "eu", endpoint: "/v1/a" } },
+        { customerId: "cus_ts", metricKey: "api_call", timestamp: at("2026-01-10T11:00:00Z"), quantity: "2", properties: { region: "us" } },
+        { customerId: "cus_ts", metricKey: "storage_gb", timestamp: at("2026-01-11T09:30:00Z"), quantity: "1.5" },
+        { customerId: "cus_ts", metricKey: "", timestamp: at("2026-01-11T09:30:00Z") },
+      ],
+    },
+    { headers: { "x-request-id": "ts-ingest-1" }, onHeader: (h) => (requestId = h.get("x-request-id")) },
+  );
+  assert.equal(requestId, "ts-ingest-1", "the server echoes the request id as response metadata");
+  assert.deepEqual(
+    ingested.results.map((r) => r.status),
+    ["ACCEPTED", "ACCEPTED", "ACCEPTED", "REJECTED"],
+  );
+  assert.equal(ingested.results[3].violations[0].field, "metric_key");
+  const again = await usage.ingestUsageEvents({
+    events: [{ customerId: "cus_ts", metricKey: "api_call", timestamp: at("2026-01-10T10:00:00Z"), idempotencyKey: "ts-1", properties: { region: "eu", endpoint: "/v1/a" } }],
+  });
+  assert.equal(again.results[0].status, "DUPLICATE");
+  assert.equal(again.results[0].eventId, ingested.results[0].eventId);
+
+  // ListUsageEvents: newest first, cursor pages.
+  const first = await usage.listUsageEvents({ limit: 2, customerId: "cus_ts" });
+  assert.deepEqual(first.data.map((e) => e.metricKey), ["storage_gb", "api_call"]);
+  assert.equal(first.data[0].quantity, "1.5");
+  assert.equal(first.data[0].organizationId, "org_ts");
+  assert.ok(first.pagination?.hasMore);
+  const second = await usage.listUsageEvents({ limit: 2, customerId: "cus_ts", cursor: first.pagination!.cursor });
+  assert.deepEqual(second.data.map((e) => e.id), [ingested.results[0].eventId]);
+  assert.deepEqual(second.data[0].properties, { region: "eu", endpoint: "/v1/a" });
+  assert.equal(second.pagination?.cursor, "");
+
+  // ListCustomerUsageEvents through an aggregator created with the catalog client.
+  await catalog.createAggregator({
+    aggregator: { id: "agg_ts", name: "API calls", eventType: "api_call", operation: "count", displayNameProperty: "endpoint" },
+  });
+  const page = await usage.listCustomerUsageEvents({
+    id: "cus_ts",
+    aggregatorId: "agg_ts",
+    startDate: at("2026-01-01T00:00:00Z"),
+    endDate: at("2026-02-01T00:00:00Z"),
+    take: 10,
+  });
+  assert.deepEqual(page.meta, { $typeName: "usage.v1.PageMeta", total: 2, taken: 2, skipped: 0 });
+  assert.deepEqual(page.data.map((e) => e.name), ["api_call", "/v1/a"]);
+  assert.equal(timestampDate(page.data[1].timestamp!).toISOString(), "2026-01-10T10:00:00.000Z");
+
+  // AggregateUsage: daily sums per metric key.
+  const agg = await usage.aggregateUsage({
+    bucket: "day",
+    since: at("2026-01-10T00:00:00Z"),
+    until: at("2026-01-12T00:00:00Z"),
+    metric: "sum_quantity",
+    groupBy: "metric_key",
+  });
+  const series = Object.fromEntries(agg.series.map((s) => [s.key, s.points.map((p) => p.value)]));
+  assert.deepEqual(series, { api_call: [3, 0], storage_gb: [0, 1.5] });
+});
+
+test("an invalid request carries google.rpc.BadRequest and ErrorInfo details", async () => {
+  const request = {
+    id: "cus_ts",
+    aggregatorId: "agg_ts",
+    startDate: at("2026-01-01T00:00:00Z"),
+    endDate: at("2026-02-01T00:00:00Z"),
+    take: 500,
+  };
+  const err = await usage.listCustomerUsageEvents(request).then(
+      () => assert.fail("take=500 must be refused"),
+      (e: unknown) => ConnectError.from(e),
+    );
+  assert.equal(err.code, Code.InvalidArgument);
+  // connect decodes the grpc-status-details-bin trailer into typed details...
+  const [badRequest] = err.findDetails(BadRequestSchema);
+  assert.deepEqual(badRequest.fieldViolations.map((v) => v.field), ["take"]);
+  const [info] = err.findDetails(ErrorInfoSchema);
+  assert.deepEqual([info.domain, info.reason], ["usage.v1", "INVALID_ARGUMENT"]);
+  // ...and the raw trailer (in the error's metadata) is a google.rpc.Status, base64 of its binary form.
+  const trailer = err.metadata.get("grpc-status-details-bin");
+  assert.ok(trailer, "grpc-status-details-bin trailer");
+  const status = fromBinary(StatusSchema, Buffer.from(trailer, "base64"));
+  assert.equal(status.code, Code.InvalidArgument);
+  assert.deepEqual(
+    status.details.map((d) => d.typeUrl),
+    ["type.googleapis.com/google.rpc.ErrorInfo", "type.googleapis.com/google.rpc.BadRequest"],
+  );
+});
+
+test("a call without a valid token is UNAUTHENTICATED", async () => {
+  const anonymous = usageClients({ address, token: "not-a-jwt" });
+  await assert.rejects(anonymous.usage.listUsageEvents({}), (e: unknown) => ConnectError.from(e).code === Code.Unauthenticated);
+});

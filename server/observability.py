@@ -1,0 +1,259 @@
+"""Metrics, structured logs and optional tracing of the RPCs one server instance answers.
+
+- `Observability`: a Prometheus `CollectorRegistry` per server (tests in one process do not share
+  counters), the RPC metrics (names and labels as go-grpc-prometheus spells them, so stock dashboards
+  work), the database pool gauges (read from the SQLAlchemy pool at scrape time), ingested events by
+  result, and `rpc()`: the context manager the interceptor wraps each unary RPC in.
+- One JSON log line per RPC on the `usage.rpc` logger: method, code, duration_ms, organization,
+  request_id (the caller's `x-request-id` when it is a sane token, else a generated one; the server
+  returns it as response metadata), peer, and trace_id when tracing is on.
+- OpenTelemetry: when `opentelemetry` is importable each RPC runs in a SERVER span (W3C
+  `traceparent` from the request metadata is honoured); exporters are the deployment's choice
+  (`opentelemetry-instrument` or the SDK). Without the package nothing is traced.
+- `serve_metrics(host, port)`: `/metrics` over HTTP (port 0 picks a free one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import QueuePool
+
+REQUEST_ID_HEADER = "x-request-id"
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
+RPC_LOGGER = "usage.rpc"
+_rpc_log = logging.getLogger(RPC_LOGGER)
+# Latency buckets (seconds): sub-millisecond keyset pages up to multi-second aggregates.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def request_id(metadata: Mapping[str, str | bytes]) -> str:
+    """The caller's x-request-id when it is a short printable token, else a fresh one."""
+    given = metadata.get(REQUEST_ID_HEADER)
+    if isinstance(given, str) and _SANE_REQUEST_ID.match(given):
+        return given
+    return uuid.uuid4().hex
+
+
+def split_method(method: str) -> tuple[str, str]:
+    """`/usage.v1.UsageService/ListUsageEvents` -> (`usage.v1.UsageService`, `ListUsageEvents`)."""
+    service, _, name = method.lstrip("/").rpartition("/")
+    return service, name
+
+
+@dataclasses.dataclass
+class RpcRecord:
+    """What the interceptor learns while serving one RPC; logged and counted when it ends."""
+
+    method: str
+    request_id: str
+    peer: str = ""
+    organization: str = ""
+    code: grpc.StatusCode = grpc.StatusCode.OK
+
+
+class PoolCollector(Collector):
+    """Gauges of the engine's connection pool, read when Prometheus scrapes."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        pool = self._engine.pool
+        if not isinstance(pool, QueuePool):
+            return []
+        size = GaugeMetricFamily("usage_db_pool_size", "Configured connections of the database pool.")
+        size.add_metric([], pool.size())
+        out = GaugeMetricFamily("usage_db_pool_checked_out", "Database connections in use by requests.")
+        out.add_metric([], pool.checkedout())
+        idle = GaugeMetricFamily("usage_db_pool_checked_in", "Open database connections idle in the pool.")
+        idle.add_metric([], pool.checkedin())
+        return [size, out, idle]
+
+
+class Observability:
+    """The metrics registry, RPC instrumentation and tracer of one server instance."""
+
+    def __init__(
+        self, engine: Engine | None = None, *, tracing: bool = True, tracer_provider: Any = None
+    ) -> None:
+        """`tracer_provider`: an OpenTelemetry TracerProvider; default the global one (when installed)."""
+        self.registry = CollectorRegistry()
+        labels = ["grpc_service", "grpc_method"]
+        r = self.registry
+        self.started = Counter("grpc_server_started_total", "RPCs started.", labels, registry=r)
+        self.handled = Counter(
+            "grpc_server_handled_total", "RPCs completed, by status code.", [*labels, "grpc_code"], registry=r
+        )
+        self.latency = Histogram(
+            "grpc_server_handling_seconds", "RPC latency.", labels, buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.in_flight = Gauge("grpc_server_in_flight_rpcs", "RPCs being served now.", labels, registry=r)
+        self.ingested = Counter(
+            "usage_ingested_events_total",
+            "Events of IngestUsageEvents batches, by result (accepted, duplicate, conflict, rejected).",
+            ["result"],
+            registry=r,
+        )
+        if engine is not None:
+            r.register(PoolCollector(engine))
+        self._tracer = _otel_tracer(tracer_provider) if tracing else None
+
+    @property
+    def tracing(self) -> bool:
+        return self._tracer is not None
+
+    def count_ingested(self, statuses: Iterable[str]) -> None:
+        for status in statuses:
+            self.ingested.labels(status.lower()).inc()
+
+    @contextlib.contextmanager
+    def rpc(self, record: RpcRecord, metadata: Mapping[str, Any]) -> Iterator[RpcRecord]:
+        """Count, time, trace and log the RPC run inside; the caller fills `record` as it learns."""
+        service, name = split_method(record.method)
+        self.started.labels(service, name).inc()
+        in_flight = self.in_flight.labels(service, name)
+        in_flight.inc()
+        start = time.perf_counter()
+        with self._span(record.method, service, name, metadata) as span:
+            try:
+                yield record
+            finally:
+                elapsed = time.perf_counter() - start
+                in_flight.dec()
+                self.handled.labels(service, name, record.code.name).inc()
+                self.latency.labels(service, name).observe(elapsed)
+                trace_id = _end_span(span, record)
+                _log_rpc(record, elapsed, trace_id)
+
+    def _span(
+        self, method: str, service: str, name: str, metadata: Mapping[str, Any]
+    ) -> contextlib.AbstractContextManager[Any]:
+        if self._tracer is None:
+            return contextlib.nullcontext()
+        from opentelemetry import propagate, trace
+
+        return self._tracer.start_as_current_span(
+            method.lstrip("/"),
+            context=propagate.extract(dict(metadata)),
+            kind=trace.SpanKind.SERVER,
+            attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
+            record_exception=False,  # an abort is an answer, not a crash: the status says it
+            set_status_on_exception=False,
+        )
+
+    def serve_metrics(self, host: str, port: int) -> MetricsServer:
+        """Serve this registry's `/metrics` over HTTP on a daemon thread."""
+        httpd, thread = start_http_server(port, addr=host, registry=self.registry)
+        return MetricsServer(httpd, thread)
+
+
+@dataclasses.dataclass
+class MetricsServer:
+    httpd: Any
+    thread: threading.Thread
+
+    @property
+    def port(self) -> int:
+        return int(self.httpd.server_port)
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _otel_tracer(provider: Any) -> Any:
+    try:
+        from opentelemetry import trace
+    except ImportError:  # tracing is optional: install opentelemetry-api (+ an SDK) to enable it
+        return None
+    return trace.get_tracer("usage-service", tracer_provider=provider)
+
+
+def _end_span(span: Any, record: RpcRecord) -> str:
+    """Set the span's gRPC status; the trace id (hex) when the span is recorded, else ""."""
+    if span is None:
+        return ""
+    from opentelemetry.trace import Status, StatusCode
+
+    span.set_attribute("rpc.grpc.status_code", record.code.value[0])
+    if record.organization:
+        span.set_attribute("usage.organization", record.organization)
+    if record.code != grpc.StatusCode.OK:
+        span.set_status(Status(StatusCode.ERROR, record.code.name))
+    ctx = span.get_span_context()
+    return f"{ctx.trace_id:032x}" if ctx.is_valid else ""
+
+
+def _log_rpc(record: RpcRecord, elapsed_s: float, trace_id: str) -> None:
+    fields: dict[str, Any] = {
+        "method": record.method,
+        "code": record.code.name,
+        "duration_ms": round(elapsed_s * 1000, 3),
+        "organization": record.organization,
+        "request_id": record.request_id,
+        "peer": record.peer,
+    }
+    if trace_id:
+        fields["trace_id"] = trace_id
+    level = (
+        logging.ERROR if record.code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN) else logging.INFO
+    )
+    _rpc_log.log(
+        level,
+        "%s %s %.1fms org=%s request_id=%s",
+        record.method,
+        record.code.name,
+        elapsed_s * 1000,
+        record.organization or "-",
+        record.request_id,
+        extra={"fields": fields},
+    )
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, a record's `fields`, any traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            out["message"] = "rpc" if record.name == RPC_LOGGER else record.getMessage()
+            out.update(fields)
+        else:
+            out["message"] = record.getMessage()
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+def configure_logging(log_format: str) -> None:
+    """Root logging to stderr: `json` (one object per line) or `text`."""
+    handler = logging.StreamHandler()
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    elif log_format == "text":
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    else:
+        raise ValueError(f"log format must be json or text, not {log_format!r}")
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    logging.getLogger("alembic").setLevel(logging.WARNING)

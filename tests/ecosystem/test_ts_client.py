@@ -1,0 +1,35 @@
+"""The generated TypeScript client (clients/ts: protoc-gen-es + connect-node) against a running server:
+`npm test` compiles the client and its test with tsc, then `node --test` ingests, queries with each
+query RPC and decodes rich error details (clients/ts/test/client.test.ts). scripts/test.sh runs
+`npm ci` in clients/ts first."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+from ecosystem_support import ROOT, env_without_usage
+from grpc_harness import Harness
+
+TS = ROOT / "clients" / "ts"
+
+
+def test_typescript_client_round_trip(harness: Harness) -> None:
+    npm = shutil.which("npm")
+    assert npm, "npm not found: scripts/test.sh installs Node.js (apt nodejs npm)"
+    assert (TS / "node_modules" / "@connectrpc" / "connect-node").is_dir(), "run `npm ci` in clients/ts"
+    env = env_without_usage() | {"USAGE_ADDRESS": harness.address, "USAGE_TOKEN": harness.token("org_ts")}
+    result = subprocess.run([npm, "test"], cwd=TS, env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    assert "# pass 3" in result.stdout and "# fail 0" in result.stdout, result.stdout
+    # The calls reached this server: the ingest and every query RPC were counted.
+    handled = harness.running.observability.handled
+    for method, code in [
+        ("IngestUsageEvents", "OK"),
+        ("ListUsageEvents", "OK"),
+        ("ListCustomerUsageEvents", "OK"),
+        ("ListCustomerUsageEvents", "INVALID_ARGUMENT"),
+        ("AggregateUsage", "OK"),
+        ("ListUsageEvents", "UNAUTHENTICATED"),
+    ]:
+        assert handled.labels("usage.v1.UsageService", method, code)._value.get() >= 1, (method, code)
