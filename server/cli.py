@@ -1,4 +1,4 @@
-"""`usage-service` command line: serve, migrate, token.
+"""`usage-service` command line: serve, gateway, migrate, token, health.
 
 Settings come from USAGE_* environment variables; flags override them. Nothing happens at import.
 """
@@ -26,6 +26,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         "max_workers",
         "jwt_secret",
         "max_aggregate_buckets",
+        "metrics_port",
+        "log_format",
+        "http_port",
     ):
         value = getattr(args, name, None)
         if value is not None:
@@ -49,8 +52,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from server.app import DatabaseBehind, create_server, open_storage
+    from server.observability import configure_logging
 
     settings = _settings(args)
+    configure_logging(settings.log_format)
     try:
         storage = open_storage(settings, auto_migrate=settings.is_embedded or args.migrate)
     except DatabaseBehind as exc:
@@ -70,6 +75,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "embedded SQLite" if settings.is_embedded else "PostgreSQL",
     )
     print(f"usage-service listening on {settings.host}:{running.port}", flush=True)
+    metrics = None
+    if settings.metrics_port >= 0:
+        metrics = running.observability.serve_metrics(settings.host, settings.metrics_port)
+        print(f"usage-service metrics on http://{settings.host}:{metrics.port}/metrics", flush=True)
+    gateway = None
+    if settings.http_port >= 0:
+        gateway = _start_gateway(settings, _local_target(settings.host, running.port), settings.http_port)
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: Any) -> None:
@@ -78,11 +90,53 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     stop.wait()
+    if gateway is not None:  # HTTP first: its in-flight requests still need the gRPC server
+        gateway.stop()
     # Graceful: refuse new RPCs, let in-flight ones finish within the grace period.
     running.health.enter_graceful_shutdown()  # every service reports NOT_SERVING from here on
     running.server.stop(settings.grace_period_s).wait()
+    if metrics is not None:
+        metrics.stop()
     storage.close()
     print("usage-service stopped", flush=True)
+    return 0
+
+
+def _local_target(host: str, port: int) -> str:
+    """The address a local client dials for a server listening on host:port."""
+    if host in ("", "0.0.0.0"):
+        return f"127.0.0.1:{port}"
+    if host == "::":
+        return f"[::1]:{port}"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _start_gateway(settings: Settings, grpc_target: str, port: int) -> Any:
+    from server.gateway.runner import GatewayServer
+
+    gateway = GatewayServer.start(
+        grpc_target,
+        host=settings.host,
+        port=port,
+        default_timeout_s=settings.gateway_timeout_s,
+        grace_period_s=settings.grace_period_s,
+    )
+    print(f"usage-service gateway listening on {gateway.url} (gRPC {grpc_target})", flush=True)
+    return gateway
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    overrides = {"host": args.host, "http_port": args.port, "grpc_target": args.grpc_target}
+    settings = Settings.from_env(**overrides)
+    target = settings.grpc_target or _local_target(settings.host, settings.port)
+    port = settings.http_port if settings.http_port >= 0 else 8080
+    gateway = _start_gateway(settings, target, port)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    gateway.stop()
+    print("usage-service gateway stopped", flush=True)
     return 0
 
 
@@ -135,6 +189,25 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_health(args: argparse.Namespace) -> int:
+    """Exit 0 when the server answers SERVING, 1 otherwise (the container HEALTHCHECK runs this)."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    address = args.address or _local_target(Settings.from_env().host, Settings.from_env().port)
+    with grpc.insecure_channel(address) as channel:
+        try:
+            response = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
+            )
+        except grpc.RpcError as exc:
+            print(f"unhealthy: {exc.code().name} {exc.details() or ''}".rstrip(), file=sys.stderr)
+            return 1
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+    print(status)
+    return 0 if response.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="usage-service", description="Usage events service (gRPC).")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -153,12 +226,46 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="bucket cap of AggregateUsage (env USAGE_MAX_AGGREGATE_BUCKETS, default 1000)",
     )
+    serve.add_argument(
+        "--http-port",
+        dest="http_port",
+        type=int,
+        help="also serve the HTTP/JSON gateway on this port, 0 for any free one (env USAGE_HTTP_PORT)",
+    )
+    serve.add_argument(
+        "--metrics-port",
+        dest="metrics_port",
+        type=int,
+        help="serve Prometheus /metrics on this port, 0 for any free one (env USAGE_METRICS_PORT; default off)",
+    )
+    serve.add_argument(
+        "--log-format",
+        dest="log_format",
+        choices=["json", "text"],
+        help="log lines on stderr: json, one object per line (default), or text (env USAGE_LOG_FORMAT)",
+    )
     serve.add_argument("--demo", action="store_true", help="load demo data and print a token and examples")
     serve.add_argument("--migrate", action="store_true", help="apply pending migrations before serving")
     serve.set_defaults(func=cmd_serve)
     mig = sub.add_parser("migrate", help="apply database migrations")
     _add_common(mig)
     mig.set_defaults(func=cmd_migrate)
+    gw = sub.add_parser("gateway", help="run the HTTP/JSON gateway in front of a gRPC server")
+    gw.add_argument(
+        "--grpc-target",
+        dest="grpc_target",
+        help="the gRPC server, HOST:PORT (env USAGE_GRPC_TARGET, default USAGE_HOST:USAGE_PORT)",
+    )
+    gw.add_argument("--host", help="HTTP listen address (env USAGE_HOST, default 127.0.0.1)")
+    gw.add_argument(
+        "--port", type=int, help="HTTP port, 0 for any free one (env USAGE_HTTP_PORT, default 8080)"
+    )
+    gw.set_defaults(func=cmd_gateway)
+    hc = sub.add_parser("health", help="check a server through grpc.health.v1: exit 0 when SERVING")
+    hc.add_argument("--address", help="HOST:PORT (default: this host, port USAGE_PORT, else 50051)")
+    hc.add_argument("--service", default="", help="service name to check (default: the whole server)")
+    hc.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
+    hc.set_defaults(func=cmd_health)
     tok = sub.add_parser("token", help="print a JWT for an organization")
     _add_common(tok)
     tok.add_argument("--org", required=True, help="organization id")

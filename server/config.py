@@ -30,6 +30,15 @@ class Settings:
     port: int = 50051
     max_workers: int = 16
     grace_period_s: float = 10.0
+    # Observability: Prometheus /metrics port (-1: off, 0: any free port), log lines as json or text.
+    metrics_port: int = -1
+    log_format: str = "json"
+    # HTTP/JSON gateway: `serve` runs one beside the gRPC server when http_port >= 0 (0: a free port);
+    # `usage-service gateway` calls grpc_target (default host:port) with gateway_timeout_s as the
+    # deadline of requests that send no grpc-timeout header.
+    http_port: int = -1
+    grpc_target: str = ""
+    gateway_timeout_s: float = 30.0
     # Auth: HS256 secret, or a PEM public key file for RS256/ES256.
     jwt_secret: str = ""
     jwt_public_key_file: str = ""

@@ -1,0 +1,188 @@
+"""The ASGI app: match a route, transcode, call the RPC over a real gRPC channel, answer JSON.
+
+One generic unary caller per route (`channel.unary_unary(path, serializer, deserializer)`), built at
+start-up from the descriptors. Calls run on gRPC's own threads; the event loop awaits their futures.
+The `authorization` header and `Grpc-Metadata-*` headers go on as metadata; the deadline is the
+`grpc-timeout` header (gRPC's format: `500m`, `10S`, `1M`) or the configured default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import urllib.parse
+from collections.abc import Iterable
+from typing import Any
+
+import grpc
+from google.protobuf import descriptor
+from google.protobuf.message import Message
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+from usage.v1 import catalog_service_pb2, usage_service_pb2
+
+from server.gateway import errors, openapi, routes, transcode
+
+log = logging.getLogger(__name__)
+
+SERVICES: tuple[descriptor.ServiceDescriptor, ...] = (
+    usage_service_pb2.DESCRIPTOR.services_by_name["UsageService"],
+    catalog_service_pb2.DESCRIPTOR.services_by_name["CatalogService"],
+)
+MAX_BODY_BYTES = 16 * 1024 * 1024
+_TIMEOUT = re.compile(r"^([0-9]{1,8})([HMSmun])$")
+_TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+_METADATA_PREFIX = "grpc-metadata-"
+_METADATA_KEY = re.compile(r"^[0-9a-z_.-]+$")
+
+
+def parse_timeout(header: str | None, default_s: float) -> float:
+    """Seconds from a `grpc-timeout` header value; the default when absent."""
+    if header is None:
+        return default_s
+    m = _TIMEOUT.match(header.strip())
+    if not m:
+        raise transcode.BadParameter(
+            "grpc-timeout", f"{header!r} is not like 500m, 10S or 1M", where="header"
+        )
+    return int(m.group(1)) * _TIMEOUT_UNITS[m.group(2)]
+
+
+def _printable(value: str) -> bool:
+    return all(" " <= c <= "~" for c in value)
+
+
+def forwarded_metadata(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """`authorization` and `Grpc-Metadata-<key>` headers as gRPC metadata (unsendable ones dropped)."""
+    out = []
+    for name, value in headers:
+        name = name.lower()
+        if name == "authorization":
+            key = name
+        elif name.startswith(_METADATA_PREFIX):
+            key = name[len(_METADATA_PREFIX) :]
+            if not _METADATA_KEY.match(key) or key.startswith("grpc-") or key.endswith("-bin"):
+                continue
+        else:
+            continue
+        if _printable(value):
+            out.append((key, value.strip()))
+    return out
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise transcode.BadParameter("body", f"larger than {limit} bytes", where="request")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class UnaryCaller:
+    """Calls one RPC over the channel and awaits its result without blocking the event loop."""
+
+    def __init__(self, channel: grpc.Channel, route: routes.Route) -> None:
+        self._callable = channel.unary_unary(
+            route.grpc_path,
+            request_serializer=route.input_class.SerializeToString,
+            response_deserializer=route.output_class.FromString,
+        )
+
+    async def __call__(self, request: Message, metadata: list[tuple[str, str]], timeout: float) -> Message:
+        future: Any = self._callable.future(request, metadata=metadata, timeout=timeout)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+
+        def _resolve(_: Any) -> None:
+            if not done.done():
+                done.set_result(None)
+
+        future.add_done_callback(lambda _f: loop.call_soon_threadsafe(_resolve, None))
+        try:
+            await done
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        return future.result()  # type: ignore[no-any-return]  # raises the grpc.RpcError of a failure
+
+
+class Gateway:
+    """The request handler: one instance per app, holding the routes and their callers."""
+
+    def __init__(self, channel: grpc.Channel, route_table: list[routes.Route], default_timeout_s: float):
+        self.routes = route_table
+        self.default_timeout_s = default_timeout_s
+        self.callers = {r.grpc_path: UnaryCaller(channel, r) for r in route_table}
+
+    async def handle(self, request: Request) -> Response:
+        try:
+            return await self._handle(request)
+        except Exception:  # a bug of the gateway: log it, never send its text
+            log.exception("gateway failure on %s %s", request.method, request.url.path)
+            return errors.error_response(grpc.StatusCode.INTERNAL, "internal error")
+
+    async def _handle(self, request: Request) -> Response:
+        raw = request.scope.get("raw_path") or urllib.parse.quote(request.scope["path"]).encode()
+        found = routes.match(self.routes, request.method, raw.decode("latin-1"))
+        if isinstance(found, list):
+            return _no_route(found)
+        route, bound = found
+        has_auth = "authorization" in request.headers
+        try:
+            timeout = parse_timeout(request.headers.get("grpc-timeout"), self.default_timeout_s)
+            body = await read_body(request) if route.body else b""
+            message = transcode.build_request(route, bound, request.query_params.multi_items(), body)
+        except transcode.BadParameter as exc:
+            details = errors.bad_request(exc.parameter, exc.problem)
+            return errors.error_response(grpc.StatusCode.INVALID_ARGUMENT, str(exc), details)
+        metadata = forwarded_metadata(request.headers.items())
+        try:
+            reply = await self.callers[route.grpc_path](message, metadata, timeout)
+        except grpc.RpcError as err:
+            return errors.from_rpc_error(err, had_credentials=has_auth)
+        return Response(transcode.to_json(reply), 200, media_type=errors.JSON)
+
+
+def _no_route(allowed: list[str]) -> Response:
+    if allowed:  # grpc-gateway: a known path with another method is 405 with code UNIMPLEMENTED
+        headers = {"Allow": ", ".join(allowed)}
+        body = errors.status_body(grpc.StatusCode.UNIMPLEMENTED, "Method Not Allowed")
+        return Response(body, 405, headers, media_type=errors.JSON)
+    return errors.error_response(grpc.StatusCode.NOT_FOUND, "Not Found")
+
+
+class GatewayApp:
+    """The ASGI app: `/openapi.json`, and every other path through the gateway's own routing.
+
+    Starlette's router is not used: its path patterns do not match every decoded path (a `%0A`
+    inside a variable), and routing must be grpc-gateway's, from the annotations.
+    """
+
+    def __init__(self, gateway: Gateway, document: dict[str, Any]) -> None:
+        self.gateway = gateway
+        self.document = document
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # lifespan and websockets: nothing to do
+            return
+        request = Request(scope, receive)
+        if scope["path"] == "/openapi.json" and request.method == "GET":
+            response: Response = JSONResponse(self.document)
+        else:
+            response = await self.gateway.handle(request)
+        await response(scope, receive, send)
+
+
+def create_app(
+    channel: grpc.Channel,
+    *,
+    default_timeout_s: float = 30.0,
+    services: tuple[descriptor.ServiceDescriptor, ...] = SERVICES,
+) -> GatewayApp:
+    """The gateway app for `services`, calling them over `channel`; `/openapi.json` describes it."""
+    route_table = routes.build_routes(services)
+    return GatewayApp(Gateway(channel, route_table, default_timeout_s), openapi.build_document(route_table))

@@ -1,0 +1,270 @@
+"""Transcoding between HTTP and protobuf, the way grpc-gateway does it.
+
+Request: the body (when the route has one: `*` for the whole message, else one top-level field) is
+parsed with `json_format` (proto and lowerCamelCase names, unknown fields ignored); then path
+variables, then query parameters are set by field path (`a.b`, either spelling). Query parameters
+that name no field, or a field the path or body already binds, are ignored. Repeated fields take
+repeated parameters; Timestamps are RFC 3339; a value that does not parse is `BadParameter`, which
+the gateway answers 400 INVALID_ARGUMENT naming the parameter.
+
+Response: `json_format` with proto field names, fields without presence always printed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from google.protobuf import descriptor, json_format
+from google.protobuf.message import Message
+
+from server.gateway.routes import Route
+
+FD = descriptor.FieldDescriptor
+# Descriptors typed loosely: the stubs make message_type/enum_type optional and the upb classes
+# differ from the pure-Python ones, which only adds casts to code that checks the type first.
+Field = Any
+MessageType = Any
+_INT = re.compile(r"^[+-]?[0-9]+$")
+_FLOAT = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$|^(NaN|[+-]?Infinity)$")
+_BOOL = {"true": True, "1": True, "t": True, "false": False, "0": False, "f": False}
+_INT_RANGES = {
+    FD.TYPE_INT32: (-(2**31), 2**31 - 1),
+    FD.TYPE_SINT32: (-(2**31), 2**31 - 1),
+    FD.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
+    FD.TYPE_INT64: (-(2**63), 2**63 - 1),
+    FD.TYPE_SINT64: (-(2**63), 2**63 - 1),
+    FD.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
+    FD.TYPE_UINT32: (0, 2**32 - 1),
+    FD.TYPE_FIXED32: (0, 2**32 - 1),
+    FD.TYPE_UINT64: (0, 2**64 - 1),
+    FD.TYPE_FIXED64: (0, 2**64 - 1),
+}
+# Well-known message types that a query parameter or path variable sets from their JSON string form.
+SCALAR_MESSAGES = {
+    "google.protobuf.Timestamp",
+    "google.protobuf.Duration",
+    "google.protobuf.FieldMask",
+    "google.protobuf.StringValue",
+    "google.protobuf.BytesValue",
+    "google.protobuf.BoolValue",
+    "google.protobuf.Int32Value",
+    "google.protobuf.Int64Value",
+    "google.protobuf.UInt32Value",
+    "google.protobuf.UInt64Value",
+    "google.protobuf.FloatValue",
+    "google.protobuf.DoubleValue",
+}
+
+
+class BadParameter(ValueError):
+    """A path variable, query parameter or body that does not fit the request message."""
+
+    def __init__(self, parameter: str, problem: str, *, where: str = "query parameter") -> None:
+        super().__init__(f"invalid value for {where} {parameter}: {problem}")
+        self.parameter = parameter
+        self.problem = problem
+
+
+def field_by_name(message_descriptor: MessageType, name: str) -> Field | None:
+    """A field by its proto name or its lowerCamelCase JSON name."""
+    field = message_descriptor.fields_by_name.get(name)
+    if field is not None:
+        return field
+    for f in message_descriptor.fields:
+        if f.json_name == name:
+            return f
+    return None
+
+
+def resolve(message: Message, path: str) -> tuple[Message, Field] | None:
+    """The message holding the last field of a dotted path, and that field; None if it names nothing."""
+    names = path.split(".")
+    for name in names[:-1]:
+        field = field_by_name(message.DESCRIPTOR, name)
+        if field is None or field.type != FD.TYPE_MESSAGE or _is_repeated(field):
+            return None
+        if field.message_type.full_name in SCALAR_MESSAGES:
+            return None
+        message = getattr(message, field.name)
+    field = field_by_name(message.DESCRIPTOR, names[-1])
+    return None if field is None else (message, field)
+
+
+def canonical_path(message_descriptor: MessageType, path: str) -> str | None:
+    """`aggregatorFilter.aggregatorId` -> `aggregator_filter.aggregator_id`; None if it names nothing."""
+    out, current = [], message_descriptor
+    for i, name in enumerate(path.split(".")):
+        field = field_by_name(current, name) if current is not None else None
+        if field is None:
+            return None
+        out.append(field.name)
+        if i < len(path.split(".")) - 1:
+            current = field.message_type
+    return ".".join(out)
+
+
+def _is_repeated(field: Field) -> bool:
+    return bool(field.is_repeated)
+
+
+def scalar(field: Field, text: str) -> Any:
+    """A string from the URL as the Python value of a scalar field; ValueError when it does not fit."""
+    t = field.type
+    if t == FD.TYPE_STRING:
+        return text
+    if t in _INT_RANGES:
+        if not _INT.match(text):
+            raise ValueError(f"{text!r} is not an integer")
+        number = int(text)
+        low, high = _INT_RANGES[t]
+        if not low <= number <= high:
+            raise ValueError(f"{text} is out of range")
+        return number
+    if t in (FD.TYPE_DOUBLE, FD.TYPE_FLOAT):
+        if not _FLOAT.match(text):
+            raise ValueError(f"{text!r} is not a number")
+        return float(text)
+    if t == FD.TYPE_BOOL:
+        if text.lower() not in _BOOL:
+            raise ValueError(f"{text!r} is not true or false")
+        return _BOOL[text.lower()]
+    if t == FD.TYPE_ENUM:
+        value = field.enum_type.values_by_name.get(text)
+        if value is None:
+            raise ValueError(f"{text!r} is not one of {', '.join(field.enum_type.values_by_name)}")
+        return value.number
+    if t == FD.TYPE_BYTES:
+        padded = text + "=" * (-len(text) % 4)
+        try:
+            return base64.urlsafe_b64decode(padded.replace("+", "-").replace("/", "_"))
+        except ValueError:
+            raise ValueError("not base64") from None
+    raise ValueError("this field cannot be set from a URL")
+
+
+def _scalar_message(target: Message, text: str) -> None:
+    """Set a well-known type from its JSON string form (`2026-01-01T00:00:00Z`, `a,b`, `1.5s`)."""
+    name = target.DESCRIPTOR.full_name
+    if name == "google.protobuf.FieldMask":  # accept `unit_name` as well as the JSON form `unitName`
+        for path in filter(None, text.split(",")):
+            snake = path if "_" in path else re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), path)
+            target.paths.append(snake)  # type: ignore[attr-defined]
+        return
+    if name in ("google.protobuf.Timestamp", "google.protobuf.Duration"):
+        target.FromJsonString(text)  # type: ignore[attr-defined]
+        return
+    value = scalar(target.DESCRIPTOR.fields_by_name["value"], text)
+    target.value = value  # type: ignore[attr-defined]
+
+
+def set_field(message: Message, field: Field, values: Sequence[str]) -> None:
+    """Set a scalar or well-known-type field (repeated or not) from URL strings; ValueError if bad."""
+    repeated = _is_repeated(field)
+    if not repeated and len(values) > 1:
+        raise ValueError(f"expected one value, got {len(values)}")
+    if field.type == FD.TYPE_MESSAGE:
+        if field.message_type.full_name not in SCALAR_MESSAGES:
+            raise ValueError("this field cannot be set from a URL")
+        for text in values:
+            target = getattr(message, field.name).add() if repeated else getattr(message, field.name)
+            _scalar_message(target, text)
+        return
+    converted = [scalar(field, text) for text in values]
+    if repeated:
+        getattr(message, field.name).extend(converted)
+    else:
+        setattr(message, field.name, converted[0])
+
+
+def apply_body(request: Message, route: Route, body: bytes) -> None:
+    """Parse the JSON body into the whole request (`*`) or the route's body field."""
+    if not route.body:
+        return
+    try:
+        document = json.loads(body) if body.strip() else {}
+    except (ValueError, RecursionError) as exc:
+        problem = str(exc) if isinstance(exc, json.JSONDecodeError) else "not JSON"
+        raise BadParameter("body", problem, where="request") from None
+    if route.body != "*":
+        document = {route.body: document}
+    elif not isinstance(document, dict):
+        raise BadParameter("body", "expected a JSON object", where="request")
+    try:
+        json_format.ParseDict(document, request, ignore_unknown_fields=True)
+    except json_format.ParseError as exc:
+        raise BadParameter("body", str(exc), where="request") from None
+    except (ValueError, TypeError, AttributeError, RecursionError):
+        raise BadParameter("body", "does not match the request message", where="request") from None
+
+
+def apply_path(request: Message, bound: Mapping[str, str]) -> None:
+    """Set the fields named by the path template's variables."""
+    for path, text in bound.items():
+        found = resolve(request, path)
+        if found is None:  # the template names a field the message lacks: a bad annotation
+            raise LookupError(f"path variable {path} names no field of {request.DESCRIPTOR.full_name}")
+        holder, field = found
+        try:
+            set_field(holder, field, [text])
+        except ValueError as exc:
+            raise BadParameter(path, str(exc), where="path variable") from None
+
+
+def apply_query(request: Message, route: Route, query: Sequence[tuple[str, str]]) -> None:
+    """Set fields from query parameters; unknown names and fields bound elsewhere are ignored."""
+    bound = set(route.path_fields)
+    if route.body == "*":
+        return  # the body is the whole message: grpc-gateway binds no query parameter
+    grouped: dict[str, list[str]] = {}
+    for name, text in query:
+        grouped.setdefault(name, []).append(text)
+    for name, texts in grouped.items():
+        path = canonical_path(request.DESCRIPTOR, name)
+        if path is None or _is_bound(path, bound, route.body):
+            continue
+        found = resolve(request, path)
+        if found is None:
+            continue
+        holder, field = found
+        try:
+            set_field(holder, field, texts)
+        except ValueError as exc:
+            raise BadParameter(name, str(exc)) from None
+
+
+def _is_bound(path: str, path_fields: set[str], body: str) -> bool:
+    if body and (path == body or path.startswith(body + ".")):
+        return True
+    return any(path == p or path.startswith(p + ".") or p.startswith(path + ".") for p in path_fields)
+
+
+def build_request(
+    route: Route, bound: Mapping[str, str], query: Sequence[tuple[str, str]], body: bytes
+) -> Message:
+    """The request message of an HTTP request: body first, then path variables, then the query."""
+    request = route.input_class()
+    apply_body(request, route, body)
+    apply_path(request, bound)
+    apply_query(request, route, query)
+    return request
+
+
+def to_json(message: Message) -> str:
+    """A message as the gateway's JSON: proto field names, fields without presence always printed."""
+    return json_format.MessageToJson(
+        message,
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+        indent=None,
+        ensure_ascii=False,
+    )
+
+
+def to_dict(message: Message) -> dict[str, Any]:
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
