@@ -33,7 +33,7 @@ import server.app
 from server.auth import mint_token
 from server.config import Settings
 
-JWT_SECRET = "test-secret"
+JWT_SECRET = "rpc-test-secret-of-at-least-32-bytes"
 CURSOR_SECRET = "test-cursor"
 RPC_TIMEOUT_S = 30.0
 UTC = dt.UTC

@@ -62,7 +62,7 @@ class OrgScoped:
 def servicers(tmp_path: pathlib.Path) -> Iterator[tuple[UsageServicer, CatalogServicer]]:
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'usage.db'}",
-        jwt_secret="test-secret",
+        jwt_secret="grpcio-testing-secret-of-32-bytes-long",
         cursor_secret="test-cursor",
     )
     storage = server.app.open_storage(settings, auto_migrate=True)
