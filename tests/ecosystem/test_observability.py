@@ -184,7 +184,12 @@ def test_rpcs_run_in_opentelemetry_spans(db_url: str, caplog: pytest.LogCaptureF
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    settings = Settings(database_url=db_url, jwt_secret="observability-test-secret-32-bytes-long", cursor_secret="c", max_workers=4)
+    settings = Settings(
+        database_url=db_url,
+        jwt_secret="observability-test-secret-32-bytes-long",
+        cursor_secret="c",
+        max_workers=4,
+    )
     storage = server.app.open_storage(settings, auto_migrate=False)
     observability = Observability(storage.engine, tracer_provider=provider)
     running = server.app.create_server(settings, storage, "127.0.0.1:0", observability)
