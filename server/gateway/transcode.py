@@ -254,14 +254,22 @@ def build_request(
 
 
 def to_json(message: Message) -> str:
-    """A message as the gateway's JSON: proto field names, fields without presence always printed."""
-    return json_format.MessageToJson(
-        message,
-        preserving_proto_field_name=True,
-        always_print_fields_with_no_presence=True,
-        indent=None,
-        ensure_ascii=False,
-    )
+    """A message as the gateway's JSON: proto field names, fields without presence always printed,
+    integral doubles written as integers (`200`, not `200.0`), as grpc-gateway's protojson does."""
+    return json.dumps(_integral_floats_as_ints(to_dict(message)), ensure_ascii=False)
+
+
+_SAFE_INT = 2**53
+
+
+def _integral_floats_as_ints(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) < _SAFE_INT:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral_floats_as_ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral_floats_as_ints(v) for v in value]
+    return value
 
 
 def to_dict(message: Message) -> dict[str, Any]:

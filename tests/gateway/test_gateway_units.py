@@ -283,3 +283,20 @@ def test_openapi_parameters_come_from_the_request_messages() -> None:
         "usage.v1.Aggregator"
     )
     assert len([op for path in document["paths"].values() for op in path]) == 15
+
+
+def test_to_json_writes_integral_doubles_as_integers_like_protojson() -> None:
+    from google.protobuf import struct_pb2
+    from usage.v1 import usage_service_pb2
+
+    from server.gateway.transcode import to_json
+
+    payload = struct_pb2.Struct()
+    payload.update({"status": 200, "ratio": 0.25, "big": 1e20, "tags": [1, 2.5]})
+    event = usage_service_pb2.CustomerUsageEvent(id="e", payload=payload)
+    point = usage_service_pb2.AggregatePoint(value=209.0)
+    assert '"status": 200,' in to_json(event) or '"status": 200}' in to_json(event)
+    assert '"ratio": 0.25' in to_json(event)
+    assert '"big": 1e+20' in to_json(event)
+    assert '"tags": [1, 2.5]' in to_json(event)
+    assert '"value": 209' in to_json(point) and "209.0" not in to_json(point)
