@@ -78,6 +78,7 @@ def create_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc"),
         interceptors=[ServiceInterceptor(TokenVerifier(settings), observability)],
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs if settings.max_concurrent_rpcs > 0 else None,
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

@@ -24,6 +24,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         "host",
         "port",
         "max_workers",
+        "max_concurrent_rpcs",
         "jwt_secret",
         "max_aggregate_buckets",
         "metrics_port",
@@ -219,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--max-workers", dest="max_workers", type=int, help="RPC threads (env USAGE_MAX_WORKERS)"
+    )
+    serve.add_argument(
+        "--max-concurrent-rpcs",
+        dest="max_concurrent_rpcs",
+        type=int,
+        help="RPCs admitted at once, beyond it RESOURCE_EXHAUSTED; 0: no bound (env USAGE_MAX_CONCURRENT_RPCS, default 64)",
     )
     serve.add_argument(
         "--max-aggregate-buckets",

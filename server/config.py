@@ -29,6 +29,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 50051
     max_workers: int = 16
+    # RPCs admitted at once (running or queued for a worker); beyond it grpc answers RESOURCE_EXHAUSTED.
+    max_concurrent_rpcs: int = 64
     grace_period_s: float = 10.0
     # Observability: Prometheus /metrics port (-1: off, 0: any free port), log lines as json or text.
     metrics_port: int = -1

@@ -4,6 +4,7 @@ cannot express (filter operator/value agreement, update masks, existence of the 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from server.domain import Aggregator, AggregatorFilter, Condition, Customer, PropertyFilter
@@ -52,7 +53,8 @@ def check_filter(flt: PropertyFilter, field: str) -> None:
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+    # Finite only: NaN and infinities have no JSON form to store or compare with.
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _is_scalar(v: Any, allow_null: bool) -> bool:
@@ -105,7 +107,7 @@ class Catalog:
         if unknown:
             raise InvalidArgument.field(
                 "update_mask",
-                f"cannot update {unknown[0]!r}; updatable: {', '.join(MUTABLE_AGGREGATOR_FIELDS)}",
+                f"cannot update {unknown[0][:64]!r}; updatable: {', '.join(MUTABLE_AGGREGATOR_FIELDS)}",
             )
         current = self.get_aggregator(org, changes.id)
         paths = mask or list(MUTABLE_AGGREGATOR_FIELDS)

@@ -48,7 +48,8 @@ class CursorCodec:
         """The position of a cursor issued for `bound_to`, or InvalidArgument on `cursor`."""
         payload, _, sig = cursor.partition(".")
         expected = _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
-        if not sig or not hmac.compare_digest(sig, expected):
+        # Bytes: compare_digest refuses str with non-ASCII characters (a hostile cursor may hold any).
+        if not sig or not hmac.compare_digest(sig.encode(), expected.encode()):
             raise InvalidArgument.field("cursor", "invalid cursor: it was not issued by this service")
         try:
             data = json.loads(_unb64(payload))

@@ -23,8 +23,21 @@ def us_to_ts(us: int) -> timestamp_pb2.Timestamp:
     return timestamp_pb2.Timestamp(seconds=seconds, nanos=micros * 1000)
 
 
+def _plain(v: struct_pb2.Value) -> Any:
+    """A Value as Python (numbers as float, like json_format), keeping NaN and infinities, which
+    json_format refuses to convert: the checks behind this layer reject them with a field violation."""
+    kind = v.WhichOneof("kind")
+    if kind == "struct_value":
+        return struct_to_dict(v.struct_value)
+    if kind == "list_value":
+        return [_plain(item) for item in v.list_value.values]
+    if kind in (None, "null_value"):
+        return None
+    return getattr(v, kind)
+
+
 def struct_to_dict(s: struct_pb2.Struct) -> dict[str, Any]:
-    return json_format.MessageToDict(s)
+    return {k: _plain(v) for k, v in s.fields.items()}
 
 
 def dict_to_struct(d: dict[str, Any]) -> struct_pb2.Struct:
@@ -36,7 +49,7 @@ def dict_to_struct(d: dict[str, Any]) -> struct_pb2.Struct:
 def value_to_python(v: struct_pb2.Value, present: bool) -> Any:
     if not present or v.WhichOneof("kind") in (None, "null_value"):
         return None
-    return json_format.MessageToDict(v)
+    return _plain(v)
 
 
 def python_to_value(v: Any) -> struct_pb2.Value:

@@ -32,8 +32,19 @@ def current_org() -> str:
     return _ORG.get()
 
 
+# The status travels in trailers, which clients cap (8-16 KiB): long echoes of hostile input or
+# thousands of violations would turn INVALID_ARGUMENT into a client-side RESOURCE_EXHAUSTED.
+MAX_VIOLATIONS = 20
+MAX_TEXT = 256
+
+
+def _clip(text: str, limit: int = MAX_TEXT) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def to_status(error: ServiceError) -> grpc.Status:
-    """A gRPC status with ErrorInfo (stable reason) and, for invalid input, BadRequest violations."""
+    """A gRPC status with ErrorInfo (stable reason) and, for invalid input, BadRequest violations
+    (the first MAX_VIOLATIONS, texts clipped to MAX_TEXT characters)."""
     details = []
     metadata = {"resource": error.resource} if isinstance(error, NotFound) and error.resource else {}
     info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=metadata)
@@ -42,8 +53,10 @@ def to_status(error: ServiceError) -> grpc.Status:
         details.append(
             error_details_pb2.BadRequest(
                 field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                    for v in error.violations
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=_clip(v.field), description=_clip(v.description)
+                    )
+                    for v in error.violations[:MAX_VIOLATIONS]
                 ]
             )
         )
@@ -53,7 +66,9 @@ def to_status(error: ServiceError) -> grpc.Status:
         a.Pack(d)
         packed.append(a)
     code = getattr(code_pb2, error.code.name)
-    return rpc_status.to_status(status_pb2.Status(code=code, message=error.message, details=packed))
+    return rpc_status.to_status(
+        status_pb2.Status(code=code, message=_clip(error.message, 2 * MAX_TEXT), details=packed)
+    )
 
 
 class ServiceInterceptor(grpc.ServerInterceptor):

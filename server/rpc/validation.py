@@ -1,11 +1,18 @@
 """Request validation with protovalidate: the constraints declared in the protos, as FieldViolations
-with dotted paths (`events[3].timestamp`, `aggregator.filter.fields[0].operator`)."""
+with dotted paths (`events[3].timestamp`, `aggregator.filter.fields[0].operator`).
+
+One rule is not expressible there: no string anywhere in a request (ids, names, filter values,
+property keys and values) may hold a NUL character, which PostgreSQL cannot store in text or jsonb.
+Both databases reject it the same way, as INVALID_ARGUMENT naming the field.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import protovalidate
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from server.errors import FieldViolation, InvalidArgument
@@ -25,12 +32,50 @@ def _path(violation: Any) -> str:
     return ".".join(parts)
 
 
+_JSON_TYPES = {"google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"}
+_NUL = "\x00"
+
+
+def _json_has_nul(value: Any) -> bool:
+    """Whether a Struct, Value or ListValue holds a NUL in a key or string (numbers are not read:
+    json_format refuses non-finite ones, which the ingestion rules reject with their own message)."""
+    name = value.DESCRIPTOR.full_name
+    if name == "google.protobuf.Struct":
+        return any(_NUL in k or _json_has_nul(v) for k, v in value.fields.items())
+    if name == "google.protobuf.ListValue":
+        return any(_json_has_nul(v) for v in value.values)
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return _NUL in value.string_value
+    if kind in ("struct_value", "list_value"):
+        return _json_has_nul(getattr(value, kind))
+    return False
+
+
+def _nul_paths(message: Message, prefix: str = "") -> Iterator[str]:
+    """The paths of the string fields (and JSON values) of `message` that contain a NUL character."""
+    for field, value in message.ListFields():
+        path = prefix + field.name
+        items = list(enumerate(value)) if field.is_repeated else [(None, value)]
+        for i, item in items:
+            here = path if i is None else f"{path}[{i}]"
+            if field.message_type is not None and field.message_type.full_name in _JSON_TYPES:
+                if _json_has_nul(item):
+                    yield here
+            elif field.message_type is not None:
+                yield from _nul_paths(item, here + ".")
+            elif field.type == FieldDescriptor.TYPE_STRING and _NUL in item:
+                yield here
+
+
 def violations(message: Message) -> list[FieldViolation]:
     """Every constraint the message breaks, with the path of the field and the rule's message."""
-    return [
+    found = [
         FieldViolation(_path(v), v.proto.message or v.proto.rule_id)
         for v in _validator.collect_violations(message)
     ]
+    found += [FieldViolation(p, "must not contain NUL characters") for p in _nul_paths(message)]
+    return found
 
 
 def check(message: Message) -> None:

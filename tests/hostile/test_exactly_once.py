@@ -1,0 +1,231 @@
+"""Exactly-once ingestion (issue 6, part 3): concurrent clients sending overlapping batches with the
+same idempotency keys at the same moment, and a client that retries every unacknowledged batch across
+a SIGKILL of the server process, end with every event stored exactly once."""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import os
+import pathlib
+import queue
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import grpc
+import pytest
+import sqlalchemy as sa
+from grpc_harness import Harness, event
+from usage.v1 import usage_service_pb2 as pb
+from usage.v1 import usage_service_pb2_grpc
+
+from server.auth import mint_token
+from server.config import Settings
+from server.storage import schema
+from server.storage.engine import make_engine
+
+THREADS = 8
+KEYS = 240
+BATCH = 60
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def _event_for(key: str) -> Any:
+    n = int(key.rsplit("-", 1)[1])
+    return event(
+        customer_id=f"cus_{n % 7}",
+        timestamp=NOW - dt.timedelta(minutes=n),
+        quantity=str(n),
+        properties={"n": n},
+        idempotency_key=key,
+    )
+
+
+def _stored_keys(engine: sa.Engine, org: str) -> collections.Counter[str]:
+    ev = schema.events.c
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(ev.idempotency_key).where(ev.organization_id == org)).scalars()
+        return collections.Counter(rows)
+
+
+def test_concurrent_overlapping_batches_store_each_key_once(db_url: str) -> None:
+    h = Harness.start(db_url)
+    try:
+        keys = [f"k-{i}" for i in range(KEYS)]
+        barrier = threading.Barrier(THREADS)
+        seen: dict[str, list[tuple[str, str]]] = collections.defaultdict(list)
+        lock = threading.Lock()
+        errors: list[BaseException] = []
+
+        def worker(t: int) -> None:
+            try:
+                client = h.client("org_once")
+                order = keys[:]
+                random.Random(t).shuffle(order)  # every thread: all keys, in its own order
+                batches = [order[i : i + BATCH] for i in range(0, len(order), BATCH)]
+                barrier.wait(timeout=60)
+                for batch in batches:
+                    results = client.ingest(*(_event_for(k) for k in batch))
+                    with lock:
+                        for k, r in zip(batch, results, strict=True):
+                            seen[k].append((r.status, r.event_id))
+            except BaseException as exc:  # noqa: BLE001 (reported by the main thread)
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(t,)) for t in range(THREADS)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout=240)
+        assert not any(th.is_alive() for th in threads), "a client hung"
+        assert not errors, errors[0]
+
+        assert set(seen) == set(keys)
+        for k, answers in seen.items():
+            statuses = collections.Counter(s for s, _ in answers)
+            assert statuses == {"ACCEPTED": 1, "DUPLICATE": THREADS - 1}, (k, answers)
+            assert len({i for _, i in answers}) == 1, (k, answers)  # one event id per key
+        stored = _stored_keys(h.storage.engine, "org_once")
+        assert stored == collections.Counter(keys)  # every key exactly once, none missing
+    finally:
+        h.close()
+
+
+# ---- SIGKILL mid-batch ----------------------------------------------------------------------
+SECRET = "exactly-once-secret-of-at-least-32-bytes"
+LISTENING = re.compile(r"^usage-service listening on \S+:(\d+)$")
+KILL_BATCHES = 40
+KILL_BATCH_SIZE = 200
+
+
+def _command() -> list[str]:
+    script = pathlib.Path(sys.executable).parent / "usage-service"
+    if script.is_file():
+        return [str(script)]
+    found = shutil.which("usage-service")
+    return [found] if found else [sys.executable, "-m", "server.cli"]
+
+
+def _serve(url: str, log: pathlib.Path) -> tuple[subprocess.Popen[str], int]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("USAGE_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    proc = subprocess.Popen(
+        [*_command(), "serve", "--port", "0", "--database-url", url, "--jwt-secret", SECRET, "--migrate"],
+        stdout=subprocess.PIPE,
+        stderr=log.open("a"),
+        text=True,
+        env=env,
+    )
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line.strip())
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    while True:
+        line = lines.get(timeout=120)
+        assert line is not None, f"serve exited: {log.read_text()}"
+        if m := LISTENING.match(line):
+            return proc, int(m.group(1))
+
+
+@pytest.mark.postgres
+@pytest.mark.e2e
+def test_client_retries_across_a_sigkill_store_each_key_once(
+    request: pytest.FixtureRequest, tmp_path: pathlib.Path
+) -> None:
+    pg = request.getfixturevalue("pg_server")
+    url = pg.create_database(template=request.getfixturevalue("_pg_template"))
+    token = mint_token(Settings(jwt_secret=SECRET), "org_kill", dt.timedelta(hours=1))
+    metadata = (("authorization", f"Bearer {token}"),)
+    log = tmp_path / "serve.log"
+    proc, port = _serve(url, log)
+    address = {"port": port}
+    acked = [0]
+    attempts = [0]
+    failures = [0]
+    done = threading.Event()
+    errors: list[BaseException] = []
+    batches = [
+        [f"b{b}-{b * KILL_BATCH_SIZE + j}" for j in range(KILL_BATCH_SIZE)] for b in range(KILL_BATCHES)
+    ]
+
+    def client() -> None:
+        try:
+            channel, channel_port = None, 0
+            for batch in batches:
+                req = pb.IngestUsageEventsRequest(events=[_event_for(k) for k in batch])
+                for _ in range(2000):  # a bound on a hang, not a timing
+                    if channel_port != address["port"]:
+                        if channel is not None:
+                            channel.close()
+                        channel_port = address["port"]
+                        channel = grpc.insecure_channel(f"127.0.0.1:{channel_port}")
+                    stub = usage_service_pb2_grpc.UsageServiceStub(channel)
+                    attempts[0] += 1
+                    try:
+                        response = stub.IngestUsageEvents(req, metadata=metadata, timeout=10)
+                    except grpc.RpcError as err:
+                        assert err.code() in (
+                            grpc.StatusCode.UNAVAILABLE,
+                            grpc.StatusCode.DEADLINE_EXCEEDED,
+                            grpc.StatusCode.CANCELLED,
+                        ), (err.code(), err.details())
+                        failures[0] += 1
+                        time.sleep(0.05)
+                        continue
+                    assert {r.status for r in response.results} <= {"ACCEPTED", "DUPLICATE"}, response
+                    acked[0] += 1
+                    break
+                else:
+                    raise AssertionError("a batch was never acknowledged")
+            if channel is not None:
+                channel.close()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    try:
+        for _ in range(6000):  # let a few batches through, then kill while the client is sending
+            if acked[0] >= 5 or done.is_set():
+                break
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        proc, address["port"] = _serve(url, log)
+        assert done.wait(timeout=240), "the client did not finish"
+        thread.join(timeout=30)
+        assert not errors, errors[0]
+        assert acked[0] == KILL_BATCHES
+        engine = make_engine(url)
+        try:
+            stored = _stored_keys(engine, "org_kill")
+        finally:
+            engine.dispose()
+        expected = collections.Counter(k for batch in batches for k in batch)
+        assert stored == expected, (
+            f"missing {len(expected - stored)}, extra {len(stored - expected)}; "
+            f"{attempts[0]} attempts, {failures[0]} failed"
+        )
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        pg.drop_database(url.rsplit("/", 1)[1])
