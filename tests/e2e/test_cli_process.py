@@ -4,19 +4,15 @@ Python stubs (DESIGN.md 5, 6)."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import pathlib
-import queue
 import re
-import shutil
-import signal
 import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 
+import cli_process
 import grpc
 import pytest
+from cli_process import EXIT_TIMEOUT_S, clean_env, command
 from google.protobuf import field_mask_pb2
 from grpc_harness import condition, expect_error, filt, ts
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -26,93 +22,29 @@ from usage.v1 import usage_service_pb2 as pb
 
 pytestmark = pytest.mark.e2e
 
-START_TIMEOUT_S = 120.0  # a bound on a hang, not a performance threshold (the demo loads 30,000 events)
-EXIT_TIMEOUT_S = 30.0
 LISTENING = re.compile(r"^usage-service listening on (\S+):(\d+)$")
 EXPORT_TOKEN = re.compile(r"^\s*export TOKEN=(\S+)\s*$")
-
-
-def command() -> list[str]:
-    script = pathlib.Path(sys.executable).parent / "usage-service"
-    if script.is_file():
-        return [str(script)]
-    found = shutil.which("usage-service")
-    return [found] if found else [sys.executable, "-m", "server.cli"]
-
-
-def clean_env() -> dict[str, str]:
-    """The environment without USAGE_* settings: the flags given are the whole configuration."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("USAGE_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*command(), *args], capture_output=True, text=True, env=clean_env(), timeout=120)
 
 
-class ServerProcess:
-    """`usage-service serve ...` with its stdout read line by line on a thread."""
+class ServerProcess(cli_process.Process):
+    """`usage-service serve ...`; `port` and the demo `token` once the listening line was read."""
 
     def __init__(self, args: list[str], stderr_path: pathlib.Path) -> None:
-        self._stderr_file = stderr_path.open("w")
-        self.stderr_path = stderr_path
-        self.proc = subprocess.Popen(
-            [*command(), "serve", *args],
-            stdout=subprocess.PIPE,
-            stderr=self._stderr_file,
-            text=True,
-            env=clean_env(),
-        )
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._pump, daemon=True).start()
+        super().__init__(["serve", *args], stderr_path)
         self.port = 0
         self.token = ""
 
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
-
     def wait_listening(self) -> int:
-        """Read stdout up to the listening line (collecting the demo token on the way)."""
-        while True:
-            try:
-                line = self._queue.get(timeout=START_TIMEOUT_S)
-            except queue.Empty:
-                raise AssertionError(f"no listening line; stdout so far: {self.lines}") from None
-            if line is None:
-                raise AssertionError(
-                    f"serve exited with {self.proc.wait()}: {self.lines}\n{self.stderr_path.read_text()}"
-                )
-            self.lines.append(line)
+        """Read stdout up to the listening line (the demo banner, with its token, comes before it)."""
+        self.port = int(self.wait_for(LISTENING).group(2))
+        for line in self.lines:
             if m := EXPORT_TOKEN.match(line):
                 self.token = m.group(1)
-            if m := LISTENING.match(line):
-                self.port = int(m.group(2))
-                return self.port
-
-    def rest_of_stdout(self) -> list[str]:
-        rest = []
-        while (line := self._queue.get(timeout=EXIT_TIMEOUT_S)) is not None:
-            rest.append(line)
-        return rest
-
-    def terminate(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=EXIT_TIMEOUT_S)
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self._stderr_file.close()
+        return self.port
 
 
 class Stubs:
