@@ -22,8 +22,6 @@ from usage.v1 import catalog_pb2
 from usage.v1 import catalog_service_pb2 as cpb
 from usage.v1 import usage_service_pb2 as pb
 
-pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
-
 START = at("2026-01-10T00:00:00Z")
 END = at("2026-01-11T00:00:00Z")
 

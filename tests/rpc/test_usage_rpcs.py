@@ -25,8 +25,6 @@ from usage.v1 import catalog_pb2
 from usage.v1 import catalog_service_pb2 as cpb
 from usage.v1 import usage_service_pb2 as pb
 
-pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
-
 H = dt.timedelta(hours=1)
 US = dt.timedelta(microseconds=1)
 
