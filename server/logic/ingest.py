@@ -144,7 +144,11 @@ class Ingestion:
         self._skew = max_future_skew_s
 
     def ingest(
-        self, org: str, drafts: list[EventDraft | tuple[FieldViolation, ...]], now_us: int
+        self,
+        org: str,
+        drafts: list[EventDraft | tuple[FieldViolation, ...]],
+        now_us: int,
+        timeout_s: float | None = None,
     ) -> list[EventResult]:
         """One result per draft, in order. A tuple of violations stands for an event already rejected."""
         results: list[EventResult | None] = [None] * len(drafts)
@@ -159,7 +163,9 @@ class Ingestion:
             else:
                 valid.append((i, event))
         if valid:
-            outcomes: list[IngestOutcome] = self._storage.ingest(org, [e for _, e in valid], now_us)
+            outcomes: list[IngestOutcome] = self._storage.ingest(
+                org, [e for _, e in valid], now_us, timeout_s
+            )
             for (i, _), outcome in zip(valid, outcomes, strict=True):
                 results[i] = EventResult(i, outcome.status, outcome.event_id)
         return [r for r in results if r is not None]

@@ -174,7 +174,9 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
                     wallet_currency=optional(e, "wallet_currency"),
                 )
             )
-        results = self._ingestion.ingest(current_org(), drafts, time.time_ns() // 1000)
+        results = self._ingestion.ingest(
+            current_org(), drafts, time.time_ns() // 1000, remaining(context, self._timeout)
+        )
         if self._on_ingested is not None:
             self._on_ingested([r.status for r in results])
         return pb.IngestUsageEventsResponse(

@@ -1,8 +1,9 @@
 """Engines, transactions and error translation for both databases.
 
 - `make_engine`: PostgreSQL (psycopg 3, pooled, pre-ping) or SQLite (WAL, busy timeout, explicit BEGIN).
-- `begin`: a transaction whose statements stop when `timeout_s` runs out (PostgreSQL
-  statement_timeout; SQLite progress handler), so a query never outlives its RPC.
+- `begin`: a transaction whose statements and lock waits stop when `timeout_s` runs out
+  (PostgreSQL statement_timeout; SQLite busy timeout + progress handler), so a query never
+  outlives its RPC.
 - `translate_errors`: driver failures -> Unavailable / DeadlineExceeded, without driver text.
 - `insert_ignore`: INSERT .. ON CONFLICT DO NOTHING for the engine's dialect.
 """
@@ -57,13 +58,17 @@ def make_engine(url: str, pool_size: int = 10, pool_timeout_s: float = 5.0) -> E
     )
 
 
+# How long a SQLite writer waits for another's lock when its call has no deadline.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
 def _sqlite_on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite's own handling defers it).
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cur.close()
 
 
@@ -79,29 +84,38 @@ def begin(engine: Engine, timeout_s: float | None, write: bool = False) -> Itera
     """A connection in a transaction, committed on success, bounded by `timeout_s`."""
     with engine.connect() as conn:
         conn = conn.execution_options(usage_write=write)
-        with conn.begin():
-            if engine.dialect.name == "postgresql":
+        if engine.dialect.name == "postgresql":
+            with conn.begin():
                 if timeout_s is not None:
+                    # Also bounds waits for locks held by other transactions.
                     ms = max(1, int(timeout_s * 1000))
                     conn.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
                 yield conn
-            else:
-                with _sqlite_deadline(conn, timeout_s):
-                    yield conn
+        else:
+            with _sqlite_deadline(conn, timeout_s), conn.begin():
+                yield conn
 
 
 @contextlib.contextmanager
 def _sqlite_deadline(conn: Connection, timeout_s: float | None) -> Iterator[None]:
-    if timeout_s is None:
-        yield
-        return
     raw = conn.connection.driver_connection
     assert isinstance(raw, sqlite3.Connection)
+    if timeout_s is None:
+        raw.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        yield
+        return
     deadline = time.monotonic() + timeout_s
+    # Waiting for another writer's lock (at BEGIN IMMEDIATE) runs no VM steps, so the progress
+    # handler cannot stop it: the wait itself is bounded by the deadline.
+    raw.execute(f"PRAGMA busy_timeout={max(1, min(SQLITE_BUSY_TIMEOUT_MS, int(timeout_s * 1000)))}")
     # Returning non-zero from the handler interrupts the running statement.
     raw.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
     try:
         yield
+    except sa.exc.OperationalError as exc:
+        if "database is locked" in str(exc.orig) and time.monotonic() >= deadline - 0.005:
+            raise DeadlineExceeded("the query did not finish before the deadline") from exc
+        raise
     finally:
         raw.set_progress_handler(None, 0)
 

@@ -44,8 +44,11 @@ class Storage(Protocol):
     def delete_aggregator_filter(self, org: str, aggregator_id: str, filter_id: str) -> bool: ...
 
     # Events.
-    def ingest(self, org: str, events: list[NewEvent], now_us: int) -> list[IngestOutcome]:
-        """Store events exactly once per idempotency key; one outcome per event, in order."""
+    def ingest(
+        self, org: str, events: list[NewEvent], now_us: int, timeout_s: float | None = None
+    ) -> list[IngestOutcome]:
+        """Store events exactly once per idempotency key; one outcome per event, in order.
+        All or nothing: a batch stopped by its deadline stores none of its events."""
         ...
 
     def customer_events(

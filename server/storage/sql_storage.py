@@ -271,11 +271,13 @@ class SqlStorage:
         return result.rowcount > 0
 
     # ---- ingestion -------------------------------------------------------------------------
-    def ingest(self, org: str, events: list[NewEvent], now_us: int) -> list[IngestOutcome]:
+    def ingest(
+        self, org: str, events: list[NewEvent], now_us: int, timeout_s: float | None = None
+    ) -> list[IngestOutcome]:
         with translate_errors():
             for attempt in range(_DEADLOCK_RETRIES):
                 try:
-                    return self._ingest_once(org, events, now_us)
+                    return self._ingest_once(org, events, now_us, timeout_s)
                 except sa.exc.DBAPIError as exc:
                     # A deadlock or serialization failure rolled the whole batch back: retrying is safe.
                     retryable = getattr(exc.orig, "sqlstate", None) in ("40P01", "40001")
@@ -283,7 +285,9 @@ class SqlStorage:
                         raise
         raise AssertionError("unreachable")
 
-    def _ingest_once(self, org: str, events: list[NewEvent], now_us: int) -> list[IngestOutcome]:
+    def _ingest_once(
+        self, org: str, events: list[NewEvent], now_us: int, timeout_s: float | None
+    ) -> list[IngestOutcome]:
         ids = [new_id("evt") for _ in events]
         hashes = [e.content_hash() if e.idempotency_key is not None else "" for e in events]
         first_of_key: dict[str, int] = {}
@@ -291,7 +295,7 @@ class SqlStorage:
             if e.idempotency_key is not None:
                 first_of_key.setdefault(e.idempotency_key, i)
         ik = schema.idempotency_keys.c
-        with begin(self._engine, timeout_s=None, write=True) as conn:
+        with begin(self._engine, timeout_s, write=True) as conn:
             customer_ids = sorted({e.customer_id for e in events})
             if customer_ids:
                 conn.execute(

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pathlib
 import socket
+import sqlite3
+import time
 from typing import Any
 
 import httpx
@@ -286,9 +288,21 @@ def test_routing_errors(http: httpx.Client) -> None:
     assert not_allowed.headers["allow"] == "DELETE, GET, PATCH"
 
 
-def test_deadline_from_grpc_timeout_is_504(http: httpx.Client) -> None:
-    body = status(http.get("/v1/usage-events", headers={"grpc-timeout": "1n"}), 504, 4)
+def test_deadline_from_grpc_timeout_is_504(stack: Stack, data_dir: pathlib.Path) -> None:
+    # Another writer holds SQLite's write lock, so the ingest cannot finish within its 300 ms.
+    holder = sqlite3.connect(data_dir / "usage.sqlite3", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with stack.client("org_deadline", **{"grpc-timeout": "300m"}) as http:
+            started = time.monotonic()
+            response = http.post("/v1/usage-events/batch", json={"events": EVENTS[:1]})
+            waited = time.monotonic() - started
+    finally:
+        holder.rollback()
+        holder.close()
+    body = status(response, 504, 4)
     assert body["message"] == "deadline exceeded"
+    assert waited < 10, "the gateway waited for the lock instead of the deadline"
 
 
 def _closed_port() -> int:

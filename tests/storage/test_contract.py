@@ -30,6 +30,7 @@ from server.domain import (
     StoredEvent,
 )
 from server.errors import AlreadyExists, DeadlineExceeded
+from server.storage.engine import make_engine
 from server.storage.sql_storage import SqlStorage
 
 ORG = "org_a"
@@ -1238,3 +1239,27 @@ def test_aggregate_deadline_exceeded(storage: SqlStorage) -> None:
     assert time.monotonic() - started < 2.0
     # The storage stays usable after a cancelled statement.
     assert len(storage.list_events(ORG, EventFilters(), None, 3, None)) == 3
+
+
+def test_ingest_waiting_for_a_lock_stops_at_its_deadline(storage: SqlStorage, db_url: str) -> None:
+    holder = make_engine(db_url)
+    try:
+        with holder.connect() as conn, conn.begin():
+            # Another transaction holds the lock every ingest needs.
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("LOCK TABLE events IN EXCLUSIVE MODE")
+            else:
+                conn.exec_driver_sql(
+                    "INSERT INTO customers (organization_id, id, name, created_at_us) "
+                    "VALUES ('o', 'c', 'c', 0)"
+                )
+            started = time.monotonic()
+            with pytest.raises(DeadlineExceeded):
+                storage.ingest(ORG, [ev()], NOW, timeout_s=0.3)
+            waited = time.monotonic() - started
+            conn.rollback()
+    finally:
+        holder.dispose()
+    assert 0.25 < waited < 3.0
+    assert all_events(storage) == []
+    ingest_ids(storage, [ev()])  # usable again once the lock is gone
