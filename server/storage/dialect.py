@@ -17,12 +17,13 @@ from sqlalchemy.sql.expression import ColumnElement, FunctionElement
 
 
 class _PropertyFunction(FunctionElement[Any]):
-    """Base: a function of (json column, property key). The key is bound as a parameter."""
+    """Base: a function of (json column, property key). A key given as text is bound as a parameter;
+    it may also be a column (the rollups read keys from a table)."""
 
     inherit_cache = True
 
-    def __init__(self, column: ColumnElement[Any], key: str) -> None:
-        super().__init__(column, sa.literal(key, sa.String))
+    def __init__(self, column: ColumnElement[Any], key: str | ColumnElement[Any]) -> None:
+        super().__init__(column, sa.literal(key, sa.String) if isinstance(key, str) else key)
 
     def _parts(self, compiler: Any, **kw: Any) -> tuple[str, str]:
         column, key = list(self.clauses)

@@ -94,3 +94,76 @@ idempotency_keys = sa.Table(
     sa.Column("event_id", sa.String(64), nullable=False),
     sa.Column("content_hash", sa.String(64), nullable=False),
 )
+
+# More ListUsageEvents paths: newest first within one customer, metric, product or subscription.
+sa.Index(
+    "ix_events_customer_time",
+    events.c.organization_id,
+    events.c.customer_id,
+    events.c.timestamp_us.desc(),
+    events.c.id.desc(),
+)
+sa.Index(
+    "ix_events_metric_time",
+    events.c.organization_id,
+    events.c.metric_key,
+    events.c.timestamp_us.desc(),
+    events.c.id.desc(),
+)
+# Partial: most events carry no product or subscription, and `= :x` implies IS NOT NULL.
+sa.Index(
+    "ix_events_product_time",
+    events.c.organization_id,
+    events.c.product_id,
+    events.c.timestamp_us.desc(),
+    events.c.id.desc(),
+    postgresql_where=events.c.product_id.isnot(None),
+    sqlite_where=events.c.product_id.isnot(None),
+)
+sa.Index(
+    "ix_events_subscription_time",
+    events.c.organization_id,
+    events.c.subscription_id,
+    events.c.timestamp_us.desc(),
+    events.c.id.desc(),
+    postgresql_where=events.c.subscription_id.isnot(None),
+    sqlite_where=events.c.subscription_id.isnot(None),
+)
+
+# ---- rollups (storage/rollups.py): hourly counts and exact sums, kept in the ingest transaction.
+# Filled and read on PostgreSQL only: SQLite keeps quantities as text and sums them as REAL, so a
+# running sum there could drift from the raw answer; the embedded store answers from raw events.
+
+# Per organization, UTC hour and metric key.
+rollup_metric_hourly = sa.Table(
+    "rollup_metric_hourly",
+    metadata,
+    sa.Column("organization_id", sa.String(128), primary_key=True),
+    sa.Column("hour_us", sa.BigInteger, primary_key=True),
+    sa.Column("metric_key", sa.String(128), primary_key=True),
+    sa.Column("event_count", sa.BigInteger, nullable=False),
+    sa.Column("quantity_sum", sa.Numeric(asdecimal=True), nullable=False),
+)
+
+# Per organization, rolled-up dimension (property key), UTC hour, property value and metric key.
+# The value is the property as group_by dim:KEY shows it ('' when absent).
+rollup_dimension_hourly = sa.Table(
+    "rollup_dimension_hourly",
+    metadata,
+    sa.Column("organization_id", sa.String(128), primary_key=True),
+    sa.Column("dim_key", sa.String(64), primary_key=True),
+    sa.Column("hour_us", sa.BigInteger, primary_key=True),
+    sa.Column("dim_value", sa.Text, primary_key=True),
+    sa.Column("metric_key", sa.String(128), primary_key=True),
+    sa.Column("event_count", sa.BigInteger, nullable=False),
+    sa.Column("quantity_sum", sa.Numeric(asdecimal=True), nullable=False),
+)
+
+# The property keys that rollup_dimension_hourly covers, for every organization
+# (`usage-service rollups add-dimension KEY` backfills one).
+rollup_dimensions = sa.Table(
+    "rollup_dimensions",
+    metadata,
+    sa.Column("dim_key", sa.String(64), primary_key=True),
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
+)

@@ -33,8 +33,8 @@ from server.domain import (
     StoredEvent,
 )
 from server.errors import AlreadyExists
-from server.storage import schema
-from server.storage.dialect import prop_text, quantity_number
+from server.storage import rollups, schema
+from server.storage.dialect import quantity_number
 from server.storage.engine import begin, insert_ignore, translate_errors
 from server.storage.filters import compile_filter
 
@@ -79,8 +79,12 @@ def _decimal_or_none(value: Any) -> str | None:
 class SqlStorage:
     """Storage over one SQLAlchemy engine (PostgreSQL via psycopg 3, or SQLite)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, read_rollups: bool = True) -> None:
         self._engine = engine
+        # PostgreSQL keeps the rollups (storage/rollups.py) always; `read_rollups=False` answers
+        # every aggregate from the events (to compare the two).
+        self._rollups = engine.dialect.name == "postgresql"
+        self._read_rollups = self._rollups and read_rollups
 
     @property
     def engine(self) -> Engine:
@@ -354,6 +358,8 @@ class SqlStorage:
                 conn.execute(
                     sa.insert(schema.events), [_event_row(org, ids[i], events[i], now_us) for i in to_store]
                 )
+                if self._rollups:
+                    rollups.add_events(conn, org, [ids[i] for i in to_store])
         return outcomes
 
     # ---- queries ---------------------------------------------------------------------------
@@ -399,32 +405,61 @@ class SqlStorage:
             return [_stored_event(r) for r in conn.execute(stmt)]
 
     def aggregate(self, org: str, query: AggregateQuery, timeout_s: float | None) -> list[AggregateRow]:
+        with self._tx(timeout_s) as conn:
+            window = rollups.rollup_window(query) if self._read_rollups else None
+            dimension = query.group_by[4:] if query.group_by.startswith("dim:") else None
+            if window is not None and dimension is not None and not rollups.has_dimension(conn, dimension):
+                window = None
+            parts = []
+            if window is None:
+                parts.append(self._raw_part(org, query, query.since_us, query.until_us))
+            else:
+                # Whole hours from the rollup; the ragged ends (under an hour each) from the events.
+                start, end = window
+                hour, group, value, where = rollups.source(query, org, start, end)
+                parts.append(_bucketed(query, hour, group, value, where))
+                if query.since_us < start:
+                    parts.append(self._raw_part(org, query, query.since_us, start))
+                if end < query.until_us:
+                    parts.append(self._raw_part(org, query, end, query.until_us))
+            if len(parts) == 1:
+                stmt = parts[0]
+            else:
+                union = sa.union_all(*parts).subquery()
+                stmt = sa.select(
+                    union.c.grp, union.c.bucket_key, sa.func.sum(union.c.value).label("value")
+                ).group_by(union.c.grp, union.c.bucket_key)
+            return [AggregateRow(r.grp, int(r.bucket_key), float(r.value or 0)) for r in conn.execute(stmt)]
+
+    @staticmethod
+    def _raw_part(org: str, query: AggregateQuery, since_us: int, until_us: int) -> sa.Select[Any]:
+        """The aggregate of the events in [since_us, until_us)."""
         ts = E.c.timestamp_us
-        offset = _offset_expr(ts, query)
-        local = ts + offset
-        if query.bucket == "hour":
-            shift = _SHIFT_WEEKS * _WEEK_US
-            key = ((local + shift) // _HOUR_US) * _HOUR_US - shift - offset
-        elif query.bucket == "day":
-            shift_days = _SHIFT_WEEKS * 7
-            key = (local + shift_days * _DAY_US) // _DAY_US - shift_days
-        else:
-            key = (local - _MONDAY_US + _SHIFT_WEEKS * _WEEK_US) // _WEEK_US - _SHIFT_WEEKS
         if query.group_by == "metric_key":
             group: Any = E.c.metric_key
         elif query.group_by.startswith("dim:"):
-            group = sa.func.coalesce(prop_text(E.c.properties, query.group_by[4:]), "")
+            group = rollups.dimension_value(E.c.properties, query.group_by[4:])
         else:
             group = sa.literal("")
         value = sa.func.count() if query.metric == "count" else sa.func.sum(quantity_number(E.c.quantity))
-        key_col, group_col = key.label("bucket_key"), group.label("grp")
-        stmt = (
-            sa.select(group_col, key_col, value.label("value"))
-            .where(*_event_where(org, query.filters), ts >= query.since_us, ts < query.until_us)
-            .group_by(group_col, key_col)
-        )
-        with self._tx(timeout_s) as conn:
-            return [AggregateRow(r.grp, int(r.bucket_key), float(r.value or 0)) for r in conn.execute(stmt)]
+        where = [*_event_where(org, query.filters), ts >= since_us, ts < until_us]
+        return _bucketed(query, ts, group, value, where)
+
+
+def _bucketed(query: AggregateQuery, ts: Any, group: Any, value: Any, where: list[Any]) -> sa.Select[Any]:
+    """SELECT grp, bucket_key, value ... GROUP BY grp, bucket_key, with the query's bucket keys of `ts`."""
+    offset = _offset_expr(ts, query)
+    local = ts + offset
+    if query.bucket == "hour":
+        shift = _SHIFT_WEEKS * _WEEK_US
+        key = ((local + shift) // _HOUR_US) * _HOUR_US - shift - offset
+    elif query.bucket == "day":
+        shift_days = _SHIFT_WEEKS * 7
+        key = (local + shift_days * _DAY_US) // _DAY_US - shift_days
+    else:
+        key = (local - _MONDAY_US + _SHIFT_WEEKS * _WEEK_US) // _WEEK_US - _SHIFT_WEEKS
+    key_col, group_col = key.label("bucket_key"), group.label("grp")
+    return sa.select(group_col, key_col, value.label("value")).where(*where).group_by(group_col, key_col)
 
 
 def _offset_expr(ts: Any, query: AggregateQuery) -> Any:

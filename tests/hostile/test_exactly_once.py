@@ -23,12 +23,13 @@ import grpc
 import pytest
 import sqlalchemy as sa
 from grpc_harness import Harness, event
+from rollup_check import assert_rollups_match_events
 from usage.v1 import usage_service_pb2 as pb
 from usage.v1 import usage_service_pb2_grpc
 
 from server.auth import mint_token
 from server.config import Settings
-from server.storage import schema
+from server.storage import rollups, schema
 from server.storage.engine import make_engine
 
 THREADS = 8
@@ -57,7 +58,11 @@ def _stored_keys(engine: sa.Engine, org: str) -> collections.Counter[str]:
 
 def test_concurrent_overlapping_batches_store_each_key_once(db_url: str) -> None:
     h = Harness.start(db_url)
+    postgres = h.storage.engine.dialect.name == "postgresql"
     try:
+        if postgres:  # rollups (PostgreSQL only) of the metric and of one dimension
+            with h.storage.engine.begin() as conn:
+                rollups.add_dimension(conn, "n", 0)
         keys = [f"k-{i}" for i in range(KEYS)]
         barrier = threading.Barrier(THREADS)
         seen: dict[str, list[tuple[str, str]]] = collections.defaultdict(list)
@@ -94,8 +99,19 @@ def test_concurrent_overlapping_batches_store_each_key_once(db_url: str) -> None
             assert len({i for _, i in answers}) == 1, (k, answers)  # one event id per key
         stored = _stored_keys(h.storage.engine, "org_once")
         assert stored == collections.Counter(keys)  # every key exactly once, none missing
+        if postgres:
+            assert_rollups_match_events(h.storage.engine)
+            assert _rollup_count(h.storage.engine, "org_once") == KEYS
     finally:
         h.close()
+
+
+def _rollup_count(engine: sa.Engine, org: str) -> int:
+    m = schema.rollup_metric_hourly.c
+    with engine.connect() as conn:
+        return int(
+            conn.execute(sa.select(sa.func.sum(m.event_count)).where(m.organization_id == org)).scalar_one()
+        )
 
 
 # ---- SIGKILL mid-batch ----------------------------------------------------------------------
@@ -216,6 +232,12 @@ def test_client_retries_across_a_sigkill_store_each_key_once(
         finally:
             engine.dispose()
         expected = collections.Counter(k for batch in batches for k in batch)
+        engine = make_engine(url)
+        try:
+            assert_rollups_match_events(engine)
+            assert _rollup_count(engine, "org_kill") == sum(expected.values())
+        finally:
+            engine.dispose()
         assert stored == expected, (
             f"missing {len(expected - stored)}, extra {len(stored - expected)}; "
             f"{attempts[0]} attempts, {failures[0]} failed"

@@ -1,0 +1,182 @@
+"""Rollups: hourly counts and exact quantity sums that answer AggregateUsage without the events.
+
+Two tables (schema.py): per (organization, UTC hour, metric key), and per (organization, rolled-up
+property key, UTC hour, property value, metric key). Ingestion updates both in its own transaction,
+from the rows it has just inserted and with the same SQL expressions the raw aggregate uses, so at
+every instant they are exactly the sums of the committed events. `rebuild` recomputes them from the
+events (after a restore, or to check them); `add_dimension` starts rolling up one more property key
+and backfills it. PostgreSQL only (schema.py says why).
+
+`rollup_window` decides when a rollup may answer: an event's hour must decide its bucket, so no
+customer/product/subscription filter (rollups do not keep them), every UTC offset of the time zone
+a whole number of hours changing on whole hours, and for dim:KEY a rolled-up KEY. The whole hours
+of the window come from the rollup, its ragged ends (under an hour each: `until` defaults to now)
+from the events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
+
+from server.domain import AggregateQuery
+from server.storage import schema
+from server.storage.dialect import prop_text
+
+HOUR_US = 3_600_000_000
+E = schema.events
+M = schema.rollup_metric_hourly
+D = schema.rollup_dimension_hourly
+K = schema.rollup_dimensions
+
+# Integer constants inlined, not bound: the same expression then reads the same in SELECT and GROUP BY.
+_HOUR = sa.literal_column(str(HOUR_US), sa.BigInteger)
+
+
+def hour_of(ts: Any) -> Any:
+    """The UTC hour (start, in µs) of a timestamp column; floors before 1970 too."""
+    return ts - ((ts % _HOUR) + _HOUR) % _HOUR
+
+
+def dimension_value(properties: Any, key: Any) -> Any:
+    """The group of an event under dim:KEY: the property as text, '' when absent (as the raw query)."""
+    return sa.func.coalesce(prop_text(properties, key), "")
+
+
+def rollup_window(query: AggregateQuery) -> tuple[int, int] | None:
+    """[start, end): the whole UTC hours of the query's window a rollup can answer, or None."""
+    f = query.filters
+    if f.customer_id is not None or f.product_id is not None or f.subscription_id is not None:
+        return None
+    if any(s.offset_us % HOUR_US for s in query.segments):
+        return None
+    if any(s.start_us % HOUR_US for s in query.segments[1:]):
+        return None
+    since = max(query.since_us, f.occurred_after_us if f.occurred_after_us is not None else query.since_us)
+    until = min(query.until_us, f.occurred_before_us if f.occurred_before_us is not None else query.until_us)
+    start = -(-since // HOUR_US) * HOUR_US
+    end = until // HOUR_US * HOUR_US
+    return (start, end) if start < end else None
+
+
+def has_dimension(conn: Connection, key: str) -> bool:
+    return conn.execute(sa.select(K.c.dim_key).where(K.c.dim_key == key)).first() is not None
+
+
+def dimensions(conn: Connection) -> list[str]:
+    return list(conn.execute(sa.select(K.c.dim_key).order_by(K.c.dim_key)).scalars())
+
+
+# ---- maintenance ------------------------------------------------------------------------------
+def _metric_deltas(where: Sequence[Any]) -> sa.Select[Any]:
+    hour = hour_of(E.c.timestamp_us).label("hour_us")
+    return (
+        sa.select(
+            E.c.organization_id,
+            hour,
+            E.c.metric_key,
+            sa.func.count().label("event_count"),
+            sa.func.sum(E.c.quantity).label("quantity_sum"),
+        )
+        .where(*where)
+        .group_by(E.c.organization_id, hour, E.c.metric_key)
+        # One lock order for every transaction that touches the same rollup rows: no deadlocks.
+        .order_by(E.c.organization_id, hour, E.c.metric_key)
+    )
+
+
+def _dimension_deltas(where: Sequence[Any]) -> sa.Select[Any]:
+    hour = hour_of(E.c.timestamp_us).label("hour_us")
+    value = dimension_value(E.c.properties, K.c.dim_key).label("dim_value")
+    return (
+        sa.select(
+            E.c.organization_id,
+            K.c.dim_key,
+            hour,
+            value,
+            E.c.metric_key,
+            sa.func.count().label("event_count"),
+            sa.func.sum(E.c.quantity).label("quantity_sum"),
+        )
+        .select_from(E.join(K, sa.true()))
+        .where(*where)
+        .group_by(E.c.organization_id, K.c.dim_key, hour, value, E.c.metric_key)
+        .order_by(E.c.organization_id, K.c.dim_key, hour, value, E.c.metric_key)
+    )
+
+
+def _add(table: sa.Table, deltas: sa.Select[Any]) -> Any:
+    """INSERT the deltas, adding them to the rows that exist."""
+    names = [c.name for c in table.columns]
+    stmt = postgresql.insert(table).from_select(names, deltas)
+    return stmt.on_conflict_do_update(
+        index_elements=[c for c in table.primary_key.columns],
+        set_={
+            "event_count": table.c.event_count + stmt.excluded.event_count,
+            "quantity_sum": table.c.quantity_sum + stmt.excluded.quantity_sum,
+        },
+    )
+
+
+def add_events(conn: Connection, org: str, event_ids: list[str]) -> None:
+    """Add the events just inserted in this transaction to every rollup."""
+    where = [
+        E.c.organization_id == org,
+        E.c.id == sa.any_(sa.bindparam("ids", event_ids, postgresql.ARRAY(sa.Text))),
+    ]
+    conn.execute(_add(M, _metric_deltas(where)))
+    # Read after the events were inserted: a dimension added concurrently (add_dimension holds a
+    # SHARE lock on events while it backfills) is either backfilled with them or seen here.
+    conn.execute(_add(D, _dimension_deltas(where)))
+
+
+def rebuild(conn: Connection) -> None:
+    """Recompute every rollup from the events."""
+    conn.exec_driver_sql("LOCK TABLE events IN SHARE MODE")  # no ingestion meanwhile
+    conn.execute(sa.delete(M))
+    conn.execute(sa.delete(D))
+    conn.execute(_add(M, _metric_deltas([])))
+    conn.execute(_add(D, _dimension_deltas([])))
+
+
+def add_dimension(conn: Connection, key: str, now_us: int) -> bool:
+    """Roll up property `key` from now on and backfill it; False when it already was."""
+    conn.exec_driver_sql("LOCK TABLE events IN SHARE MODE")
+    added = conn.execute(
+        postgresql.insert(K)
+        .values(dim_key=key, created_at_us=now_us)
+        .on_conflict_do_nothing()
+        .returning(K.c.dim_key)
+    ).first()
+    if added is None:
+        return False
+    conn.execute(_add(D, _dimension_deltas([K.c.dim_key == key])))
+    return True
+
+
+def remove_dimension(conn: Connection, key: str) -> bool:
+    """Stop rolling up `key` (dim:KEY is then answered from the events); False when it was not."""
+    conn.execute(sa.delete(D).where(D.c.dim_key == key))
+    return conn.execute(sa.delete(K).where(K.c.dim_key == key)).rowcount > 0
+
+
+# ---- reading ----------------------------------------------------------------------------------
+def source(query: AggregateQuery, org: str, start: int, end: int) -> tuple[Any, Any, Any, list[Any]]:
+    """(hour column, group expression, value expression, WHERE) over the rollup serving `query`."""
+    group: Any
+    if query.group_by.startswith("dim:"):
+        table, group = D, D.c.dim_value
+        where = [D.c.dim_key == query.group_by[4:]]
+    else:
+        table = M
+        group = M.c.metric_key if query.group_by == "metric_key" else sa.literal("")
+        where = []
+    value = sa.func.sum(table.c.event_count if query.metric == "count" else table.c.quantity_sum)
+    where += [table.c.organization_id == org, table.c.hour_us >= start, table.c.hour_us < end]
+    if query.filters.metric_keys:
+        where.append(table.c.metric_key.in_(query.filters.metric_keys))
+    return table.c.hour_us, group, value, where
