@@ -1,0 +1,218 @@
+"""Query plans (PostgreSQL): every statement a query RPC runs is EXPLAINed on a data set big enough
+for the planner to prefer indexes (200k events, one organization holding most of them, analyzed and
+vacuumed), and no plan may read the events table with a sequential scan where an index or a rollup
+must serve it.
+
+The statements are the ones SqlStorage really sends (captured from the engine), EXPLAINed with the
+same parameters. The one deliberate exception is a dimension group-by over a whole organization
+with no rollup for its key: it reads most of that organization's events whatever the plan, and the
+planner may choose a (parallel) sequential scan for it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlalchemy as sa
+from pg_server import PgServer
+
+from server.domain import AggregateQuery, Condition, CustomerEventQuery, EventFilters, PropertyFilter
+from server.logic import buckets
+from server.storage import rollups
+from server.storage.engine import make_engine
+from server.storage.sql_storage import SqlStorage
+
+pytestmark = pytest.mark.postgres
+
+BIG = "org_big"
+EVENTS = 200_000
+END = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+END_US = buckets.to_us(END)
+DAY_US = 86_400_000_000
+
+# Server-side generation: one INSERT .. SELECT, no round trips. 60% of events in BIG; customers
+# skewed (cus_0..cus_9 produce most); 20 metrics; product on 1/7, subscription on 1/11 of them.
+LOAD = f"""
+INSERT INTO events (organization_id, id, customer_id, metric_key, timestamp_us, ingested_at_us,
+                    quantity, product_id, subscription_id, properties)
+SELECT CASE WHEN g % 10 < 6 THEN '{BIG}' ELSE 'org_' || (g % 4) END,
+       'evt_' || md5(g::text),
+       'cus_' || CASE WHEN g % 3 = 0 THEN g % 10 ELSE g % 2000 END,
+       'm' || (g % 20),
+       {END_US} - (g::bigint * 38880000) % ({90 * DAY_US}::bigint) - 1,
+       {END_US},
+       (g % 100) / 10.0,
+       CASE WHEN g % 7 = 0 THEN 'prod_' || (g % 5) END,
+       CASE WHEN g % 11 = 0 THEN 'sub_' || (g % 300) END,
+       jsonb_build_object('region', 'r' || (g % 6), 'endpoint', '/e' || (g % 50), 'method', 'GET')
+FROM generate_series(1, {EVENTS}) AS g
+"""
+
+
+@pytest.fixture(scope="module")
+def planned(pg_server: PgServer, _pg_template: str) -> Iterator[tuple[SqlStorage, list[tuple[str, Any]]]]:
+    """Storage on the loaded database (one per module: the tests only read), and the list its
+    statements are captured into."""
+    db_url = pg_server.create_database(template=_pg_template)
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(LOAD.replace("%", "%%"))
+        rollups.rebuild(conn)
+        rollups.add_dimension(conn, "region", END_US)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM ANALYZE")
+    captured: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, _ctx: Any, _many: bool) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            captured.append((statement, parameters))
+
+    sa.event.listen(engine, "before_cursor_execute", capture)
+    try:
+        yield SqlStorage(engine), captured
+    finally:
+        engine.dispose()
+        pg_server.drop_database(db_url.rsplit("/", 1)[1])
+
+
+def _plans(storage: SqlStorage, statements: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+    plans = []
+    raw = storage.engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        for statement, parameters in statements:
+            cur.execute("EXPLAIN (FORMAT JSON) " + statement, parameters)
+            (doc,) = cur.fetchone()
+            plans.append((doc if isinstance(doc, list) else json.loads(doc))[0]["Plan"])
+    finally:
+        raw.close()
+    return plans
+
+
+def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _nodes(child)
+
+
+def _scans_of_events(
+    storage: SqlStorage, captured: list[tuple[str, Any]], call: Callable[[], Any]
+) -> list[str]:
+    captured.clear()
+    call()
+    assert captured, "the call ran no SELECT"
+    return [
+        n["Node Type"]
+        for p in _plans(storage, captured)
+        for n in _nodes(p)
+        if n.get("Relation Name") == "events"
+    ]
+
+
+def _aggregate(
+    bucket: str, days: int, group_by: str, metric: str = "count", zone: str = "UTC", **filters: Any
+) -> AggregateQuery:
+    tz = ZoneInfo(zone)
+    since, until = END - dt.timedelta(days=days), END - dt.timedelta(minutes=17)  # `until` = now: ragged
+    _, since = buckets.plan(bucket, tz, since, until, 10_000)
+    return AggregateQuery(
+        buckets.to_us(since),
+        buckets.to_us(until),
+        bucket,
+        buckets.offset_segments(tz, since, until),  # type: ignore[arg-type]
+        metric,
+        group_by,
+        EventFilters(**filters),  # type: ignore[arg-type]
+    )
+
+
+WINDOW = {"occurred_after_us": END_US - 7 * DAY_US, "occurred_before_us": END_US - 6 * DAY_US}
+LISTINGS = {
+    "none": EventFilters(),
+    "customer": EventFilters(customer_id="cus_1234"),
+    "heavy customer": EventFilters(customer_id="cus_3"),
+    "metric": EventFilters(metric_keys=("m3",)),
+    "metrics": EventFilters(metric_keys=("m3", "m4")),
+    "customer+metric": EventFilters(customer_id="cus_1234", metric_keys=("m14",)),
+    "product": EventFilters(product_id="prod_2"),
+    "subscription": EventFilters(subscription_id="sub_2"),
+    "window": EventFilters(**WINDOW),
+    "customer+window": EventFilters(customer_id="cus_3", **WINDOW),
+}
+
+
+@pytest.mark.parametrize("name", LISTINGS)
+def test_list_usage_events_uses_an_index(
+    planned: tuple[SqlStorage, list[tuple[str, Any]]], name: str
+) -> None:
+    storage, captured = planned
+    filters = LISTINGS[name]
+    first = storage.list_events(BIG, filters, None, 25, 30.0)
+    assert first, "the data set has events for every listing"
+    assert "Seq Scan" not in _scans_of_events(
+        storage, captured, lambda: storage.list_events(BIG, filters, None, 25, 30.0)
+    )
+    after = (first[-1].timestamp_us, first[-1].id)
+    scans = _scans_of_events(storage, captured, lambda: storage.list_events(BIG, filters, after, 25, 30.0))
+    assert scans and "Seq Scan" not in scans, scans
+
+
+GET_ONLY = PropertyFilter("and", (Condition("method", "equals", "GET"),))
+
+
+@pytest.mark.parametrize(
+    ("customer", "skip", "filters"),
+    [("cus_3", 0, ()), ("cus_3", 5000, ()), ("cus_1234", 0, ()), ("cus_3", 100, (GET_ONLY,))],
+)
+def test_list_customer_usage_events_uses_an_index(
+    planned: tuple[SqlStorage, list[tuple[str, Any]]],
+    customer: str,
+    skip: int,
+    filters: tuple[PropertyFilter, ...],
+) -> None:
+    storage, captured = planned
+    query = CustomerEventQuery(customer, "m3", END_US - 90 * DAY_US, END_US, filters)
+    scans = _scans_of_events(storage, captured, lambda: storage.customer_events(BIG, query, 50, skip, 30.0))
+    assert scans and "Seq Scan" not in scans, scans
+
+
+ROLLUP_SERVED = {
+    "30 days hourly by metric": _aggregate("hour", 30, "metric_key"),
+    "90 days daily sum by rolled-up dim": _aggregate("day", 90, "dim:region", "sum_quantity"),
+    "weekly in Paris": _aggregate("week", 84, "none", zone="Europe/Paris"),
+    "hourly of two metrics": _aggregate("hour", 30, "none", metric_keys=("m1", "m2")),
+}
+
+
+@pytest.mark.parametrize("name", ROLLUP_SERVED)
+def test_aggregates_with_a_rollup_read_events_only_for_the_ragged_ends(
+    planned: tuple[SqlStorage, list[tuple[str, Any]]], name: str
+) -> None:
+    storage, captured = planned
+    query = ROLLUP_SERVED[name]
+    assert rollups.rollup_window(query) is not None
+    scans = _scans_of_events(storage, captured, lambda: storage.aggregate(BIG, query, 30.0))
+    assert "Seq Scan" not in scans, scans
+
+
+RAW_INDEXED = {
+    "one customer": _aggregate("day", 90, "metric_key", customer_id="cus_3"),
+    "one product": _aggregate("day", 90, "none", product_id="prod_2"),
+    "Kolkata, one week": _aggregate("hour", 7, "none", zone="Asia/Kolkata"),
+}
+
+
+@pytest.mark.parametrize("name", RAW_INDEXED)
+def test_aggregates_without_a_rollup_use_an_index(
+    planned: tuple[SqlStorage, list[tuple[str, Any]]], name: str
+) -> None:
+    storage, captured = planned
+    query = RAW_INDEXED[name]
+    assert rollups.rollup_window(query) is None
+    scans = _scans_of_events(storage, captured, lambda: storage.aggregate(BIG, query, 30.0))
+    assert scans and "Seq Scan" not in scans, scans
