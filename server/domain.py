@@ -83,8 +83,10 @@ class NewEvent:
 
     def content_hash(self) -> str:
         """A digest of everything but the idempotency key: equal digests mean a true duplicate."""
-        content = dataclasses.asdict(self)
-        content.pop("idempotency_key")
+        # Shallow (asdict would deep-copy the properties first); json.dumps walks them anyway.
+        content = {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "idempotency_key"
+        }
         canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
-from server.domain import AggregateQuery
+from server.domain import AggregateQuery, NewEvent
 from server.storage import schema
 from server.storage.dialect import prop_text
 
@@ -72,40 +72,80 @@ def dimensions(conn: Connection) -> list[str]:
 
 
 # ---- maintenance ------------------------------------------------------------------------------
-def _metric_deltas(where: Sequence[Any]) -> sa.Select[Any]:
-    hour = hour_of(E.c.timestamp_us).label("hour_us")
+# Deltas are computed from a "source" with the columns organization_id, hour_us, metric_key,
+# quantity (NUMERIC(38,12), as events store it) and properties (JSONB): either the events table
+# (rebuild, backfill) or the batch being ingested, sent as one JSON document. One SQL expression
+# per rollup column for both, so a batch adds exactly what a recount would.
+
+
+def _events_source(where: Sequence[Any]) -> Any:
     return (
         sa.select(
             E.c.organization_id,
-            hour,
+            hour_of(E.c.timestamp_us).label("hour_us"),
             E.c.metric_key,
-            sa.func.count().label("event_count"),
-            sa.func.sum(E.c.quantity).label("quantity_sum"),
+            E.c.quantity,
+            E.c.properties,
         )
         .where(*where)
-        .group_by(E.c.organization_id, hour, E.c.metric_key)
-        # One lock order for every transaction that touches the same rollup rows: no deadlocks.
-        .order_by(E.c.organization_id, hour, E.c.metric_key)
+        .subquery("src")
     )
 
 
-def _dimension_deltas(where: Sequence[Any]) -> sa.Select[Any]:
-    hour = hour_of(E.c.timestamp_us).label("hour_us")
-    value = dimension_value(E.c.properties, K.c.dim_key).label("dim_value")
+def _batch_source(org: str, events: Sequence[NewEvent]) -> Any:
+    # Read back from the parameters, not from events: a lookup of the batch's ids in events would
+    # depend on the planner choosing the primary key.
+    rows = [
+        {
+            "h": e.timestamp_us - e.timestamp_us % HOUR_US,
+            "m": e.metric_key,
+            "q": e.quantity,
+            "p": e.properties,
+        }
+        for e in events
+    ]
+    batch = (
+        sa.func.jsonb_to_recordset(sa.bindparam("batch", rows, postgresql.JSONB))
+        .table_valued(
+            sa.column("h", sa.BigInteger),
+            sa.column("m", sa.Text),
+            sa.column("q", sa.Text),
+            sa.column("p", postgresql.JSONB),
+        )
+        .render_derived(name="b", with_types=True)
+    )
+    return sa.select(
+        sa.literal(org, sa.String).label("organization_id"),
+        batch.c.h.label("hour_us"),
+        batch.c.m.label("metric_key"),
+        sa.cast(batch.c.q, schema.events.c.quantity.type).label("quantity"),
+        batch.c.p.label("properties"),
+    ).subquery("src")
+
+
+def _metric_deltas(src: Any) -> sa.Select[Any]:
+    keys = [src.c.organization_id, src.c.hour_us, src.c.metric_key]
     return (
         sa.select(
-            E.c.organization_id,
-            K.c.dim_key,
-            hour,
-            value,
-            E.c.metric_key,
-            sa.func.count().label("event_count"),
-            sa.func.sum(E.c.quantity).label("quantity_sum"),
+            *keys, sa.func.count().label("event_count"), sa.func.sum(src.c.quantity).label("quantity_sum")
         )
-        .select_from(E.join(K, sa.true()))
+        .group_by(*keys)
+        # One lock order for every transaction that touches the same rollup rows: no deadlocks.
+        .order_by(*keys)
+    )
+
+
+def _dimension_deltas(src: Any, where: Sequence[Any] = ()) -> sa.Select[Any]:
+    value = dimension_value(src.c.properties, K.c.dim_key).label("dim_value")
+    keys = [src.c.organization_id, K.c.dim_key, src.c.hour_us, value, src.c.metric_key]
+    return (
+        sa.select(
+            *keys, sa.func.count().label("event_count"), sa.func.sum(src.c.quantity).label("quantity_sum")
+        )
+        .select_from(src.join(K, sa.true()))
         .where(*where)
-        .group_by(E.c.organization_id, K.c.dim_key, hour, value, E.c.metric_key)
-        .order_by(E.c.organization_id, K.c.dim_key, hour, value, E.c.metric_key)
+        .group_by(*keys)
+        .order_by(*keys)
     )
 
 
@@ -114,7 +154,7 @@ def _add(table: sa.Table, deltas: sa.Select[Any]) -> Any:
     names = [c.name for c in table.columns]
     stmt = postgresql.insert(table).from_select(names, deltas)
     return stmt.on_conflict_do_update(
-        index_elements=[c for c in table.primary_key.columns],
+        index_elements=list(table.primary_key.columns),
         set_={
             "event_count": table.c.event_count + stmt.excluded.event_count,
             "quantity_sum": table.c.quantity_sum + stmt.excluded.quantity_sum,
@@ -122,16 +162,12 @@ def _add(table: sa.Table, deltas: sa.Select[Any]) -> Any:
     )
 
 
-def add_events(conn: Connection, org: str, event_ids: list[str]) -> None:
+def add_events(conn: Connection, org: str, events: Sequence[NewEvent]) -> None:
     """Add the events just inserted in this transaction to every rollup."""
-    where = [
-        E.c.organization_id == org,
-        E.c.id == sa.any_(sa.bindparam("ids", event_ids, postgresql.ARRAY(sa.Text))),
-    ]
-    conn.execute(_add(M, _metric_deltas(where)))
+    conn.execute(_add(M, _metric_deltas(_batch_source(org, events))))
     # Read after the events were inserted: a dimension added concurrently (add_dimension holds a
     # SHARE lock on events while it backfills) is either backfilled with them or seen here.
-    conn.execute(_add(D, _dimension_deltas(where)))
+    conn.execute(_add(D, _dimension_deltas(_batch_source(org, events))))
 
 
 def rebuild(conn: Connection) -> None:
@@ -139,8 +175,8 @@ def rebuild(conn: Connection) -> None:
     conn.exec_driver_sql("LOCK TABLE events IN SHARE MODE")  # no ingestion meanwhile
     conn.execute(sa.delete(M))
     conn.execute(sa.delete(D))
-    conn.execute(_add(M, _metric_deltas([])))
-    conn.execute(_add(D, _dimension_deltas([])))
+    conn.execute(_add(M, _metric_deltas(_events_source([]))))
+    conn.execute(_add(D, _dimension_deltas(_events_source([]))))
 
 
 def add_dimension(conn: Connection, key: str, now_us: int) -> bool:
@@ -154,7 +190,7 @@ def add_dimension(conn: Connection, key: str, now_us: int) -> bool:
     ).first()
     if added is None:
         return False
-    conn.execute(_add(D, _dimension_deltas([K.c.dim_key == key])))
+    conn.execute(_add(D, _dimension_deltas(_events_source([]), [K.c.dim_key == key])))
     return True
 
 

@@ -33,7 +33,7 @@ from server.domain import (
     StoredEvent,
 )
 from server.errors import AlreadyExists
-from server.storage import rollups, schema
+from server.storage import bulk, rollups, schema
 from server.storage.dialect import quantity_number
 from server.storage.engine import begin, insert_ignore, translate_errors
 from server.storage.filters import compile_filter
@@ -302,31 +302,13 @@ class SqlStorage:
         with begin(self._engine, timeout_s, write=True) as conn:
             customer_ids = sorted({e.customer_id for e in events})
             if customer_ids:
-                conn.execute(
-                    insert_ignore(conn, schema.customers),
-                    [
-                        {"organization_id": org, "id": c, "name": "", "created_at_us": now_us}
-                        for c in customer_ids
-                    ],
-                )
+                bulk.insert_customers(conn, org, customer_ids, now_us)
             # Sorted claims: concurrent batches lock keys in one order, so they cannot deadlock.
             claims = sorted(first_of_key.items())
             claimed: set[str] = set()
             existing: dict[str, tuple[str, str]] = {}
             if claims:
-                rows = conn.execute(
-                    insert_ignore(conn, schema.idempotency_keys).returning(ik.idempotency_key),
-                    [
-                        {
-                            "organization_id": org,
-                            "idempotency_key": k,
-                            "event_id": ids[i],
-                            "content_hash": hashes[i],
-                        }
-                        for k, i in claims
-                    ],
-                ).all()
-                claimed = {r[0] for r in rows}
+                claimed = bulk.claim_keys(conn, org, [(k, ids[i], hashes[i]) for k, i in claims])
                 taken = [k for k, _ in claims if k not in claimed]
                 for chunk in _chunks(taken, 500):
                     for r in conn.execute(
@@ -355,11 +337,9 @@ class SqlStorage:
                 same = hashes[i] == owner_hash
                 outcomes.append(IngestOutcome("DUPLICATE" if same else "CONFLICT", owner_id))
             if to_store:
-                conn.execute(
-                    sa.insert(schema.events), [_event_row(org, ids[i], events[i], now_us) for i in to_store]
-                )
+                bulk.insert_events(conn, [_event_row(org, ids[i], events[i], now_us) for i in to_store])
                 if self._rollups:
-                    rollups.add_events(conn, org, [ids[i] for i in to_store])
+                    rollups.add_events(conn, org, [events[i] for i in to_store])
         return outcomes
 
     # ---- queries ---------------------------------------------------------------------------
