@@ -358,12 +358,20 @@ class SqlStorage:
             total = conn.execute(sa.select(sa.func.count()).select_from(E).where(where)).scalar_one()
             rows: Sequence[Any] = []
             if take > 0 and skip < total:
-                rows = conn.execute(
-                    sa.select(E)
+                # The skipped rows are walked in the index alone (an index-only scan when no property
+                # filter needs the row); only the page's rows are then read from the table.
+                page = (
+                    sa.select(E.c.timestamp_us, E.c.id)
                     .where(where)
                     .order_by(E.c.timestamp_us.desc(), E.c.id.desc())
                     .limit(take)
                     .offset(skip)
+                    .subquery("page")
+                )
+                rows = conn.execute(
+                    sa.select(E)
+                    .join(page, sa.and_(E.c.organization_id == org, E.c.id == page.c.id))
+                    .order_by(page.c.timestamp_us.desc(), page.c.id.desc())
                 ).all()
         return int(total), [_stored_event(r) for r in rows]
 
