@@ -68,10 +68,14 @@ def create_server(
     storage: SqlStorage,
     address: str | None = None,
     observability: Observability | None = None,
+    *,
+    reuse_port: bool = False,
 ) -> Running:
     """A bound gRPC server with both services, health and reflection (not started).
 
-    Each server gets its own `Observability` (metrics registry) unless one is given.
+    Each server gets its own `Observability` (metrics registry) unless one is given. `reuse_port`:
+    bind with SO_REUSEPORT, so that the worker processes of `serve --workers N` share one port; off,
+    binding a port another server listens on fails, as a single server should.
     """
     cursors = CursorCodec(settings.cursor_secret)
     observability = observability or Observability(storage.engine)
@@ -82,7 +86,7 @@ def create_server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", 1 if reuse_port else 0),
         ],
     )
     usage_service_pb2_grpc.add_UsageServiceServicer_to_server(

@@ -10,10 +10,14 @@ import logging
 import signal
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from server.auth import mint_token, parse_ttl
 from server.config import Settings
+from server.workers import MAX_PROCESSES, check_worker_count
+
+if TYPE_CHECKING:
+    from server.storage.sql_storage import SqlStorage
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -24,6 +28,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         "host",
         "port",
         "max_workers",
+        "workers",
         "max_concurrent_rpcs",
         "jwt_secret",
         "max_aggregate_buckets",
@@ -56,12 +61,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from server.observability import configure_logging
 
     settings = _settings(args)
+    if problem := check_worker_count(settings.workers):  # the flag is checked by argparse already
+        print(f"usage-service: USAGE_WORKERS {problem}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_format)
     try:
         storage = open_storage(settings, auto_migrate=settings.is_embedded or args.migrate)
     except DatabaseBehind as exc:
         print(f"usage-service: {exc}", file=sys.stderr)
         return 2
+    if settings.workers > 1:
+        return _serve_workers(settings, storage, demo=args.demo)
     running = create_server(settings, storage)
     if args.demo:
         from server.demo import load_demo
@@ -101,6 +111,74 @@ def cmd_serve(args: argparse.Namespace) -> int:
     storage.close()
     print("usage-service stopped", flush=True)
     return 0
+
+
+def _serve_workers(settings: Settings, storage: SqlStorage, demo: bool) -> int:
+    """`serve --workers N`, N > 1: this process supervises N server processes on one port.
+
+    Migrations (done by the caller) and the demo data run here, once, before any worker starts; the
+    listening line is printed once every worker listens; the HTTP gateway runs here, calling the
+    shared port. See server/workers.py.
+    """
+    from server.workers import Supervisor, reserve_port
+
+    try:
+        reserved = reserve_port(settings.host, settings.port)
+    except OSError as exc:
+        storage.close()
+        print(f"usage-service: cannot bind {settings.host}:{settings.port}: {exc}", file=sys.stderr)
+        return 1
+    with reserved:  # held (bound, not listening) until every worker has exited
+        port = int(reserved.getsockname()[1])
+        if demo:
+            from server.demo import load_demo
+
+            _print_demo(settings, port, load_demo(storage))
+        storage.close()  # each worker opens its own engine and pool
+        supervisor = Supervisor(settings, port)
+        supervisor.handle_signals()
+        gateway = None
+        try:
+            ready = supervisor.start()
+            if ready is not None:
+                logging.getLogger("usage-service").info(
+                    "serving on %s:%d (%d worker processes, pids %s, %s)",
+                    settings.host,
+                    port,
+                    len(ready),
+                    " ".join(str(r.pid) for r in ready),
+                    "embedded SQLite" if settings.is_embedded else "PostgreSQL",
+                )
+                print(f"usage-service listening on {settings.host}:{port}", flush=True)
+                for r in ready:  # one /metrics per worker, in worker order
+                    if r.metrics_port >= 0:
+                        print(
+                            f"usage-service metrics on http://{settings.host}:{r.metrics_port}/metrics",
+                            flush=True,
+                        )
+                if settings.http_port >= 0:
+                    gateway = _start_gateway(settings, _local_target(settings.host, port), settings.http_port)
+                supervisor.wait()
+        finally:
+            if gateway is not None:  # HTTP first: its in-flight requests still need the workers
+                gateway.stop()
+            code = supervisor.stop()
+    if supervisor.failure:
+        print(f"usage-service: {supervisor.failure}; stopped the other workers", file=sys.stderr)
+    elif code == 0:
+        print("usage-service stopped", flush=True)
+    return code
+
+
+def _worker_count(text: str) -> int:
+    """argparse type of --workers: an integer in 1..MAX_PROCESSES."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if problem := check_worker_count(value):
+        raise argparse.ArgumentTypeError(problem)
+    return value
 
 
 def _local_target(host: str, port: int) -> str:
@@ -219,7 +297,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, help="listen port, 0 for any free one (env USAGE_PORT, default 50051)"
     )
     serve.add_argument(
-        "--max-workers", dest="max_workers", type=int, help="RPC threads (env USAGE_MAX_WORKERS)"
+        "--max-workers",
+        dest="max_workers",
+        type=int,
+        help="RPC threads, of each process with --workers (env USAGE_MAX_WORKERS)",
+    )
+    serve.add_argument(
+        "--workers",
+        dest="workers",
+        type=_worker_count,
+        help=f"server processes sharing the port (SO_REUSEPORT), 1-{MAX_PROCESSES}; each has its own RPC "
+        "threads and database pool; use PostgreSQL for more than 1 (env USAGE_WORKERS, default 1)",
     )
     serve.add_argument(
         "--max-concurrent-rpcs",

@@ -29,6 +29,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 50051
     max_workers: int = 16
+    # Server processes sharing the gRPC port (SO_REUSEPORT), each with its own pool and RPC threads;
+    # 1 (the default) serves from this process alone. See server/workers.py.
+    workers: int = 1
     # RPCs admitted at once (running or queued for a worker); beyond it grpc answers RESOURCE_EXHAUSTED.
     max_concurrent_rpcs: int = 64
     grace_period_s: float = 10.0

@@ -6,7 +6,8 @@
   result, and `rpc()`: the context manager the interceptor wraps each unary RPC in.
 - One JSON log line per RPC on the `usage.rpc` logger: method, code, duration_ms, organization,
   request_id (the caller's `x-request-id` when it is a sane token, else a generated one; the server
-  returns it as response metadata), peer, and trace_id when tracing is on.
+  returns it as response metadata), peer, and trace_id when tracing is on; like every JSON line, the
+  pid of the process that served it.
 - OpenTelemetry: when `opentelemetry` is importable each RPC runs in a SERVER span (W3C
   `traceparent` from the request metadata is honoured); exporters are the deployment's choice
   (`opentelemetry-instrument` or the SDK). Without the package nothing is traced.
@@ -227,13 +228,15 @@ def _log_rpc(record: RpcRecord, elapsed_s: float, trace_id: str) -> None:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, a record's `fields`, any traceback."""
+    """One JSON object per line: time, level, logger, pid, message, a record's `fields`, any traceback."""
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
             "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
+            # Several processes share stderr with `serve --workers N`: the pid says which wrote the line.
+            "pid": record.process,
         }
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
