@@ -56,14 +56,14 @@ class TokenVerifier:
         except jwt.PyJWTError:
             raise Unauthenticated("the bearer token is invalid") from None
         org = claims.get(self._claim)
-        if not isinstance(org, str) or not _ORG_RE.match(org):
+        if not isinstance(org, str) or not _ORG_RE.fullmatch(org):
             raise Unauthenticated(f"the bearer token has no valid '{self._claim}' claim")
         return org
 
 
 def mint_token(settings: Settings, org: str, ttl: dt.timedelta) -> str:
     """A token for `org` signed with the configured key (HS256 secret or the private key file)."""
-    if not _ORG_RE.match(org):
+    if not _ORG_RE.fullmatch(org):
         raise ValueError(f"invalid organization id: {org!r}")
     now = dt.datetime.now(dt.UTC)
     claims: dict[str, object] = {settings.jwt_org_claim: org, "iat": now, "exp": now + ttl, "sub": org}

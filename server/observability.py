@@ -46,7 +46,7 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 def request_id(metadata: Mapping[str, str | bytes]) -> str:
     """The caller's x-request-id when it is a short printable token, else a fresh one."""
     given = metadata.get(REQUEST_ID_HEADER)
-    if isinstance(given, str) and _SANE_REQUEST_ID.match(given):
+    if isinstance(given, str) and _SANE_REQUEST_ID.fullmatch(given):
         return given
     return uuid.uuid4().hex
 

@@ -42,7 +42,7 @@ def parse_timeout(header: str | None, default_s: float) -> float:
     """Seconds from a `grpc-timeout` header value; the default when absent."""
     if header is None:
         return default_s
-    m = _TIMEOUT.match(header.strip())
+    m = _TIMEOUT.fullmatch(header.strip())
     if not m:
         raise transcode.BadParameter(
             "grpc-timeout", f"{header!r} is not like 500m, 10S or 1M", where="header"
@@ -63,7 +63,7 @@ def forwarded_metadata(headers: Iterable[tuple[str, str]]) -> list[tuple[str, st
             key = name
         elif name.startswith(_METADATA_PREFIX):
             key = name[len(_METADATA_PREFIX) :]
-            if not _METADATA_KEY.match(key) or key.startswith("grpc-") or key.endswith("-bin"):
+            if not _METADATA_KEY.fullmatch(key) or key.startswith("grpc-") or key.endswith("-bin"):
                 continue
         else:
             continue

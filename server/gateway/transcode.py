@@ -117,7 +117,7 @@ def scalar(field: Field, text: str) -> Any:
     if t == FD.TYPE_STRING:
         return text
     if t in _INT_RANGES:
-        if not _INT.match(text):
+        if not _INT.fullmatch(text):
             raise ValueError(f"{text!r} is not an integer")
         number = int(text)
         low, high = _INT_RANGES[t]
@@ -125,7 +125,7 @@ def scalar(field: Field, text: str) -> Any:
             raise ValueError(f"{text} is out of range")
         return number
     if t in (FD.TYPE_DOUBLE, FD.TYPE_FLOAT):
-        if not _FLOAT.match(text):
+        if not _FLOAT.fullmatch(text):
             raise ValueError(f"{text!r} is not a number")
         return float(text)
     if t == FD.TYPE_BOOL:

@@ -72,7 +72,7 @@ def normalize_properties(props: dict[str, Any]) -> tuple[dict[str, JsonValue], l
         violations.append(FieldViolation("properties", f"at most {MAX_PROPERTIES} keys"))
     for key, value in props.items():
         field = f"properties.{key}"
-        if not _KEY_RE.match(key):
+        if not _KEY_RE.fullmatch(key):
             violations.append(
                 FieldViolation("properties", f"invalid key {key[:64]!r}: 1-64 characters of [A-Za-z0-9_.-]")
             )

@@ -119,7 +119,7 @@ def parse_metric_keys(values: tuple[str, ...] | list[str], field: str = "metric_
             piece = piece.strip()
             if not piece:
                 continue
-            if not _METRIC_KEY_RE.match(piece):
+            if not _METRIC_KEY_RE.fullmatch(piece):
                 raise InvalidArgument.field(
                     f"{field}[{i}]",
                     f"invalid metric key {piece[:64]!r}: 1-128 characters of [A-Za-z0-9_.:/-]",
