@@ -262,6 +262,54 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rollups(args: argparse.Namespace) -> int:
+    """`rollups list|rebuild|add-dimension KEY|remove-dimension KEY` (PostgreSQL; storage/rollups.py)."""
+    import time
+
+    from server.storage import rollups
+    from server.storage.engine import make_engine
+
+    settings = _settings(args)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        if engine.dialect.name != "postgresql":
+            print(
+                "usage-service: rollups are kept on PostgreSQL only; SQLite answers from events",
+                file=sys.stderr,
+            )
+            return 2
+        with engine.begin() as conn:
+            if args.action == "list":
+                for key in rollups.dimensions(conn):
+                    print(key)
+            elif args.action == "rebuild":
+                started = time.monotonic()
+                rollups.rebuild(conn)
+                print(f"rollups rebuilt from events in {time.monotonic() - started:.1f} s")
+            elif args.action == "add-dimension":
+                if not rollups.add_dimension(conn, args.key, time.time_ns() // 1000):
+                    print(f"dimension {args.key!r} is already rolled up")
+                else:
+                    print(f"dimension {args.key!r} rolled up (backfilled from events)")
+            elif not rollups.remove_dimension(conn, args.key):
+                print(f"usage-service: dimension {args.key!r} is not rolled up", file=sys.stderr)
+                return 1
+            else:
+                print(f"dimension {args.key!r} no longer rolled up")
+        return 0
+    finally:
+        engine.dispose()
+
+
+def _dimension_key(text: str) -> str:
+    """argparse type of a dimension key: what group_by dim:KEY accepts."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a property key (1-64 of A-Z a-z 0-9 _ . -)")
+    return text
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     settings = _settings(args)
     print(mint_token(settings, args.org, parse_ttl(args.ttl)))
@@ -345,6 +393,21 @@ def build_parser() -> argparse.ArgumentParser:
     mig = sub.add_parser("migrate", help="apply database migrations")
     _add_common(mig)
     mig.set_defaults(func=cmd_migrate)
+    ro = sub.add_parser("rollups", help="manage the rollups that answer AggregateUsage (PostgreSQL)")
+    ro_sub = ro.add_subparsers(dest="action", required=True)
+    for name, text in (
+        ("list", "print the rolled-up dimension keys"),
+        ("rebuild", "recompute every rollup from the events (locks out ingestion meanwhile)"),
+    ):
+        _add_common(ro_sub.add_parser(name, help=text))
+    for name, text in (
+        ("add-dimension", "roll up group_by dim:KEY from now on, backfilled from the events"),
+        ("remove-dimension", "stop rolling up dim:KEY (it is then answered from the events)"),
+    ):
+        action = ro_sub.add_parser(name, help=text)
+        action.add_argument("key", type=_dimension_key, help="the property key, as in group_by dim:KEY")
+        _add_common(action)
+    ro.set_defaults(func=cmd_rollups)
     gw = sub.add_parser("gateway", help="run the HTTP/JSON gateway in front of a gRPC server")
     gw.add_argument(
         "--grpc-target",
