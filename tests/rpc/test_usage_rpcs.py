@@ -911,6 +911,7 @@ def test_ingest_rejects_invalid_events_and_stores_the_valid_ones(org_a: Client) 
         (event(timestamp=START, properties={"x": None}), "properties.x"),
         (event(timestamp=START, properties={"arr": ["a", {"b": 1}]}), "properties.arr"),
         (event(timestamp=START, properties={"bad key": 1}), "properties"),
+        (event(timestamp=START, properties={"region\n": 1}), "properties"),
         (event(timestamp=START, external_cost_amount="1.5"), "external_cost_currency"),
         (
             event(timestamp=START, external_cost_amount="1.5", external_cost_currency="eur"),
