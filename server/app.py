@@ -22,6 +22,7 @@ from server.logic.cursors import CursorCodec
 from server.logic.ingest import Ingestion
 from server.logic.queries import UsageQueries
 from server.observability import Observability
+from server.rpc.admission import RESERVED_THREADS, Admission
 from server.rpc.catalog_servicer import CatalogServicer
 from server.rpc.interceptors import ServiceInterceptor
 from server.rpc.usage_servicer import UsageServicer
@@ -79,10 +80,18 @@ def create_server(
     """
     cursors = CursorCodec(settings.cursor_secret)
     observability = observability or Observability(storage.engine)
+    # max_workers calls run at once, max_concurrent_rpcs are admitted (running or waiting) and each
+    # admitted call holds a thread, so the pool has RESERVED_THREADS more for health checks and for
+    # answering RESOURCE_EXHAUSTED (rpc/admission.py). grpc's own bound stays as a backstop against
+    # a flood of connections queueing without limit.
+    admitted = settings.max_concurrent_rpcs if settings.max_concurrent_rpcs > 0 else settings.max_workers
+    admission = Admission(settings.max_concurrent_rpcs, settings.max_workers)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc"),
-        interceptors=[ServiceInterceptor(TokenVerifier(settings), observability)],
-        maximum_concurrent_rpcs=settings.max_concurrent_rpcs if settings.max_concurrent_rpcs > 0 else None,
+        futures.ThreadPoolExecutor(
+            max_workers=max(admitted, settings.max_workers) + RESERVED_THREADS, thread_name_prefix="rpc"
+        ),
+        interceptors=[ServiceInterceptor(TokenVerifier(settings), observability, admission)],
+        maximum_concurrent_rpcs=2 * admitted + RESERVED_THREADS if settings.max_concurrent_rpcs > 0 else None,
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),

@@ -242,14 +242,9 @@ class Harness:
 
     @classmethod
     def start(cls, db_url: str, **overrides: Any) -> Harness:
+        values: dict[str, Any] = {"max_workers": 8, "db_pool_size": 4, **overrides}
         settings = Settings(
-            database_url=db_url,
-            jwt_secret=JWT_SECRET,
-            cursor_secret=CURSOR_SECRET,
-            port=0,
-            max_workers=8,
-            db_pool_size=4,
-            **overrides,
+            database_url=db_url, jwt_secret=JWT_SECRET, cursor_secret=CURSOR_SECRET, port=0, **values
         )
         storage = server.app.open_storage(settings, auto_migrate=False)
         try:

@@ -20,6 +20,7 @@ from grpc_status import rpc_status
 from server.auth import TokenVerifier
 from server.errors import ERROR_DOMAIN, Internal, NotFound, ServiceError
 from server.observability import REQUEST_ID_HEADER, Observability, RpcRecord, request_id
+from server.rpc.admission import Admission
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +76,10 @@ class ServiceInterceptor(grpc.ServerInterceptor):
     """Observes each unary RPC; authenticates the caller, then runs the handler with domain errors
     mapped to statuses. Streaming RPCs (server reflection) pass through untouched."""
 
-    def __init__(self, verifier: TokenVerifier, observability: Observability) -> None:
+    def __init__(self, verifier: TokenVerifier, observability: Observability, admission: Admission) -> None:
         self._verifier = verifier
         self._observability = observability
+        self._admission = admission
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails) -> Any:
         handler = continuation(details)
@@ -88,6 +90,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         inner = handler.unary_unary
         verifier = self._verifier
         observability = self._observability
+        admission = self._admission
 
         def behavior(request: Any, context: grpc.ServicerContext) -> Any:
             metadata = dict(context.invocation_metadata())
@@ -95,15 +98,16 @@ class ServiceInterceptor(grpc.ServerInterceptor):
             context.send_initial_metadata(((REQUEST_ID_HEADER, record.request_id),))
             with observability.rpc(record, metadata):
                 try:
-                    if public:
+                    if public:  # health and reflection: never counted against the bound
                         response = inner(request, context)
                     else:
-                        record.organization = verifier.organization(metadata.get("authorization"))
-                        token = _ORG.set(record.organization)
-                        try:
-                            response = inner(request, context)
-                        finally:
-                            _ORG.reset(token)
+                        with admission.admit(context.time_remaining()):
+                            record.organization = verifier.organization(metadata.get("authorization"))
+                            token = _ORG.set(record.organization)
+                            try:
+                                response = inner(request, context)
+                            finally:
+                                _ORG.reset(token)
                     # A handler may set a code without raising (the health service does for unknown names).
                     record.code = context.code() or grpc.StatusCode.OK  # type: ignore[attr-defined]
                     return response
