@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import pathlib
 import re
+import time
 
 import jwt
 
@@ -17,6 +18,8 @@ from server.errors import Unauthenticated
 
 _ORG_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 _ASYMMETRIC = ["RS256", "ES256"]
+# Verified tokens remembered per verifier (TokenVerifier.organization).
+VERIFIED_TOKENS_KEPT = 10_000
 
 
 class TokenVerifier:
@@ -34,6 +37,10 @@ class TokenVerifier:
             self._algorithms = ["HS256"]
         else:
             raise ValueError("no JWT key configured: set USAGE_JWT_SECRET or USAGE_JWT_PUBLIC_KEY_FILE")
+        # token -> (organization, exp) of tokens whose signature and claims were verified: a caller
+        # sends the same token on every call until it expires, and verifying costs more than the
+        # rest of a small RPC. The expiry is still checked on every call.
+        self._verified: dict[str, tuple[str, float]] = {}
 
     def organization(self, authorization: str | None) -> str:
         """The organization of a valid bearer token; Unauthenticated otherwise."""
@@ -42,6 +49,19 @@ class TokenVerifier:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("the authorization header must be 'Bearer <JWT>'")
+        known = self._verified.get(token)
+        if known is not None:
+            if time.time() < known[1]:
+                return known[0]
+            self._verified.pop(token, None)
+            raise Unauthenticated("the bearer token has expired")
+        org, exp = self._verify(token)
+        if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+            self._verified.clear()  # a bound, not an LRU: tokens are few and long-lived
+        self._verified[token] = (org, exp)
+        return org
+
+    def _verify(self, token: str) -> tuple[str, float]:
         try:
             claims = jwt.decode(
                 token.strip(),
@@ -58,7 +78,7 @@ class TokenVerifier:
         org = claims.get(self._claim)
         if not isinstance(org, str) or not _ORG_RE.fullmatch(org):
             raise Unauthenticated(f"the bearer token has no valid '{self._claim}' claim")
-        return org
+        return org, float(claims["exp"])
 
 
 def mint_token(settings: Settings, org: str, ttl: dt.timedelta) -> str:
