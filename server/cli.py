@@ -57,7 +57,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from server.app import DatabaseBehind, create_server, open_storage
+    from server.app import SERVICE_NAMES, DatabaseBehind, create_server, open_storage
+    from server.health_monitor import HealthMonitor
     from server.observability import configure_logging
 
     settings = _settings(args)
@@ -79,6 +80,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         summary = load_demo(storage)
         _print_demo(settings, running.port, summary)
     running.server.start()
+    monitor = HealthMonitor(storage, running.health, SERVICE_NAMES, settings.health_check_interval_s)
+    monitor.start()
     logging.getLogger("usage-service").info(
         "serving on %s:%d (%s)",
         settings.host,
@@ -101,11 +104,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     stop.wait()
+    # First of all, so that load balancers stop routing here: every service reports NOT_SERVING from
+    # now on (the health monitor's later updates are ignored).
+    running.health.enter_graceful_shutdown()
     if gateway is not None:  # HTTP first: its in-flight requests still need the gRPC server
         gateway.stop()
     # Graceful: refuse new RPCs, let in-flight ones finish within the grace period.
-    running.health.enter_graceful_shutdown()  # every service reports NOT_SERVING from here on
     running.server.stop(settings.grace_period_s).wait()
+    monitor.stop()  # before the storage is disposed: a check in progress finishes first
     if metrics is not None:
         metrics.stop()
     storage.close()

@@ -35,6 +35,9 @@ class Settings:
     # RPCs admitted at once (running or queued for a worker); beyond it grpc answers RESOURCE_EXHAUSTED.
     max_concurrent_rpcs: int = 64
     grace_period_s: float = 10.0
+    # Seconds between database pings that set the grpc.health.v1 status (server/health_monitor.py);
+    # 0 or less: no pings, the status stays SERVING until SIGTERM.
+    health_check_interval_s: float = 2.0
     # Observability: Prometheus /metrics port (-1: off, 0: any free port), log lines as json or text.
     metrics_port: int = -1
     log_format: str = "json"

@@ -126,14 +126,18 @@ def run_worker(settings: Settings, index: int, ready: Connection) -> None:
 
 
 def _serve(settings: Settings, index: int, ready: Connection, stop: threading.Event) -> None:
-    from server.app import create_server, open_storage
+    from server.app import SERVICE_NAMES, create_server, open_storage
+    from server.health_monitor import HealthMonitor
 
     storage = open_storage(settings, auto_migrate=False)  # the supervisor migrated
+    monitor: HealthMonitor | None = None
     try:
         running = create_server(settings, storage, reuse_port=True)
         if running.port != settings.port:
             raise OSError(f"worker bound port {running.port}, not the reserved {settings.port}")
         running.server.start()
+        monitor = HealthMonitor(storage, running.health, SERVICE_NAMES, settings.health_check_interval_s)
+        monitor.start()
         metrics = None
         if settings.metrics_port >= 0:
             port = worker_metrics_port(settings.metrics_port, index)
@@ -149,12 +153,14 @@ def _serve(settings: Settings, index: int, ready: Connection, stop: threading.Ev
         ready.close()
         _stop_when_orphaned(stop)
         stop.wait()
-        running.health.enter_graceful_shutdown()
+        running.health.enter_graceful_shutdown()  # NOT_SERVING first, then the drain
         running.server.stop(settings.grace_period_s).wait()
         if metrics is not None:
             metrics.stop()
         log.info("worker %d stopped", index, extra={"fields": {"worker": index}})
     finally:
+        if monitor is not None:  # before the storage is disposed
+            monitor.stop()
         storage.close()
 
 

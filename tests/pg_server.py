@@ -2,6 +2,7 @@
 
     server = PgServer.start()          # initdb + pg_ctl start on a free port, in a temp directory
     url = server.create_database()     # postgresql+psycopg://postgres@127.0.0.1:PORT/DBNAME
+    server.pause(); server.resume()    # stop it and start it again on the same data and port
     server.stop()                      # pg_ctl stop -m immediate, then the directory is removed
 
 The binaries are found in $USAGE_PG_BIN, else `pg_config --bindir`, else the newest
@@ -234,6 +235,40 @@ class PgServer:
             )
         if self.base_dir.exists():
             shutil.rmtree(self.base_dir, ignore_errors=True)
+
+    def pause(self, mode: str = "fast") -> None:
+        """Stop the server but keep its data directory and port, so `resume()` starts it again.
+
+        `mode` is pg_ctl's shutdown mode: "fast" (backends are told to terminate: clients see
+        "terminating connection due to administrator command") or "immediate" (a crash: connections
+        just close, and the next start runs crash recovery; as the server runs with
+        synchronous_commit=off, the last commits are lost unless a CHECKPOINT ran after them)."""
+        if mode not in ("smart", "fast", "immediate"):
+            raise ValueError(f"not a pg_ctl shutdown mode: {mode!r}")
+        if not self._running:
+            raise PgServerError("the server is not running")
+        result = self._run(
+            [self.bin_dir / "pg_ctl", "-D", self.data_dir, "stop", "-m", mode, "-w", "-t", "60"], timeout=90
+        )
+        if result.returncode != 0:
+            raise PgServerError(
+                f"pg_ctl stop failed (exit {result.returncode}):\n{result.stdout}{result.stderr}"
+            )
+        self._running = False
+
+    def resume(self) -> None:
+        """Start a server stopped by `pause()` again, on the same data directory and port."""
+        if self._running:
+            raise PgServerError("the server is running already")
+        ok, error = self._pg_ctl_start()
+        if not ok:  # e.g. another program took the port meanwhile
+            raise PgServerError(f"pg_ctl start on port {self.port} failed:\n{error}")
+        self._running = True
+        self._wait_ready()
+
+    @property
+    def running(self) -> bool:
+        return self._running
 
     # ---- databases ---------------------------------------------------------------------------
     def conninfo(self, dbname: str = "postgres") -> str:
