@@ -35,6 +35,10 @@ SERVICE_NAMES = (
     catalog_service_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
 )
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# A health name for liveness probes: SERVING while the process serves, whatever the database does
+# (the health monitor only moves "" and the API services, which readiness probes check), so an
+# outage of the database takes pods out of rotation without restarting them all.
+LIVENESS_SERVICE = "usage-service.liveness"
 
 
 class DatabaseBehind(RuntimeError):
@@ -43,7 +47,12 @@ class DatabaseBehind(RuntimeError):
 
 def open_storage(settings: Settings, auto_migrate: bool) -> SqlStorage:
     """Storage on the configured database; migrated when `auto_migrate`, else it must be current."""
-    engine = make_engine(settings.resolved_database_url, settings.db_pool_size, settings.db_pool_timeout_s)
+    engine = make_engine(
+        settings.resolved_database_url,
+        settings.db_pool_size,
+        settings.db_pool_timeout_s,
+        statement_timeout_s=settings.default_query_timeout_s,
+    )
     if auto_migrate:
         migrate.upgrade(engine)
     elif not migrate.is_current(engine):
@@ -118,6 +127,6 @@ def create_server(
     port = server.add_insecure_port(address or f"{settings.host}:{settings.port}")
     if port == 0:
         raise OSError(f"could not bind {address or f'{settings.host}:{settings.port}'}")
-    for name in ("", *SERVICE_NAMES):
+    for name in ("", *SERVICE_NAMES, LIVENESS_SERVICE):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return Running(server, port, health_servicer, observability)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 JsonValue = Any  # str | int | float | bool | None | list[...] for filter values and properties
 
@@ -164,8 +164,9 @@ class AggregateQuery:
     filters: EventFilters
 
 
-@dataclasses.dataclass(frozen=True)
-class AggregateRow:
+class AggregateRow(NamedTuple):
+    """One (group, bucket) value of an aggregate. A tuple: aggregates return many thousands."""
+
     group: str
     bucket_key: int
     value: float

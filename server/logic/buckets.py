@@ -131,10 +131,11 @@ def plan(
     earliest bucket kept. Returns the plan and the `since` actually used.
     """
     last = bucket_start(bucket, tz, until - dt.timedelta(microseconds=1))
+    first = bucket_start(bucket, tz, since)
     starts = [last]
     while len(starts) < max_buckets:
         prev = _previous_start(bucket, tz, starts[-1])
-        if prev + dt.timedelta(microseconds=0) < bucket_start(bucket, tz, since):
+        if prev < first:
             break
         starts.append(prev)
     starts.reverse()

@@ -27,8 +27,11 @@ from server.errors import DeadlineExceeded, Unavailable
 log = logging.getLogger(__name__)
 
 
-def make_engine(url: str, pool_size: int = 10, pool_timeout_s: float = 5.0) -> Engine:
-    """An engine for `url`; nothing connects until first use."""
+def make_engine(
+    url: str, pool_size: int = 10, pool_timeout_s: float = 5.0, statement_timeout_s: float | None = None
+) -> Engine:
+    """An engine for `url`; nothing connects until first use. On PostgreSQL `statement_timeout_s`
+    is every statement's limit unless `begin` is given a shorter one."""
     parsed = sa.engine.make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
@@ -48,14 +51,21 @@ def make_engine(url: str, pool_size: int = 10, pool_timeout_s: float = 5.0) -> E
         )
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
-    return sa.create_engine(
+    connect_args: dict[str, Any] = {"connect_timeout": 5, "application_name": "usage-service"}
+    if statement_timeout_s is not None:
+        connect_args["options"] = f"-c statement_timeout={max(1, int(statement_timeout_s * 1000))}"
+    engine = sa.create_engine(
         parsed,
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=pool_timeout_s,
         pool_pre_ping=True,
-        connect_args={"connect_timeout": 5, "application_name": "usage-service"},
+        connect_args=connect_args,
     )
+    return engine.execution_options(**{_DEFAULT_TIMEOUT: statement_timeout_s})
+
+
+_DEFAULT_TIMEOUT = "usage_statement_timeout_s"
 
 
 # How long a SQLite writer waits for another's lock when its call has no deadline.
@@ -85,6 +95,13 @@ def begin(engine: Engine, timeout_s: float | None, write: bool = False) -> Itera
     with engine.connect() as conn:
         conn = conn.execution_options(usage_write=write)
         if engine.dialect.name == "postgresql":
+            default = engine.get_execution_options().get(_DEFAULT_TIMEOUT)
+            if not write and (timeout_s is None or (default is not None and timeout_s >= default)):
+                # A read that the connection's own statement_timeout bounds well enough: no BEGIN,
+                # SET and COMMIT round trips. (Under READ COMMITTED each statement of a transaction
+                # takes its own snapshot anyway, so the reads lose no consistency.)
+                yield conn.execution_options(isolation_level="AUTOCOMMIT")
+                return
             with conn.begin():
                 if timeout_s is not None:
                     # Also bounds waits for locks held by other transactions.

@@ -390,7 +390,7 @@ class SqlStorage:
             )
         stmt = stmt.order_by(E.c.timestamp_us.desc(), E.c.id.desc()).limit(limit)
         with self._tx(timeout_s) as conn:
-            return [_stored_event(r) for r in conn.execute(stmt)]
+            return [_stored_event(r) for r in conn.execute(stmt).all()]
 
     def aggregate(self, org: str, query: AggregateQuery, timeout_s: float | None) -> list[AggregateRow]:
         with self._tx(timeout_s) as conn:
@@ -417,7 +417,9 @@ class SqlStorage:
                 stmt = sa.select(
                     union.c.grp, union.c.bucket_key, sa.func.sum(union.c.value).label("value")
                 ).group_by(union.c.grp, union.c.bucket_key)
-            return [AggregateRow(r.grp, int(r.bucket_key), float(r.value or 0)) for r in conn.execute(stmt)]
+            # fetchall and tuples: an aggregate can return tens of thousands of rows.
+            rows = conn.execute(stmt).all()
+            return [AggregateRow(g, int(k), float(v or 0)) for g, k, v in rows]
 
     @staticmethod
     def _raw_part(org: str, query: AggregateQuery, since_us: int, until_us: int) -> sa.Select[Any]:
