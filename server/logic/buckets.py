@@ -130,6 +130,38 @@ def plan(
     When the window needs more, `until` is kept and `since` moves forward to the start of the
     earliest bucket kept. Returns the plan and the `since` actually used.
     """
+    if bucket == "hour":
+        fast = _plan_utc_hours(tz, since, until, max_buckets)
+        if fast is not None:
+            return fast
+    return _plan_walk(bucket, tz, since, until, max_buckets)
+
+
+_HOUR_US = 3_600_000_000
+
+
+def _plan_utc_hours(
+    tz: ZoneInfo, since: dt.datetime, until: dt.datetime, max_buckets: int
+) -> tuple[BucketPlan, dt.datetime] | None:
+    """`plan` for hours when every offset of the window is a whole number of hours changing on
+    whole hours (most zones, most of the time): local hours are then UTC hours, so the buckets are
+    every UTC hour of the window, keyed by their start. None when that does not hold."""
+    segments = offset_segments(tz, since, until)
+    if any(seg.offset_us % _HOUR_US for seg in segments) or any(
+        seg.start_us % _HOUR_US for seg in segments[1:]
+    ):
+        return None
+    last = (to_us(until) - 1) // _HOUR_US * _HOUR_US
+    first = max(to_us(since) // _HOUR_US * _HOUR_US, last - (max_buckets - 1) * _HOUR_US)
+    keys = tuple(range(first, last + 1, _HOUR_US))
+    starts = tuple(from_us(k) for k in keys)
+    return BucketPlan("hour", tz, starts, keys), (since if starts[0] <= since else starts[0])
+
+
+def _plan_walk(
+    bucket: str, tz: ZoneInfo, since: dt.datetime, until: dt.datetime, max_buckets: int
+) -> tuple[BucketPlan, dt.datetime]:
+    """`plan` in general: from the last bucket back, one zone-aware step at a time."""
     last = bucket_start(bucket, tz, until - dt.timedelta(microseconds=1))
     first = bucket_start(bucket, tz, since)
     starts = [last]

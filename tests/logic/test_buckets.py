@@ -440,3 +440,26 @@ def test_offset_segments_short_windows(since: str, until: str, changes: list[str
         seg = [s for s in got if s.start_us <= buckets.to_us(t)][-1]
         assert seg.offset_us == t.astimezone(tz).utcoffset() // US  # type: ignore[operator]
         t += dt.timedelta(minutes=1)
+
+
+@pytest.mark.parametrize(
+    "zone",
+    ["UTC", "Europe/Paris", "America/New_York", "Australia/Sydney", "Asia/Kolkata", "Australia/Lord_Howe"],
+)
+def test_hour_plans_by_utc_hours_equal_the_zone_aware_walk(zone: str) -> None:
+    """The UTC-hour shortcut of `plan` gives exactly what the general walk gives, caps included."""
+    tz = ZoneInfo(zone)
+    base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    shortcut = 0
+    for i in range(60):
+        since = base + dt.timedelta(days=6 * i, minutes=(37 * i) % 120, microseconds=i % 2)
+        until = since + dt.timedelta(hours=(i * 13) % 200 + 1, minutes=(11 * i) % 60)
+        for cap in (1000, 24):
+            fast = buckets._plan_utc_hours(tz, since, until, cap)
+            walked = buckets._plan_walk("hour", tz, since, until, cap)
+            if fast is not None:
+                shortcut += 1
+                assert fast == walked, (zone, since, until, cap)
+            assert buckets.plan("hour", tz, since, until, cap) == walked
+    # Whole-hour offsets take the shortcut (Lord Howe in its +11:00 summer too), Kolkata never.
+    assert (shortcut > 0) == (zone != "Asia/Kolkata")
