@@ -95,6 +95,16 @@ def db_url(backend: str, request: pytest.FixtureRequest, tmp_path: pathlib.Path)
 
 
 @pytest.fixture
+def pg_url(pg_server: PgServer, _pg_template: str) -> Iterator[str]:
+    """A fresh migrated PostgreSQL database for tests that need PostgreSQL whatever `backend` is."""
+    url = pg_server.create_database(template=_pg_template)
+    try:
+        yield url
+    finally:
+        pg_server.drop_database(url.rsplit("/", 1)[1])
+
+
+@pytest.fixture
 def storage(db_url: str) -> Iterator[SqlStorage]:
     """A `SqlStorage` on this test's fresh database."""
     store = SqlStorage(make_engine(db_url))

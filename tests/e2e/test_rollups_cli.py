@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pathlib
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -26,15 +25,6 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*command(), "rollups", *args], capture_output=True, text=True, env=clean_env(), timeout=120
     )
-
-
-@pytest.fixture
-def pg_url(pg_server, _pg_template: str) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    url = pg_server.create_database(template=_pg_template)
-    try:
-        yield url
-    finally:
-        pg_server.drop_database(url.rsplit("/", 1)[1])
 
 
 def test_rollups_commands(pg_url: str) -> None:

@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import os
 import pathlib
 import queue
 import random
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from typing import Any
 
+import cli_process
 import grpc
 import pytest
 import sqlalchemy as sa
@@ -121,23 +119,23 @@ KILL_BATCHES = 40
 KILL_BATCH_SIZE = 200
 
 
-def _command() -> list[str]:
-    script = pathlib.Path(sys.executable).parent / "usage-service"
-    if script.is_file():
-        return [str(script)]
-    found = shutil.which("usage-service")
-    return [found] if found else [sys.executable, "-m", "server.cli"]
-
-
 def _serve(url: str, log: pathlib.Path) -> tuple[subprocess.Popen[str], int]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("USAGE_")}
-    env["PYTHONUNBUFFERED"] = "1"
     proc = subprocess.Popen(
-        [*_command(), "serve", "--port", "0", "--database-url", url, "--jwt-secret", SECRET, "--migrate"],
+        [
+            *cli_process.command(),
+            "serve",
+            "--port",
+            "0",
+            "--database-url",
+            url,
+            "--jwt-secret",
+            SECRET,
+            "--migrate",
+        ],
         stdout=subprocess.PIPE,
         stderr=log.open("a"),
         text=True,
-        env=env,
+        env=cli_process.clean_env(),
     )
     lines: queue.Queue[str | None] = queue.Queue()
 

@@ -16,7 +16,6 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 
 import cli_process
 import grpc
@@ -43,15 +42,6 @@ def _rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError("no VmRSS")
-
-
-@pytest.fixture
-def pg_url(pg_server, _pg_template: str) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    url = pg_server.create_database(template=_pg_template)
-    try:
-        yield url
-    finally:
-        pg_server.drop_database(url.rsplit("/", 1)[1])
 
 
 def _soak(pg_url: str, tmp_path: pathlib.Path, seconds: float) -> None:
