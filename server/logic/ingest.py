@@ -24,22 +24,9 @@ _KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _SAFE_INT = 2**53
 
 
-@dataclasses.dataclass(frozen=True)
-class EventDraft:
-    """An event as decoded from the request, before the checks of this module."""
-
-    customer_id: str
-    metric_key: str
-    timestamp_us: int
-    quantity: str
-    properties: dict[str, Any]
-    idempotency_key: str | None = None
-    product_id: str | None = None
-    subscription_id: str | None = None
-    price_key: str | None = None
-    external_cost_amount: str | None = None
-    external_cost_currency: str | None = None
-    wallet_currency: str | None = None
+# An event as decoded from the request, before the checks of this module: the same fields as the
+# event to store, with the quantity, the cost amount and the properties still as the caller sent them.
+EventDraft = NewEvent
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,20 +106,12 @@ def check_event(
     violations += prop_violations
     if violations:
         return None, violations
-    event = NewEvent(
-        customer_id=draft.customer_id,
-        metric_key=draft.metric_key,
-        timestamp_us=draft.timestamp_us,
+    event = dataclasses.replace(
+        draft,
         quantity=canonical_decimal(draft.quantity or "1"),
-        idempotency_key=draft.idempotency_key,
-        product_id=draft.product_id,
-        subscription_id=draft.subscription_id,
-        price_key=draft.price_key,
         external_cost_amount=(
             canonical_decimal(draft.external_cost_amount) if draft.external_cost_amount is not None else None
         ),
-        external_cost_currency=draft.external_cost_currency,
-        wallet_currency=draft.wallet_currency,
         properties=properties,
     )
     return event, []
