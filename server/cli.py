@@ -196,6 +196,16 @@ def _local_target(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def gateway_connections(workers: int) -> int:
+    """gRPC connections the gateway opens and uses in turn.
+
+    The kernel hands each new connection to one server process of `serve --workers N` at random, so
+    calls spread per connection: with 16 per process, all of them landing on one of two processes has
+    probability 2**-31. Capped well below the default limit of 1024 open files.
+    """
+    return min(16 * workers, 256)
+
+
 def _start_gateway(settings: Settings, grpc_target: str, port: int) -> Any:
     from server.gateway.runner import GatewayServer
 
@@ -205,6 +215,7 @@ def _start_gateway(settings: Settings, grpc_target: str, port: int) -> Any:
         port=port,
         default_timeout_s=settings.gateway_timeout_s,
         grace_period_s=settings.grace_period_s,
+        connections=gateway_connections(settings.workers),
     )
     print(f"usage-service gateway listening on {gateway.url} (gRPC {grpc_target})", flush=True)
     return gateway

@@ -1,7 +1,8 @@
 """The ASGI app: match a route, transcode, call the RPC over a real gRPC channel, answer JSON.
 
-One generic unary caller per route (`channel.unary_unary(path, serializer, deserializer)`), built at
-start-up from the descriptors. Calls run on gRPC's own threads; the event loop awaits their futures.
+One generic unary caller per route and channel (`channel.unary_unary(path, serializer,
+deserializer)`), built at start-up from the descriptors. Calls run on gRPC's own threads; the event
+loop awaits their futures.
 The `authorization` header and `Grpc-Metadata-*` headers go on as metadata; the deadline is the
 `grpc-timeout` header (gRPC's format: `500m`, `10S`, `1M`) or the configured default.
 """
@@ -9,10 +10,11 @@ The `authorization` header and `Grpc-Metadata-*` headers go on as metadata; the 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import grpc
@@ -111,12 +113,20 @@ class UnaryCaller:
 
 
 class Gateway:
-    """The request handler: one instance per app, holding the routes and their callers."""
+    """The request handler: one instance per app, holding the routes and their callers.
 
-    def __init__(self, channel: grpc.Channel, route_table: list[routes.Route], default_timeout_s: float):
+    With several channels (each its own HTTP/2 connection), calls take them in turn: behind
+    `serve --workers N` the kernel spreads connections, not calls, over the worker processes, so
+    one connection would leave every HTTP call to a single worker.
+    """
+
+    def __init__(
+        self, channels: Sequence[grpc.Channel], route_table: list[routes.Route], default_timeout_s: float
+    ):
         self.routes = route_table
         self.default_timeout_s = default_timeout_s
-        self.callers = {r.grpc_path: UnaryCaller(channel, r) for r in route_table}
+        self._callers = [{r.grpc_path: UnaryCaller(ch, r) for r in route_table} for ch in channels]
+        self._turn = itertools.cycle(self._callers)
 
     async def handle(self, request: Request) -> Response:
         try:
@@ -141,7 +151,7 @@ class Gateway:
             return errors.error_response(grpc.StatusCode.INVALID_ARGUMENT, str(exc), details)
         metadata = forwarded_metadata(request.headers.items())
         try:
-            reply = await self.callers[route.grpc_path](message, metadata, timeout)
+            reply = await next(self._turn)[route.grpc_path](message, metadata, timeout)
         except grpc.RpcError as err:
             return errors.from_rpc_error(err, had_credentials=has_auth)
         return Response(transcode.to_json(reply), 200, media_type=errors.JSON)
@@ -178,11 +188,11 @@ class GatewayApp:
 
 
 def create_app(
-    channel: grpc.Channel,
+    channels: Sequence[grpc.Channel],
     *,
     default_timeout_s: float = 30.0,
     services: tuple[descriptor.ServiceDescriptor, ...] = SERVICES,
 ) -> GatewayApp:
-    """The gateway app for `services`, calling them over `channel`; `/openapi.json` describes it."""
+    """The gateway app for `services`, calling them over `channels` in turn; `/openapi.json` describes it."""
     route_table = routes.build_routes(services)
-    return GatewayApp(Gateway(channel, route_table, default_timeout_s), openapi.build_document(route_table))
+    return GatewayApp(Gateway(channels, route_table, default_timeout_s), openapi.build_document(route_table))

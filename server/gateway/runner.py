@@ -1,5 +1,5 @@
 """Serving the gateway: uvicorn on a socket bound here (so `--port 0` can report the port it got), on
-a thread of its own, with a gRPC channel to the service and a stop that drains and closes both.
+a thread of its own, with gRPC channels to the service and a stop that drains and closes them.
 
     gw = GatewayServer.start("127.0.0.1:50051", host="127.0.0.1", port=0)
     print(gw.url)      # http://127.0.0.1:<port>
@@ -41,19 +41,24 @@ class GatewayServer:
     """uvicorn serving the gateway app on a thread; `stop()` finishes in-flight requests, then closes."""
 
     def __init__(
-        self, grpc_target: str, sock: socket.socket, default_timeout_s: float, grace_period_s: float
+        self,
+        grpc_target: str,
+        sock: socket.socket,
+        default_timeout_s: float,
+        grace_period_s: float,
+        connections: int,
     ) -> None:
-        self.channel = grpc.insecure_channel(
-            grpc_target,
-            options=[
-                ("grpc.max_receive_message_length", MAX_BODY_BYTES),
-                ("grpc.max_send_message_length", MAX_BODY_BYTES),
-            ],
-        )
+        options = [
+            ("grpc.max_receive_message_length", MAX_BODY_BYTES),
+            ("grpc.max_send_message_length", MAX_BODY_BYTES),
+            # Without it, channels to one target share one subchannel, hence one connection.
+            ("grpc.use_local_subchannel_pool", 1),
+        ]
+        self.channels = [grpc.insecure_channel(grpc_target, options=options) for _ in range(connections)]
         self._sock = sock
         host, port = sock.getsockname()[:2]
         self.host, self.port = host, port
-        app = create_app(self.channel, default_timeout_s=default_timeout_s)
+        app = create_app(self.channels, default_timeout_s=default_timeout_s)
         config = uvicorn.Config(
             app,
             log_level="warning",
@@ -80,13 +85,18 @@ class GatewayServer:
         port: int = 0,
         default_timeout_s: float = 30.0,
         grace_period_s: float = 10.0,
+        connections: int = 1,
     ) -> GatewayServer:
-        """Bind, start serving on a thread, and return once uvicorn accepts connections."""
-        gateway = cls(grpc_target, bind(host, port), default_timeout_s, grace_period_s)
+        """Bind, start serving on a thread, and return once uvicorn accepts connections.
+
+        `connections`: gRPC connections to the service, used in turn (more than one lets the
+        kernel spread HTTP calls over the processes of `serve --workers N`).
+        """
+        gateway = cls(grpc_target, bind(host, port), default_timeout_s, grace_period_s, connections)
         gateway._thread.start()
         while not gateway._server.started:
             if not gateway._thread.is_alive():
-                gateway.channel.close()
+                gateway._close_channels()
                 raise RuntimeError("the HTTP gateway failed to start (see the log)")
             time.sleep(STARTUP_POLL_S)
         return gateway
@@ -98,5 +108,9 @@ class GatewayServer:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join()
-        self.channel.close()
+        self._close_channels()
         self._sock.close()
+
+    def _close_channels(self) -> None:
+        for channel in self.channels:
+            channel.close()

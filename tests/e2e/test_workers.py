@@ -27,6 +27,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from usage.v1 import events_pb2, usage_service_pb2_grpc
 from usage.v1 import usage_service_pb2 as pb
 
+from server.cli import gateway_connections
+
 pytestmark = pytest.mark.e2e
 
 LISTENING = re.compile(r"^usage-service listening on (\S+):(\d+)$")
@@ -206,12 +208,19 @@ def test_two_workers_on_sqlite_share_the_port_with_demo_metrics_and_gateway(
     assert len(seen) == len(set(seen)) == 240
     assert set(server.served_by([f"page-{i}" for i in range(24)]).values()) == set(workers.values())
 
-    # The gateway runs once, in the supervisor, and calls the shared port.
-    request = urllib.request.Request(
-        f"{gateway_url}/v1/usage-events?limit=3", headers={"authorization": f"Bearer {token}"}
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        assert len(json.loads(response.read())["data"]) == 3
+    # The gateway runs once, in the supervisor, and calls the shared port over many connections in
+    # turn: its calls reach both workers (see gateway_connections for the odds).
+    http_ids = [f"http-{i}" for i in range(2 * gateway_connections(2))]
+    for request_id in http_ids:
+        request = urllib.request.Request(
+            f"{gateway_url}/v1/usage-events?limit=3",
+            headers={"authorization": f"Bearer {token}", "grpc-metadata-x-request-id": request_id},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert len(json.loads(response.read())["data"]) == 3
+    http_served = server.served_by(http_ids)
+    assert sorted(http_served) == sorted(http_ids)
+    assert set(http_served.values()) == set(workers.values())
 
     assert_stops_cleanly(server, workers)
     assert sum(bool(GATEWAY.match(line)) for line in server.lines) == 1
