@@ -26,6 +26,7 @@ from starlette.types import Receive, Scope, Send
 from usage.v1 import catalog_service_pb2, usage_service_pb2
 
 from server.gateway import errors, openapi, routes, transcode
+from server.observability import REQUEST_ID_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +37,14 @@ SERVICES: tuple[descriptor.ServiceDescriptor, ...] = (
 MAX_BODY_BYTES = 16 * 1024 * 1024
 _TIMEOUT = re.compile(r"^([0-9]{1,8})([HMSmun])$")
 _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+MAX_TIMEOUT_S = 86_400.0
 _METADATA_PREFIX = "grpc-metadata-"
 _METADATA_KEY = re.compile(r"^[0-9a-z_.-]+$")
 
 
 def parse_timeout(header: str | None, default_s: float) -> float:
-    """Seconds from a `grpc-timeout` header value; the default when absent."""
+    """Seconds from a `grpc-timeout` header value; the default when absent. Capped at a day: gRPC
+    allows 99999999 hours, which overflows a deadline into the past."""
     if header is None:
         return default_s
     m = _TIMEOUT.fullmatch(header.strip())
@@ -49,7 +52,7 @@ def parse_timeout(header: str | None, default_s: float) -> float:
         raise transcode.BadParameter(
             "grpc-timeout", f"{header!r} is not like 500m, 10S or 1M", where="header"
         )
-    return int(m.group(1)) * _TIMEOUT_UNITS[m.group(2)]
+    return min(int(m.group(1)) * _TIMEOUT_UNITS[m.group(2)], MAX_TIMEOUT_S)
 
 
 def _printable(value: str) -> bool:
@@ -57,11 +60,12 @@ def _printable(value: str) -> bool:
 
 
 def forwarded_metadata(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """`authorization` and `Grpc-Metadata-<key>` headers as gRPC metadata (unsendable ones dropped)."""
+    """`authorization`, `x-request-id` and `Grpc-Metadata-<key>` headers as gRPC metadata
+    (unsendable ones dropped)."""
     out = []
     for name, value in headers:
         name = name.lower()
-        if name == "authorization":
+        if name in ("authorization", REQUEST_ID_HEADER):
             key = name
         elif name.startswith(_METADATA_PREFIX):
             key = name[len(_METADATA_PREFIX) :]
@@ -71,6 +75,23 @@ def forwarded_metadata(headers: Iterable[tuple[str, str]]) -> list[tuple[str, st
             continue
         if _printable(value):
             out.append((key, value.strip()))
+    return out
+
+
+def response_headers(call: Any) -> dict[str, str]:
+    """The service's response metadata as grpc-gateway sends it (`Grpc-Metadata-<key>`), plus the
+    request id as `X-Request-Id`; binary (`-bin`) entries are left out."""
+    try:
+        metadata = call.initial_metadata() or ()
+    except Exception:  # noqa: BLE001 - a call that failed before any metadata has none to give
+        return {}
+    out = {}
+    for key, value in metadata:
+        if key.endswith("-bin") or not isinstance(value, str):
+            continue
+        out[f"Grpc-Metadata-{key}"] = value
+        if key == REQUEST_ID_HEADER:
+            out["X-Request-Id"] = value
     return out
 
 
@@ -94,7 +115,10 @@ class UnaryCaller:
             response_deserializer=route.output_class.FromString,
         )
 
-    async def __call__(self, request: Message, metadata: list[tuple[str, str]], timeout: float) -> Message:
+    async def __call__(
+        self, request: Message, metadata: list[tuple[str, str]], timeout: float
+    ) -> tuple[Message, Any]:
+        """The reply and the finished call (for its metadata); a failure raises its grpc.RpcError."""
         future: Any = self._callable.future(request, metadata=metadata, timeout=timeout)
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
@@ -109,7 +133,7 @@ class UnaryCaller:
         except asyncio.CancelledError:
             future.cancel()
             raise
-        return future.result()  # type: ignore[no-any-return]  # raises the grpc.RpcError of a failure
+        return future.result(), future  # raises the grpc.RpcError of a failure
 
 
 class Gateway:
@@ -151,14 +175,18 @@ class Gateway:
             return errors.error_response(grpc.StatusCode.INVALID_ARGUMENT, str(exc), details)
         metadata = forwarded_metadata(request.headers.items())
         try:
-            reply = await next(self._turn)[route.grpc_path](message, metadata, timeout)
+            reply, call = await next(self._turn)[route.grpc_path](message, metadata, timeout)
         except grpc.RpcError as err:
-            return errors.from_rpc_error(err, had_credentials=has_auth)
-        return Response(transcode.to_json(reply), 200, media_type=errors.JSON)
+            response = errors.from_rpc_error(err, had_credentials=has_auth)
+            response.headers.update(response_headers(err))
+            return response
+        return Response(transcode.to_json(reply), 200, response_headers(call), media_type=errors.JSON)
 
 
 def _no_route(allowed: list[str]) -> Response:
-    if allowed:  # grpc-gateway: a known path with another method is 405 with code UNIMPLEMENTED
+    # grpc-gateway answers a known path with another method 501 (code UNIMPLEMENTED); HTTP's own
+    # answer, 405 with `Allow`, tells the caller more and is what README documents.
+    if allowed:
         headers = {"Allow": ", ".join(allowed)}
         body = errors.status_body(grpc.StatusCode.UNIMPLEMENTED, "Method Not Allowed")
         return Response(body, 405, headers, media_type=errors.JSON)
@@ -179,12 +207,20 @@ class GatewayApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # lifespan and websockets: nothing to do
             return
+        if scope.get("raw_path", b"").startswith((b"http://", b"https://")):
+            scope = _origin_form(scope)
         request = Request(scope, receive)
         if scope["path"] == "/openapi.json" and request.method == "GET":
             response: Response = JSONResponse(self.document)
         else:
             response = await self.gateway.handle(request)
         await response(scope, receive, send)
+
+
+def _origin_form(scope: Scope) -> Scope:
+    """A request target in absolute form (`GET http://host/v1/...`, as proxies send) routed by its path."""
+    path = urllib.parse.urlsplit(scope["raw_path"].decode("latin-1")).path or "/"
+    return {**scope, "raw_path": path.encode("latin-1"), "path": urllib.parse.unquote(path)}
 
 
 def create_app(

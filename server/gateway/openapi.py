@@ -61,6 +61,16 @@ _WELL_KNOWN: dict[str, dict[str, Any]] = {
 }
 
 
+TIMEOUT_PARAMETER = {
+    "name": "grpc-timeout",
+    "in": "header",
+    "required": False,
+    "description": "The call's deadline in gRPC's format (`500m`, `10S`, `1M`); default 30 s. "
+    "Past it: 504 DEADLINE_EXCEEDED.",
+    "schema": {"type": "string", "pattern": "^[0-9]{1,8}[HMSmun]$"},
+}
+
+
 def _rules(field: Field) -> validate_pb2.FieldRules:
     return field.GetOptions().Extensions[validate_pb2.field]
 
@@ -139,13 +149,16 @@ class SchemaBuilder:
             self.components[name] = self.message_schema(message)
         return {"$ref": f"#/components/schemas/{name}"}
 
-    def message_schema(self, message: MessageType, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    def message_schema(
+        self, message: MessageType, exclude: tuple[str, ...] = (), partial: bool = False
+    ) -> dict[str, Any]:
+        """An inline schema of `message` without the fields in `exclude`; `partial`: none required."""
         fields = [f for f in message.fields if f.name not in exclude]
         schema: dict[str, Any] = {
             "type": "object",
             "properties": {f.name: self.field(f) for f in fields},
         }
-        required = [f.name for f in fields if is_required(f)]
+        required = [] if partial else [f.name for f in fields if is_required(f)]
         if required:
             schema["required"] = required
         return schema
@@ -159,8 +172,9 @@ def is_required(field: Field) -> bool:
     if field.has_presence:
         return False
     kind = rules.WhichOneof("type")
-    if kind == "string":
-        return rules.string.min_len > 0
+    if kind == "string":  # an empty string breaks min_len, or an `in` list that lacks it
+        allowed = list(getattr(rules.string, "in"))
+        return rules.string.min_len > 0 or (bool(allowed) and "" not in allowed)
     if kind == "repeated":
         return rules.repeated.min_items > 0
     return False
@@ -233,16 +247,27 @@ def _path_parameter(builder: SchemaBuilder, route: Route, path: str, name: str) 
 
 
 def _request_body(builder: SchemaBuilder, route: Route) -> dict[str, Any] | None:
+    """The body schema, without the fields the path sets (they come from the URL, and win), and with
+    nothing required in a PATCH (it updates the fields it names: transcode.fill_update_mask)."""
     if not route.body:
         return None
     message = route.method.input_type
     if route.body == "*":
-        top_level = tuple(p for p in route.path_fields if "." not in p)
-        schema = (
-            builder.message_schema(message, exclude=top_level) if top_level else builder.message_ref(message)
-        )
+        bound = tuple(p for p in route.path_fields if "." not in p)
+        schema = builder.message_schema(message, exclude=bound) if bound else builder.message_ref(message)
     else:
-        schema = builder.field(message.fields_by_name[route.body])
+        field = message.fields_by_name[route.body]
+        prefix = route.body + "."
+        bound = tuple(
+            p[len(prefix) :]
+            for p in route.path_fields
+            if p.startswith(prefix) and "." not in p[len(prefix) :]
+        )
+        partial = route.http_method == "PATCH" and "update_mask" in message.fields_by_name
+        if field.type == FD.TYPE_MESSAGE and (bound or partial) and not field.is_repeated:
+            schema = builder.message_schema(field.message_type, exclude=bound, partial=partial)
+        else:
+            schema = builder.field(field)
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
@@ -263,6 +288,7 @@ def operation(builder: SchemaBuilder, route: Route) -> dict[str, Any]:
     parameters = [_path_parameter(builder, route, p, names[p]) for p in route.path_fields]
     if route.body != "*":
         parameters += _query_parameters(builder, route.method.input_type, bound)
+    parameters.append(TIMEOUT_PARAMETER)
     op: dict[str, Any] = {
         "operationId": f"{route.service.name}_{route.method.name}",
         "tags": [route.service.name],

@@ -1,7 +1,8 @@
 """Transcoding between HTTP and protobuf, the way grpc-gateway does it.
 
 Request: the body (when the route has one: `*` for the whole message, else one top-level field) is
-parsed with `json_format` (proto and lowerCamelCase names, unknown fields ignored); then path
+checked for JSON types (`json_shape`) and parsed with `json_format` (proto and lowerCamelCase names,
+unknown fields ignored); a PATCH without `update_mask` updates the fields its body names; then path
 variables, then query parameters are set by field path (`a.b`, either spelling). Query parameters
 that name no field, or a field the path or body already binds, are ignored. Repeated fields take
 repeated parameters; Timestamps are RFC 3339; a value that does not parse is `BadParameter`, which
@@ -21,6 +22,8 @@ from typing import Any
 from google.protobuf import descriptor, json_format
 from google.protobuf.message import Message
 
+from server.gateway import json_shape
+from server.gateway.json_shape import field_by_name
 from server.gateway.routes import Route
 
 FD = descriptor.FieldDescriptor
@@ -67,17 +70,6 @@ class BadParameter(ValueError):
         super().__init__(f"invalid value for {where} {parameter}: {problem}")
         self.parameter = parameter
         self.problem = problem
-
-
-def field_by_name(message_descriptor: MessageType, name: str) -> Field | None:
-    """A field by its proto name or its lowerCamelCase JSON name."""
-    field = message_descriptor.fields_by_name.get(name)
-    if field is not None:
-        return field
-    for f in message_descriptor.fields:
-        if f.json_name == name:
-            return f
-    return None
 
 
 def resolve(message: Message, path: str) -> tuple[Message, Field] | None:
@@ -154,8 +146,17 @@ def _scalar_message(target: Message, text: str) -> None:
             snake = path if "_" in path else re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), path)
             target.paths.append(snake)  # type: ignore[attr-defined]
         return
-    if name in ("google.protobuf.Timestamp", "google.protobuf.Duration"):
+    if name == "google.protobuf.Timestamp":
+        if not json_shape.is_timestamp(text):
+            hint = " (in a URL, write + as %2B)" if " " in text else ""
+            raise ValueError(json_shape.TIMESTAMP_PROBLEM + hint)
         target.FromJsonString(text)  # type: ignore[attr-defined]
+        return
+    if name == "google.protobuf.Duration":
+        try:
+            target.FromJsonString(text)  # type: ignore[attr-defined]
+        except ValueError:
+            raise ValueError("must be a duration in seconds such as 1.5s") from None
         return
     value = scalar(target.DESCRIPTOR.fields_by_name["value"], text)
     target.value = value  # type: ignore[attr-defined]
@@ -180,25 +181,34 @@ def set_field(message: Message, field: Field, values: Sequence[str]) -> None:
         setattr(message, field.name, converted[0])
 
 
-def apply_body(request: Message, route: Route, body: bytes) -> None:
-    """Parse the JSON body into the whole request (`*`) or the route's body field."""
+def apply_body(request: Message, route: Route, body: bytes) -> Any:
+    """Parse the JSON body into the whole request (`*`) or the route's body field; the parsed JSON."""
     if not route.body:
-        return
+        return None
     try:
         document = json.loads(body) if body.strip() else {}
     except (ValueError, RecursionError) as exc:
         problem = str(exc) if isinstance(exc, json.JSONDecodeError) else "not JSON"
         raise BadParameter("body", problem, where="request") from None
-    if route.body != "*":
-        document = {route.body: document}
-    elif not isinstance(document, dict):
-        raise BadParameter("body", "expected a JSON object", where="request")
     try:
-        json_format.ParseDict(document, request, ignore_unknown_fields=True)
+        if route.body == "*":
+            json_shape.check_message(document, request.DESCRIPTOR, "")
+        else:
+            json_shape.check_field(document, request.DESCRIPTOR.fields_by_name[route.body], route.body)
+    except json_shape.ShapeError as exc:
+        raise BadParameter(
+            exc.path or "body", exc.problem, where="body field" if exc.path else "request"
+        ) from None
+    except RecursionError:
+        raise BadParameter("body", "nested too deeply", where="request") from None
+    wrapped = document if route.body == "*" else {route.body: document}
+    try:
+        json_format.ParseDict(wrapped, request, ignore_unknown_fields=True)
     except json_format.ParseError as exc:
         raise BadParameter("body", str(exc), where="request") from None
     except (ValueError, TypeError, AttributeError, RecursionError):
         raise BadParameter("body", "does not match the request message", where="request") from None
+    return document
 
 
 def apply_path(request: Message, bound: Mapping[str, str]) -> None:
@@ -247,10 +257,35 @@ def build_request(
 ) -> Message:
     """The request message of an HTTP request: body first, then path variables, then the query."""
     request = route.input_class()
-    apply_body(request, route, body)
+    document = apply_body(request, route, body)
     apply_path(request, bound)
     apply_query(request, route, query)
+    fill_update_mask(request, route, document)
     return request
+
+
+def fill_update_mask(request: Message, route: Route, document: Any) -> None:
+    """grpc-gateway's patch feature: a PATCH whose body is one field, without an `update_mask` in the
+    query, updates just the fields its body names (their top-level names; a nested message such as
+    `filter` is replaced whole). An empty mask would replace every field."""
+    mask_field = request.DESCRIPTOR.fields_by_name.get("update_mask")
+    if (
+        route.http_method != "PATCH"
+        or route.body in ("", "*")
+        or mask_field is None
+        or mask_field.message_type is None
+        or mask_field.message_type.full_name != "google.protobuf.FieldMask"
+        or not isinstance(document, dict)
+    ):
+        return
+    mask = request.update_mask  # type: ignore[attr-defined]
+    if mask.paths:
+        return
+    body_type = request.DESCRIPTOR.fields_by_name[route.body].message_type
+    for key in document:
+        field = field_by_name(body_type, key)
+        if field is not None and field.name not in mask.paths:
+            mask.paths.append(field.name)
 
 
 def to_json(message: Message) -> str:

@@ -4,6 +4,7 @@ error mapping for every code the service really produces."""
 
 from __future__ import annotations
 
+import json
 import pathlib
 import socket
 import sqlite3
@@ -229,6 +230,87 @@ def test_catalog_routes(http: httpx.Client) -> None:
     assert ok(http.delete(f"/v1/aggregators/agg_x/filters/{made['id']}")) == {}
     assert ok(http.delete("/v1/aggregators/agg_x")) == {}
     status(http.get("/v1/aggregators/agg_x"), 404, 5)
+
+
+def test_patch_without_update_mask_changes_only_the_fields_in_its_body(http: httpx.Client) -> None:
+    flt = {"fields": [{"property": "region", "operator": "equals", "value": "eu-west"}]}
+    agg = {
+        "id": "agg_patch",
+        "name": "EU calls",
+        "event_type": "api_call",
+        "operation": "count",
+        "filter": flt,
+    }
+    ok(http.post("/v1/aggregators", json=agg))
+    patched = ok(http.patch("/v1/aggregators/agg_patch", json={"unitName": "requests"}))["aggregator"]
+    assert patched["unit_name"] == "requests"
+    assert (patched["name"], patched["event_type"]) == ("EU calls", "api_call")
+    assert patched["filter"] == {"conditional": "and", **flt}  # kept
+    renamed = ok(http.patch("/v1/aggregators/agg_patch", json={"name": "Calls in the EU", "filter": None}))
+    assert renamed["aggregator"]["name"] == "Calls in the EU" and "filter" not in renamed["aggregator"]
+    # A field of the mask that breaks a rule is still refused, naming it.
+    assert "aggregator.name" in violations(
+        status(http.patch("/v1/aggregators/agg_patch", json={"name": ""}), 400, 3)
+    )
+    ok(http.delete("/v1/aggregators/agg_patch"))
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "parameter"),
+    [
+        ("/v1/customers", "anything", "customer"),
+        ("/v1/customers", [], "customer"),
+        ("/v1/customers", {"id": 5}, "customer.id"),
+        ("/v1/usage-events/batch", {"events": ["x"]}, "events[0]"),
+        ("/v1/usage-events/batch", {"events": [{"timestamp": "2026-11-01"}]}, "events[0].timestamp"),
+        ("/v1/usage-events/batch", {"events": [{"properties": "region=eu"}]}, "events[0].properties"),
+    ],
+)
+def test_bodies_of_the_wrong_json_type_are_400_naming_the_field(
+    http: httpx.Client, path: str, body: Any, parameter: str
+) -> None:
+    before = ok(http.get("/v1/customers", params={"limit": 100}))["data"]
+    answer = status(http.post(path, json=body), 400, 3)
+    assert violations(answer) == [parameter]
+    assert answer["message"].startswith(f"invalid value for body field {parameter}: expected") or (
+        "RFC 3339" in answer["message"]
+    )
+    assert "object is not" not in answer["message"] and "bytes-like" not in answer["message"]
+    assert ok(http.get("/v1/customers", params={"limit": 100}))["data"] == before  # nothing created
+
+
+def test_request_ids_go_through_both_ways(http: httpx.Client, stack: Stack) -> None:
+    listed = http.get("/v1/usage-events", headers={"x-request-id": "http-req-1"})
+    assert listed.status_code == 200
+    assert listed.headers["x-request-id"] == listed.headers["grpc-metadata-x-request-id"] == "http-req-1"
+    missing = http.get("/v1/customers/nobody", headers={"x-request-id": "http-req-2"})
+    status(missing, 404, 5)
+    assert missing.headers["x-request-id"] == "http-req-2"
+    generated = http.get("/v1/usage-events")
+    assert len(generated.headers["x-request-id"]) >= 16  # the service made one up and said which
+    logged = [
+        json.loads(line)
+        for line in stack.processes[0].stderr_path.read_text().splitlines()
+        if line.startswith("{")
+    ]
+    assert {"http-req-1", "http-req-2"} <= {r.get("request_id") for r in logged}
+
+
+def test_a_huge_grpc_timeout_is_a_long_deadline_not_an_expired_one(http: httpx.Client) -> None:
+    assert http.get("/v1/usage-events", headers={"grpc-timeout": "99999999H"}).status_code == 200
+
+
+def test_absolute_form_request_targets_are_routed(stack: Stack) -> None:
+    host, port = stack.url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        conn.sendall(
+            f"GET {stack.url}/v1/usage-events?limit=1 HTTP/1.1\r\nHost: {host}\r\n"
+            f"Authorization: Bearer {token(ORG)}\r\nConnection: close\r\n\r\n".encode()
+        )
+        reply = b""
+        while chunk := conn.recv(65536):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200 "), reply[:200]
 
 
 # ---- errors and parameters ---------------------------------------------------------------------

@@ -201,20 +201,78 @@ def test_path_variables_win_over_body_and_query_ignores_bound_fields() -> None:
     assert list(request.update_mask.paths) == ["unit_name", "display_name_property"]  # type: ignore[attr-defined]
 
 
+def test_patch_without_mask_updates_the_fields_its_body_names() -> None:
+    route = _route("UpdateAggregator")
+    body = json.dumps({"unitName": "calls", "display_name_property": "", "unknown": 1}).encode()
+    request = transcode.build_request(route, {"aggregator.id": "agg_path"}, [], body)
+    assert list(request.update_mask.paths) == ["unit_name", "display_name_property"]  # type: ignore[attr-defined]
+    # Not for a method other than PATCH, nor a body of the whole message.
+    post = transcode.build_request(_route("CreateAggregator"), {}, [], b'{"name": "n"}')
+    assert "update_mask" not in post.DESCRIPTOR.fields_by_name
+
+
 @pytest.mark.parametrize(
-    ("body", "problem"),
+    ("method", "body", "parameter", "problem"),
     [
-        (b"{", "Expecting property name"),
-        (b"[1]", "expected a JSON object"),
-        (b'{"events": 5}', "events"),
-        (b'{"events": [{"timestamp": "soon"}]}', "timestamp"),
-        (b"[" * 100000 + b"]" * 100000, ""),
+        ("IngestUsageEvents", b"{", "body", "Expecting property name"),
+        ("IngestUsageEvents", b"[1]", "body", "expected a JSON object"),
+        ("IngestUsageEvents", b'{"events": 5}', "events", "expected a JSON array"),
+        ("IngestUsageEvents", b'{"events": ["x"]}', "events[0]", "expected a JSON object"),
+        ("IngestUsageEvents", b'{"events": [null]}', "events[0]", "null is not allowed"),
+        ("IngestUsageEvents", b'{"events": [{"timestamp": "soon"}]}', "events[0].timestamp", "RFC 3339"),
+        (
+            "IngestUsageEvents",
+            b'{"events": [{"timestamp": "2026-13-01T00:00:00Z"}]}',
+            "events[0].timestamp",
+            "RFC 3339",
+        ),
+        (
+            "IngestUsageEvents",
+            b'{"events": [{"customerId": 5}]}',
+            "events[0].customer_id",
+            "expected a string",
+        ),
+        (
+            "IngestUsageEvents",
+            b'{"events": [{"properties": []}]}',
+            "events[0].properties",
+            "expected a JSON object",
+        ),
+        ("IngestUsageEvents", b"[" * 100000 + b"]" * 100000, "body", ""),
+        ("CreateCustomer", b'"anything"', "customer", "expected a JSON object"),
+        ("CreateCustomer", b"[]", "customer", "expected a JSON object"),
+        ("CreateCustomer", b'{"name": true}', "customer.name", "expected a string"),
+        (
+            "CreateAggregator",
+            b'{"filter": {"fields": [{"operator": 7}]}}',
+            "aggregator.filter.fields[0].operator",
+            "string",
+        ),
+        (
+            "UpdateAggregator",
+            b'{"filter": {"conditional": ["and"]}}',
+            "aggregator.filter.conditional",
+            "string",
+        ),
     ],
 )
-def test_bad_bodies(body: bytes, problem: str) -> None:
+def test_bad_bodies_name_the_field(method: str, body: bytes, parameter: str, problem: str) -> None:
     with pytest.raises(transcode.BadParameter) as caught:
-        transcode.build_request(_route("IngestUsageEvents"), {}, [], body)
-    assert caught.value.parameter == "body" and problem in caught.value.problem
+        transcode.build_request(_route(method), {}, [], body)
+    assert caught.value.parameter == parameter and problem in caught.value.problem
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"events": [{"customer_id": "c", "timestamp": "2026-01-01T00:00:00.123456789+01:00"}]}',
+        b'{"events": [{"customer_id": null, "quantity": "1.5", "properties": {"a": [1, "x", true]}}]}',
+        b'{"events": []}',
+        b"",
+    ],
+)
+def test_good_bodies_pass_the_shape_check(body: bytes) -> None:
+    transcode.build_request(_route("IngestUsageEvents"), {}, [], body)
 
 
 def test_body_accepts_both_spellings_and_ignores_unknown_fields() -> None:
@@ -259,8 +317,9 @@ def test_error_details_render_through_any() -> None:
 def test_openapi_parameters_come_from_the_request_messages() -> None:
     document = openapi.build_document(ROUTES)
     op = document["paths"]["/v1/customers/{id}/usage/{aggregator_id}/events"]["get"]
-    params = {p["name"]: p for p in op["parameters"]}
+    params = {p["name"]: p for p in op["parameters"] if p["in"] != "header"}
     assert [p["in"] for p in op["parameters"][:2]] == ["path", "path"]
+    assert op["parameters"][-1] == openapi.TIMEOUT_PARAMETER  # every operation takes the deadline header
     assert set(params) == {
         "id",
         "aggregator_id",
@@ -276,12 +335,21 @@ def test_openapi_parameters_come_from_the_request_messages() -> None:
     metric = next(p for p in listing["parameters"] if p["name"] == "metric_key")
     assert metric["schema"]["type"] == "array" and metric["explode"] is True
     patch = document["paths"]["/v1/aggregators/{id}"]["patch"]  # one path with GET and DELETE
-    assert [p["name"] for p in patch["parameters"]] == ["id", "update_mask"]
+    assert [p["name"] for p in patch["parameters"]] == ["id", "update_mask", "grpc-timeout"]
     assert set(document["paths"]["/v1/aggregators/{id}"]) == {"get", "patch", "delete"}
     assert set(document["paths"]["/v1/aggregators/{aggregator_id}/filters"]) == {"get", "post"}
-    assert patch["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
-        "usage.v1.Aggregator"
-    )
+    # A PATCH body requires nothing (it updates the fields it names) and leaves out the id of the path.
+    patch_body = patch["requestBody"]["content"]["application/json"]["schema"]
+    assert "required" not in patch_body and "id" not in patch_body["properties"]
+    assert "unit_name" in patch_body["properties"]
+    aggregator = document["components"]["schemas"]["usage.v1.Aggregator"]
+    assert {"name", "event_type", "operation"} <= set(aggregator["required"])  # `in` lists lacking ""
+    post_filter = document["paths"]["/v1/aggregators/{aggregator_id}/filters"]["post"]
+    filter_body = post_filter["requestBody"]["content"]["application/json"]["schema"]
+    assert "aggregator_id" not in filter_body["properties"]
+    assert "aggregator_id" not in filter_body.get("required", [])
+    aggregate = document["paths"]["/v1/usage-events/aggregate"]["get"]
+    assert next(p for p in aggregate["parameters"] if p["name"] == "bucket")["required"] is True
     assert len([op for path in document["paths"].values() for op in path]) == 15
 
 
