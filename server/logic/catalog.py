@@ -9,7 +9,7 @@ from typing import Any
 
 from server.domain import Aggregator, AggregatorFilter, Condition, Customer, PropertyFilter
 from server.errors import FieldViolation, InvalidArgument, NotFound
-from server.logic.cursors import CursorCodec, fingerprint
+from server.logic.cursors import MALFORMED, CursorCodec, fingerprint
 from server.storage.interface import Storage
 
 DEFAULT_LIMIT = 25
@@ -154,7 +154,7 @@ class Catalog:
             return None
         position = self._cursors.decode(cursor, bound)
         if len(position) != 1 or not isinstance(position[0], str):
-            raise InvalidArgument.field("cursor", "invalid cursor")
+            raise InvalidArgument.field("cursor", MALFORMED)
         return position[0]
 
     def _next(self, bound: str, rows: list[Any], size: int) -> str:

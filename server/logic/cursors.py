@@ -18,6 +18,10 @@ from typing import Any
 
 from server.errors import InvalidArgument
 
+# What a caller is told of a cursor it should not have sent (the field is `cursor`).
+MALFORMED = "malformed: pass back pagination.cursor as it was given"
+NOT_ISSUED_HERE = "not issued by this service: pass back pagination.cursor as it was given"
+
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
@@ -50,16 +54,16 @@ class CursorCodec:
         expected = _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
         # Bytes: compare_digest refuses str with non-ASCII characters (a hostile cursor may hold any).
         if not sig or not hmac.compare_digest(sig.encode(), expected.encode()):
-            raise InvalidArgument.field("cursor", "invalid cursor: it was not issued by this service")
+            raise InvalidArgument.field("cursor", NOT_ISSUED_HERE)
         try:
             data = json.loads(_unb64(payload))
         except (ValueError, binascii.Error):
-            raise InvalidArgument.field("cursor", "invalid cursor") from None
+            raise InvalidArgument.field("cursor", MALFORMED) from None
         if data.get("b") != bound_to:
             raise InvalidArgument.field(
                 "cursor", "the cursor belongs to another query: use it with the filters it was issued for"
             )
         position = data.get("p")
         if not isinstance(position, list):
-            raise InvalidArgument.field("cursor", "invalid cursor")
+            raise InvalidArgument.field("cursor", MALFORMED)
         return position

@@ -17,7 +17,7 @@ from server.domain import (
 )
 from server.errors import InvalidArgument, NotFound
 from server.logic import buckets
-from server.logic.cursors import CursorCodec, fingerprint
+from server.logic.cursors import MALFORMED, CursorCodec, fingerprint
 from server.storage.interface import Storage
 
 DEFAULT_TAKE = 50
@@ -178,7 +178,7 @@ class UsageQueries:
         if req.cursor:
             position = self._cursors.decode(req.cursor, bound)
             if len(position) != 2 or not isinstance(position[0], int) or not isinstance(position[1], str):
-                raise InvalidArgument.field("cursor", "invalid cursor")
+                raise InvalidArgument.field("cursor", MALFORMED)
             after = (position[0], position[1])
         rows = self._storage.list_events(org, filters, after, limit + 1, timeout_s)
         page, more = rows[:limit], len(rows) > limit
