@@ -1,6 +1,8 @@
 // End to end through the generated TypeScript client: ingest events, read them back with each query
 // RPC, and decode the rich details of an error. The Python test tests/ecosystem/test_ts_client.py
-// starts the server and runs `npm test` with USAGE_ADDRESS and USAGE_TOKEN set.
+// starts the server and runs `npm test` with USAGE_ADDRESS and USAGE_TOKEN set. Each run uses ids of
+// its own (customer, idempotency keys, aggregator), so it passes again against the same server, for
+// any organization the token names.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { fromBinary } from "@bufbuild/protobuf";
@@ -15,16 +17,22 @@ if (!address || !token) {
 }
 const { usage, catalog } = usageClients({ address, token });
 const at = (iso: string) => timestampFromDate(new Date(iso));
+// The organization the token acts for (the service's default claim, org_id).
+const org = JSON.parse(Buffer.from(token.split(".")[1] ?? "", "base64url").toString()).org_id;
+const run = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+const customer = `cus_ts_${run}`;
+const aggregatorId = `agg_ts_${run}`;
+const key = `ts-1-${run}`;
 
 test("ingest, then read back with every query RPC", async () => {
   let requestId: string | null = null;
   const ingested = await usage.ingestUsageEvents(
     {
       events: [
-        { customerId: "cus_ts", metricKey: "api_call", timestamp: at("2026-01-10T10:00:00Z"), idempotencyKey: "ts-1", properties: { region: "eu", endpoint: "/v1/a" } },
-        { customerId: "cus_ts", metricKey: "api_call", timestamp: at("2026-01-10T11:00:00Z"), quantity: "2", properties: { region: "us" } },
-        { customerId: "cus_ts", metricKey: "storage_gb", timestamp: at("2026-01-11T09:30:00Z"), quantity: "1.5" },
-        { customerId: "cus_ts", metricKey: "", timestamp: at("2026-01-11T09:30:00Z") },
+        { customerId: customer, metricKey: "api_call", timestamp: at("2026-01-10T10:00:00Z"), idempotencyKey: key, properties: { region: "eu", endpoint: "/v1/a" } },
+        { customerId: customer, metricKey: "api_call", timestamp: at("2026-01-10T11:00:00Z"), quantity: "2", properties: { region: "us" } },
+        { customerId: customer, metricKey: "storage_gb", timestamp: at("2026-01-11T09:30:00Z"), quantity: "1.5" },
+        { customerId: customer, metricKey: "", timestamp: at("2026-01-11T09:30:00Z") },
       ],
     },
     { headers: { "x-request-id": "ts-ingest-1" }, onHeader: (h) => (requestId = h.get("x-request-id")) },
@@ -36,29 +44,29 @@ test("ingest, then read back with every query RPC", async () => {
   );
   assert.equal(ingested.results[3].violations[0].field, "metric_key");
   const again = await usage.ingestUsageEvents({
-    events: [{ customerId: "cus_ts", metricKey: "api_call", timestamp: at("2026-01-10T10:00:00Z"), idempotencyKey: "ts-1", properties: { region: "eu", endpoint: "/v1/a" } }],
+    events: [{ customerId: customer, metricKey: "api_call", timestamp: at("2026-01-10T10:00:00Z"), idempotencyKey: key, properties: { region: "eu", endpoint: "/v1/a" } }],
   });
   assert.equal(again.results[0].status, "DUPLICATE");
   assert.equal(again.results[0].eventId, ingested.results[0].eventId);
 
   // ListUsageEvents: newest first, cursor pages.
-  const first = await usage.listUsageEvents({ limit: 2, customerId: "cus_ts" });
+  const first = await usage.listUsageEvents({ limit: 2, customerId: customer });
   assert.deepEqual(first.data.map((e) => e.metricKey), ["storage_gb", "api_call"]);
   assert.equal(first.data[0].quantity, "1.5");
-  assert.equal(first.data[0].organizationId, "org_ts");
+  assert.equal(first.data[0].organizationId, org);
   assert.ok(first.pagination?.hasMore);
-  const second = await usage.listUsageEvents({ limit: 2, customerId: "cus_ts", cursor: first.pagination!.cursor });
+  const second = await usage.listUsageEvents({ limit: 2, customerId: customer, cursor: first.pagination!.cursor });
   assert.deepEqual(second.data.map((e) => e.id), [ingested.results[0].eventId]);
   assert.deepEqual(second.data[0].properties, { region: "eu", endpoint: "/v1/a" });
   assert.equal(second.pagination?.cursor, "");
 
   // ListCustomerUsageEvents through an aggregator created with the catalog client.
   await catalog.createAggregator({
-    aggregator: { id: "agg_ts", name: "API calls", eventType: "api_call", operation: "count", displayNameProperty: "endpoint" },
+    aggregator: { id: aggregatorId, name: "API calls", eventType: "api_call", operation: "count", displayNameProperty: "endpoint" },
   });
   const page = await usage.listCustomerUsageEvents({
-    id: "cus_ts",
-    aggregatorId: "agg_ts",
+    id: customer,
+    aggregatorId,
     startDate: at("2026-01-01T00:00:00Z"),
     endDate: at("2026-02-01T00:00:00Z"),
     take: 10,
@@ -74,15 +82,17 @@ test("ingest, then read back with every query RPC", async () => {
     until: at("2026-01-12T00:00:00Z"),
     metric: "sum_quantity",
     groupBy: "metric_key",
+    customerId: customer,
   });
   const series = Object.fromEntries(agg.series.map((s) => [s.key, s.points.map((p) => p.value)]));
   assert.deepEqual(series, { api_call: [3, 0], storage_gb: [0, 1.5] });
+  await catalog.deleteAggregator({ id: aggregatorId });
 });
 
 test("an invalid request carries google.rpc.BadRequest and ErrorInfo details", async () => {
   const request = {
-    id: "cus_ts",
-    aggregatorId: "agg_ts",
+    id: customer,
+    aggregatorId,
     startDate: at("2026-01-01T00:00:00Z"),
     endDate: at("2026-02-01T00:00:00Z"),
     take: 500,
