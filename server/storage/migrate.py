@@ -1,5 +1,10 @@
 """Schema migrations through Alembic: apply them (`usage-service migrate`), or check that a database
-is current before serving (`serve` refuses one that is behind)."""
+is current before serving (`serve` refuses one that is behind).
+
+Several `migrate` may start at once (each replica's init container in deploy/k8s.yaml): on PostgreSQL
+each takes one advisory lock for its transaction, so they run one after the other and the later ones
+find nothing left to do, instead of racing to create the same tables.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,12 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 MIGRATIONS = pathlib.Path(__file__).resolve().parent.parent / "migrations"
+# pg_advisory_xact_lock key of migrations: any fixed bigint no other lock of this database uses.
+MIGRATION_LOCK_KEY = 0x75736167656D6967  # "usagemig"
 
 
 def _config() -> Config:
@@ -35,6 +43,8 @@ def upgrade(engine: Engine) -> str:
     """Apply every pending migration; returns the revision now current."""
     cfg = _config()
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":  # released at commit or rollback
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
     return head_revision()
