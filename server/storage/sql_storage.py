@@ -300,9 +300,6 @@ class SqlStorage:
                 first_of_key.setdefault(e.idempotency_key, i)
         ik = schema.idempotency_keys.c
         with begin(self._engine, timeout_s, write=True) as conn:
-            customer_ids = sorted({e.customer_id for e in events})
-            if customer_ids:
-                bulk.insert_customers(conn, org, customer_ids, now_us)
             # Sorted claims: concurrent batches lock keys in one order, so they cannot deadlock.
             claims = sorted(first_of_key.items())
             claimed: set[str] = set()
@@ -337,6 +334,9 @@ class SqlStorage:
                 same = hashes[i] == owner_hash
                 outcomes.append(IngestOutcome("DUPLICATE" if same else "CONFLICT", owner_id))
             if to_store:
+                # Only the stored events register customers: a DUPLICATE or CONFLICT changes nothing.
+                # Claims first, then customers, each sorted: every batch locks in one order.
+                bulk.insert_customers(conn, org, sorted({events[i].customer_id for i in to_store}), now_us)
                 bulk.insert_events(conn, [_event_row(org, ids[i], events[i], now_us) for i in to_store])
                 if self._rollups:
                     rollups.add_events(conn, org, [events[i] for i in to_store])

@@ -428,6 +428,25 @@ def test_ingest_conflict_same_key_different_content(storage: SqlStorage, changed
     assert [(e.id, e.quantity, e.customer_id, e.metric_key, e.properties) for e in stored] == [
         (first, "2", "cus_1", "api_call", {"a": 1, "b": "x"})
     ]
+    # Nothing changes: not even the customer of the refused event is registered.
+    assert [c.id for c in storage.list_customers(ORG, None, 100)] == ["cus_1"]
+
+
+def test_ingest_registers_only_the_customers_of_stored_events(storage: SqlStorage) -> None:
+    ingest_ids(storage, [ev(idempotency_key="k1", customer="cus_a")])
+    batch = [
+        ev(idempotency_key="k1", customer="cus_a"),  # DUPLICATE
+        ev(idempotency_key="k1", customer="cus_b", quantity="5"),  # CONFLICT
+        ev(idempotency_key="k2", customer="cus_c"),  # ACCEPTED
+        ev(idempotency_key="k2", customer="cus_d", quantity="7"),  # CONFLICT within the batch
+    ]
+    assert [o.status for o in storage.ingest(ORG, batch, NOW)] == [
+        "DUPLICATE",
+        "CONFLICT",
+        "ACCEPTED",
+        "CONFLICT",
+    ]
+    assert [c.id for c in storage.list_customers(ORG, None, 100)] == ["cus_a", "cus_c"]
 
 
 def test_ingest_duplicate_keys_within_one_batch(storage: SqlStorage) -> None:
