@@ -192,11 +192,14 @@ class UsageQueries:
         metric = req.metric or "count"
         group_by = req.group_by or "none"
         top = DEFAULT_TOP if req.top is None else req.top
-        for field, value in (("since", req.since_us), ("until", req.until_us)):
-            if value is not None and not AGGREGATE_MIN_US <= value <= AGGREGATE_MAX_US:
-                raise InvalidArgument.field(field, "must be between 1970-01-01 and 9000-01-01")
-        since = buckets.from_us(req.since_us)
-        until = buckets.from_us(req.until_us) if req.until_us is not None else now
+        # No event lies before 1970 or after 9000 (ingestion refuses them): a window reaching past
+        # either is cut there, and the response says so, as with the bucket cap.
+        if req.until_us is not None and req.until_us <= AGGREGATE_MIN_US:
+            raise InvalidArgument.field("until", "must be after 1970-01-01T00:00:00Z")
+        if req.since_us >= AGGREGATE_MAX_US:
+            raise InvalidArgument.field("since", "must be before 9000-01-01T00:00:00Z")
+        since = buckets.from_us(max(req.since_us, AGGREGATE_MIN_US))
+        until = buckets.from_us(min(req.until_us, AGGREGATE_MAX_US)) if req.until_us is not None else now
         if until <= since:
             raise InvalidArgument.field("until", "must be after since (until defaults to now)")
         plan, since = buckets.plan(req.bucket, tz, since, until, self._max_buckets)

@@ -18,6 +18,12 @@ def ts_to_us(ts: timestamp_pb2.Timestamp) -> int:
     return ts.seconds * _US + ts.nanos // 1000
 
 
+def bound_to_us(ts: timestamp_pb2.Timestamp) -> int:
+    """A window bound in microseconds, rounded up: events are stored to the microsecond, so
+    `bound <= t` and `t < bound` hold for their stored times exactly as for the nanosecond bound."""
+    return ts.seconds * _US + -(-ts.nanos // 1000)
+
+
 def us_to_ts(us: int) -> timestamp_pb2.Timestamp:
     seconds, micros = divmod(us, _US)
     return timestamp_pb2.Timestamp(seconds=seconds, nanos=micros * 1000)

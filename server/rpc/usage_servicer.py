@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable
+from typing import Any
 
 import grpc
 from usage.v1 import pagination_pb2
@@ -61,8 +62,8 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
             CustomerEventsRequest(
                 customer_id=request.id,
                 aggregator_id=request.aggregator_id,
-                start_us=convert.ts_to_us(request.start_date),
-                end_us=convert.ts_to_us(request.end_date),
+                start_us=convert.bound_to_us(request.start_date),
+                end_us=convert.bound_to_us(request.end_date),
                 aggregator_filter_id=optional(request, "aggregator_filter_id"),
                 take=optional(request, "take"),
                 skip=optional(request, "skip"),
@@ -88,12 +89,8 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
             current_org(),
             ListEventsRequest(
                 filters=_filters(request),
-                occurred_after_us=(
-                    convert.ts_to_us(request.occurred_after) if request.HasField("occurred_after") else None
-                ),
-                occurred_before_us=(
-                    convert.ts_to_us(request.occurred_before) if request.HasField("occurred_before") else None
-                ),
+                occurred_after_us=_bound(request, "occurred_after"),
+                occurred_before_us=_bound(request, "occurred_before"),
                 limit=optional(request, "limit"),
                 cursor=request.cursor,
             ),
@@ -110,8 +107,8 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
             current_org(),
             AggregateRequest(
                 bucket=request.bucket,
-                since_us=convert.ts_to_us(request.since),
-                until_us=convert.ts_to_us(request.until) if request.HasField("until") else None,
+                since_us=convert.bound_to_us(request.since),
+                until_us=convert.bound_to_us(request.until) if request.HasField("until") else None,
                 metric=request.metric,
                 group_by=request.group_by,
                 filters=_filters(request),
@@ -192,3 +189,8 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
                 for r in results
             ]
         )
+
+
+def _bound(request: Any, field: str) -> int | None:
+    """An optional window bound in microseconds (rounded up: see convert.bound_to_us)."""
+    return convert.bound_to_us(getattr(request, field)) if request.HasField(field) else None

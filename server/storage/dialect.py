@@ -3,12 +3,18 @@ dialect with `@compiles`. Everything else in storage is dialect-neutral SQLAlche
 
 Known differences that remain (and are documented in README): array-valued dimension keys, and numbers
 of 2**53 or more, group under each database's own JSON text of the value (`[1,2]` / `1e+20` on SQLite,
-`[1, 2]` / `100000000000000000000` on PostgreSQL); SQLite sums quantities as doubles, PostgreSQL as
-NUMERIC.
+`[1, 2]` / `100000000000000000000` on PostgreSQL).
+
+Quantities are summed exactly on both: PostgreSQL as NUMERIC; SQLite, which has no decimal type, with
+`decimal_sum`, an aggregate function (`DecimalSum`) that engine.py registers on each connection. It
+runs inside SQLite's own GROUP BY, one call per summed row (about 1 us each: a 1M-event sum takes
+~2.7x the time of an inexact SUM(CAST(quantity AS REAL)), which would bill 0.1 + 0.2 as
+0.30000000000000004).
 """
 
 from __future__ import annotations
 
+import decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -52,11 +58,29 @@ class prop_number(_PropertyFunction):  # noqa: N801
     inherit_cache = True
 
 
-class quantity_number(FunctionElement[Any]):  # noqa: N801
-    """The event quantity as a summable number."""
+class quantity_sum(FunctionElement[Any]):  # noqa: N801
+    """The exact sum of a column of decimal quantities: a Decimal (PostgreSQL) or its text (SQLite),
+    which `float()` turns into the nearest double either way."""
 
-    type = sa.Float()
+    type = sa.String()  # no result processing: the driver's Decimal or str is kept as it is
     inherit_cache = True
+
+
+class DecimalSum:
+    """SQLite aggregate `decimal_sum(text)`: the exact sum of canonical decimal strings, as text."""
+
+    # 24 integer and 12 fractional digits per quantity, and room for billions of them.
+    CONTEXT = decimal.Context(prec=60, traps=[decimal.Inexact, decimal.InvalidOperation])
+
+    def __init__(self) -> None:
+        self.total = decimal.Decimal(0)
+
+    def step(self, value: str | None) -> None:
+        if value is not None:
+            self.total = self.CONTEXT.add(self.total, decimal.Decimal(value))
+
+    def finalize(self) -> str:
+        return str(self.total)
 
 
 def _sqlite_path(key_sql: str) -> str:
@@ -112,11 +136,11 @@ def _prop_number_sqlite(element: prop_number, compiler: Any, **kw: Any) -> str:
     return f"(CASE WHEN json_type({col}, {path}) IN ('integer', 'real') THEN json_extract({col}, {path}) END)"
 
 
-@compiles(quantity_number, "postgresql")
-def _quantity_pg(element: quantity_number, compiler: Any, **kw: Any) -> str:
-    return compiler.process(list(element.clauses)[0], **kw)
+@compiles(quantity_sum, "postgresql")
+def _quantity_sum_pg(element: quantity_sum, compiler: Any, **kw: Any) -> str:
+    return f"sum({compiler.process(list(element.clauses)[0], **kw)})"
 
 
-@compiles(quantity_number, "sqlite")
-def _quantity_sqlite(element: quantity_number, compiler: Any, **kw: Any) -> str:
-    return f"CAST({compiler.process(list(element.clauses)[0], **kw)} AS REAL)"
+@compiles(quantity_sum, "sqlite")
+def _quantity_sum_sqlite(element: quantity_sum, compiler: Any, **kw: Any) -> str:
+    return f"decimal_sum({compiler.process(list(element.clauses)[0], **kw)})"

@@ -23,6 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from server.errors import DeadlineExceeded, Unavailable
+from server.storage.dialect import DecimalSum
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,8 @@ def _sqlite_on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cur.close()
+    # Exact quantity sums (dialect.py). typeshed types aggregates as int -> int only.
+    dbapi_conn.create_aggregate("decimal_sum", 1, DecimalSum)  # type: ignore[arg-type]
 
 
 def _sqlite_on_begin(conn: Connection) -> None:

@@ -34,7 +34,7 @@ from server.domain import (
 )
 from server.errors import AlreadyExists
 from server.storage import bulk, rollups, schema
-from server.storage.dialect import quantity_number
+from server.storage.dialect import quantity_sum
 from server.storage.engine import begin, insert_ignore, translate_errors
 from server.storage.filters import compile_filter
 
@@ -431,7 +431,7 @@ class SqlStorage:
             group = rollups.dimension_value(E.c.properties, query.group_by[4:])
         else:
             group = sa.literal("")
-        value = sa.func.count() if query.metric == "count" else sa.func.sum(quantity_number(E.c.quantity))
+        value = sa.func.count() if query.metric == "count" else quantity_sum(E.c.quantity)
         where = [*_event_where(org, query.filters), ts >= since_us, ts < until_us]
         return _bucketed(query, ts, group, value, where)
 

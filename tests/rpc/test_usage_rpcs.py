@@ -7,7 +7,7 @@ import time
 
 import grpc
 import pytest
-from google.protobuf import json_format
+from google.protobuf import json_format, timestamp_pb2
 from grpc_harness import (
     Client,
     Harness,
@@ -575,6 +575,50 @@ def test_aggregate_invalid_arguments(org_a: Client, request_fields: dict, field:
         else:
             setattr(request, name, v)
     expect_invalid(org_a.usage.AggregateUsage, request, field)
+
+
+def ns_ts(text: str, nanos: int) -> timestamp_pb2.Timestamp:
+    out = ts(text)
+    out.nanos = nanos
+    return out
+
+
+def test_nanosecond_window_bounds_hold_for_the_stored_microsecond_times(org_a: Client) -> None:
+    # Stored to the microsecond; bounds 1.5 us and 0.5 us past a second must still be half-open
+    # for the times the API returns (a Go or Java `now()` carries nanoseconds).
+    make_aggregator(org_a, "agg")
+    [stored] = org_a.ingest_ok([event(timestamp="2026-01-10T00:00:00.000001Z")])
+    second, mid, half = "2026-01-10T00:00:00Z", 1500, 500
+
+    def listed(**bounds: timestamp_pb2.Timestamp) -> list[str]:
+        return [e.id for e in org_a.usage.ListUsageEvents(pb.ListUsageEventsRequest(**bounds)).data]
+
+    assert listed(occurred_before=ns_ts(second, mid)) == [stored]
+    assert listed(occurred_after=ns_ts(second, mid)) == []
+    assert listed(occurred_after=ts(second), occurred_before=ns_ts(second, half)) == []  # not an error
+    request = pb.ListCustomerUsageEventsRequest(id="cus_1", aggregator_id="agg")
+    request.start_date.CopyFrom(ns_ts(second, half))
+    request.end_date.CopyFrom(ns_ts(second, mid))
+    assert [e.id for e in org_a.usage.ListCustomerUsageEvents(request).data] == [stored]
+    request.start_date.CopyFrom(ns_ts(second, mid))
+    request.end_date.CopyFrom(ns_ts("2026-01-10T00:00:01Z", 0))
+    assert org_a.usage.ListCustomerUsageEvents(request).meta.total == 0
+    agg = pb.AggregateUsageRequest(bucket="hour", since=ts(second), until=ns_ts(second, mid))
+    response = org_a.usage.AggregateUsage(agg)
+    assert values(response) == [1] and to_dt(response.until) == at("2026-01-10T00:00:00.000002Z")
+
+
+def test_aggregate_windows_are_cut_to_the_years_events_can_have(org_a: Client) -> None:
+    org_a.ingest_ok([event(timestamp="1970-01-01T05:00:00Z")])
+    r = aggregate(org_a, "1900-01-01T00:00:00Z", "1970-01-02T00:00:00Z", bucket="day")
+    assert to_dt(r.since) == at("1970-01-01T00:00:00Z") and values(r) == [1]
+    expect_invalid(
+        org_a.usage.AggregateUsage,
+        pb.AggregateUsageRequest(
+            bucket="day", since=ts("1900-01-01T00:00:00Z"), until=ts("1960-01-01T00:00:00Z")
+        ),
+        "until",
+    )
 
 
 def test_aggregate_valid_group_by_key_of_64_characters(org_a: Client) -> None:

@@ -999,6 +999,27 @@ def test_aggregate_partial_buckets_count_only_the_window(storage: SqlStorage) ->
     assert run_aggregate(storage, query) == {("", day1): 1.0, ("", day1 + 1): 1.0}
 
 
+def test_aggregate_sums_quantities_exactly(storage: SqlStorage) -> None:
+    # Billing sums: 0.1 + 0.2 is 0.3, not 0.30000000000000004, on both databases; a sum of the widest
+    # quantities keeps every digit until the final double.
+    big = "9" * 24 + "." + "9" * 12
+    events = [
+        ev(ts=us("2024-06-01T01:00:00Z"), quantity="0.1"),
+        ev(ts=us("2024-06-01T02:00:00Z"), quantity="0.2"),
+        *[ev(metric="m", ts=us("2024-06-02T01:00:00Z") + i, quantity="0.1") for i in range(10)],
+        ev(metric="big", ts=us("2024-06-03T01:00:00Z"), quantity=big),
+        ev(metric="big", ts=us("2024-06-03T02:00:00Z"), quantity="-" + big),
+        ev(metric="big", ts=us("2024-06-03T03:00:00Z"), quantity="0.000000000001"),
+    ]
+    ingest_ids(storage, events)
+    since, until = us("2024-06-01T00:00:00Z"), us("2024-06-04T00:00:00Z")
+    d = (dt.date(2024, 6, 1) - dt.date(1970, 1, 1)).days
+    q = AggregateQuery(
+        since, until, "day", (OffsetSegment(since, 0),), "sum_quantity", "metric_key", EventFilters()
+    )
+    assert run_aggregate(storage, q) == {("api_call", d): 0.3, ("m", d + 1): 1.0, ("big", d + 2): 1e-12}
+
+
 def test_aggregate_sum_quantity_by_metric_key_per_day(storage: SqlStorage) -> None:
     events = [
         ev(metric="api_call", ts=us("2024-06-01T00:00:00Z"), quantity="1.5"),
