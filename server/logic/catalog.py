@@ -38,8 +38,10 @@ def check_filter(flt: PropertyFilter, field: str) -> None:
         v = c.value
         if c.operator in _NULL_OPERATORS and v is not None:
             violations.append(FieldViolation(path, f"{c.operator} takes no value"))
-        elif c.operator in _SCALAR_OPERATORS and not _is_scalar(v, allow_null=True):
-            violations.append(FieldViolation(path, f"{c.operator} takes a string, number, boolean or null"))
+        elif c.operator in _SCALAR_OPERATORS and not _is_scalar(v, allow_null=False):
+            # A missing value is more likely a client's mistake than a wish for is_null.
+            problem = f"{c.operator} takes a string, number or boolean (is_null matches absent or null)"
+            violations.append(FieldViolation(path, problem))
         elif c.operator in _ORDER_OPERATORS and not (isinstance(v, str) or _is_number(v)):
             violations.append(FieldViolation(path, f"{c.operator} takes a string or a number"))
         elif c.operator in _LIST_OPERATORS and not (

@@ -223,6 +223,8 @@ INVALID_AGGREGATORS = [
     (dict(filter=filt(condition("n", "lte", ["a"]))), "aggregator.filter.fields[0].value"),
     (dict(filter=filt(condition("n", "gte"))), "aggregator.filter.fields[0].value"),
     (dict(filter=filt(condition("n", "equals", [1]))), "aggregator.filter.fields[0].value"),
+    (dict(filter=filt(condition("n", "equals"))), "aggregator.filter.fields[0].value"),
+    (dict(filter=filt(condition("n", "not_equals", null=True))), "aggregator.filter.fields[0].value"),
     (
         dict(filter=filt(condition("a", "equals", 1), condition("b", "in", "x"))),
         "aggregator.filter.fields[1].value",
