@@ -59,8 +59,8 @@ def open_storage(settings: Settings, auto_migrate: bool) -> SqlStorage:
         current = migrate.current_revision(engine)
         engine.dispose()
         raise DatabaseBehind(
-            f"database schema is at {current or 'nothing'}, this code needs {migrate.head_revision()}: "
-            "run `usage-service migrate` first"
+            f"{f'database schema is at {current}' if current else 'the database has no schema yet'}, "
+            f"this code needs {migrate.head_revision()}: run `usage-service migrate` first"
         )
     return SqlStorage(engine)
 

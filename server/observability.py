@@ -36,6 +36,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import QueuePool
 
 REQUEST_ID_HEADER = "x-request-id"
+# gRPC's infrastructure services, health and reflection: they need no token, are never counted by
+# admission (interceptors.py), and their successful calls (probes every few seconds) log at DEBUG.
+INFRASTRUCTURE_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 RPC_LOGGER = "usage.rpc"
 _rpc_log = logging.getLogger(RPC_LOGGER)
@@ -212,9 +215,12 @@ def _log_rpc(record: RpcRecord, elapsed_s: float, trace_id: str) -> None:
     }
     if trace_id:
         fields["trace_id"] = trace_id
-    level = (
-        logging.ERROR if record.code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN) else logging.INFO
-    )
+    if record.code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
+        level = logging.ERROR
+    elif record.method.startswith(INFRASTRUCTURE_PREFIXES) and record.code == grpc.StatusCode.OK:
+        level = logging.DEBUG  # still counted in /metrics
+    else:
+        level = logging.INFO
     _rpc_log.log(
         level,
         "%s %s %.1fms org=%s request_id=%s",

@@ -19,13 +19,18 @@ from grpc_status import rpc_status
 
 from server.auth import TokenVerifier
 from server.errors import ERROR_DOMAIN, Internal, NotFound, ServiceError
-from server.observability import REQUEST_ID_HEADER, Observability, RpcRecord, request_id
+from server.observability import (
+    INFRASTRUCTURE_PREFIXES,
+    REQUEST_ID_HEADER,
+    Observability,
+    RpcRecord,
+    request_id,
+)
 from server.rpc.admission import Admission
 
 log = logging.getLogger(__name__)
 
 _ORG: contextvars.ContextVar[str] = contextvars.ContextVar("usage_org")
-_PUBLIC_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 
 def current_org() -> str:
@@ -86,7 +91,7 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         if handler is None or handler.unary_unary is None:
             return handler
         method = details.method
-        public = method.startswith(_PUBLIC_PREFIXES)
+        public = method.startswith(INFRASTRUCTURE_PREFIXES)
         inner = handler.unary_unary
         verifier = self._verifier
         observability = self._observability
@@ -116,9 +121,12 @@ class ServiceInterceptor(grpc.ServerInterceptor):
                     context.abort_with_status(to_status(exc))
                 except Exception:
                     aborted = context.code()  # type: ignore[attr-defined]
-                    if aborted not in (None, grpc.StatusCode.OK):  # the handler aborted itself
+                    if aborted not in (None, grpc.StatusCode.OK):
+                        # The handler set its code, then aborted or raised (a generated base class
+                        # raises NotImplementedError after UNIMPLEMENTED, as Health/List does):
+                        # answer that code, without grpc's "Exception calling application" traceback.
                         record.code = aborted
-                        raise
+                        context.abort(aborted, _clip(context.details() or aborted.name))  # type: ignore[attr-defined]
                     log.exception("unexpected error in %s (request_id %s)", method, record.request_id)
                     record.code = grpc.StatusCode.INTERNAL
                     context.abort_with_status(to_status(Internal()))

@@ -159,9 +159,12 @@ def test_one_log_line_per_rpc_with_the_request_id_returned(
         assert parsed["level"] == "INFO" and parsed["logger"] == RPC_LOGGER
 
 
-def test_health_checks_are_observed_without_a_token(served: tuple[Harness, int]) -> None:
+def test_health_checks_are_observed_without_a_token(
+    served: tuple[Harness, int], caplog: pytest.LogCaptureFixture
+) -> None:
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+    caplog.set_level(logging.DEBUG)
     h, port = served
     stub = health_pb2_grpc.HealthStub(h.channel)
     assert (
@@ -171,6 +174,12 @@ def test_health_checks_are_observed_without_a_token(served: tuple[Harness, int])
     expect_error(
         stub.Check, health_pb2.HealthCheckRequest(service="nope"), grpc.StatusCode.NOT_FOUND, timeout=30
     )
+    # Health/List is not implemented by grpcio-health-checking: UNIMPLEMENTED, without a traceback.
+    expect_error(stub.List, health_pb2.HealthListRequest(), grpc.StatusCode.UNIMPLEMENTED, timeout=30)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    # A probe that succeeds logs at DEBUG (probes come every few seconds); the failures at INFO.
+    levels = [(r.fields["code"], r.levelno) for r in caplog.records if r.name == RPC_LOGGER]  # type: ignore[attr-defined]
+    assert levels == [("OK", logging.DEBUG), ("NOT_FOUND", logging.INFO), ("UNIMPLEMENTED", logging.INFO)]
     after = scrape(port)
     labels = {"grpc_service": "grpc.health.v1.Health", "grpc_method": "Check"}
     assert after[("grpc_server_handled_total", tuple(sorted((labels | {"grpc_code": "OK"}).items())))] == 1
