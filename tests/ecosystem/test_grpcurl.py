@@ -1,6 +1,6 @@
 """The real grpcurl binary against a running server: list, describe every service and message of
 usage.v1 (through server reflection), a call of every RPC with a bearer token, and an error whose
-google.rpc details grpcurl prints. The commands are the README's."""
+google.rpc details grpcurl prints. (test_readme.py runs the README's own commands as written.)"""
 
 from __future__ import annotations
 
