@@ -45,16 +45,20 @@ class TokenVerifier:
     def organization(self, authorization: str | None) -> str:
         """The organization of a valid bearer token; Unauthenticated otherwise."""
         if not authorization:
-            raise Unauthenticated("missing bearer token: send 'authorization: Bearer <JWT>'")
+            raise Unauthenticated(
+                "missing bearer token: send 'authorization: Bearer <JWT>'", reason=Unauthenticated.MISSING
+            )
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthenticated("the authorization header must be 'Bearer <JWT>'")
+            raise Unauthenticated(
+                "the authorization header must be 'Bearer <JWT>'", reason=Unauthenticated.MISSING
+            )
         known = self._verified.get(token)
         if known is not None:
             if time.time() < known[1]:
                 return known[0]
             self._verified.pop(token, None)
-            raise Unauthenticated("the bearer token has expired")
+            raise Unauthenticated("the bearer token has expired", reason=Unauthenticated.EXPIRED)
         org, exp = self._verify(token)
         if len(self._verified) >= VERIFIED_TOKENS_KEPT:
             self._verified.clear()  # a bound, not an LRU: tokens are few and long-lived
@@ -72,12 +76,14 @@ class TokenVerifier:
                 options={"require": ["exp"]},
             )
         except jwt.ExpiredSignatureError:
-            raise Unauthenticated("the bearer token has expired") from None
+            raise Unauthenticated("the bearer token has expired", reason=Unauthenticated.EXPIRED) from None
         except jwt.PyJWTError:
-            raise Unauthenticated("the bearer token is invalid") from None
+            raise Unauthenticated("the bearer token is invalid", reason=Unauthenticated.INVALID) from None
         org = claims.get(self._claim)
         if not isinstance(org, str) or not _ORG_RE.fullmatch(org):
-            raise Unauthenticated(f"the bearer token has no valid '{self._claim}' claim")
+            raise Unauthenticated(
+                f"the bearer token has no valid '{self._claim}' claim", reason=Unauthenticated.NO_ORGANIZATION
+            )
         return org, float(claims["exp"])
 
 

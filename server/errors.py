@@ -29,10 +29,14 @@ class ServiceError(Exception):
     http_status: HTTPStatus = HTTPStatus.INTERNAL_SERVER_ERROR
     reason: str = "INTERNAL"
 
-    def __init__(self, message: str, *, violations: tuple[FieldViolation, ...] = ()) -> None:
+    def __init__(
+        self, message: str, *, violations: tuple[FieldViolation, ...] = (), reason: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.violations = violations
+        if reason is not None:  # a finer reason than the class's, for clients to branch on
+            self.reason = reason
 
 
 class InvalidArgument(ServiceError):
@@ -75,9 +79,15 @@ class FailedPrecondition(ServiceError):
 
 
 class Unauthenticated(ServiceError):
+    """No valid token. The reason says which case: a client refreshes on TOKEN_EXPIRED only."""
+
     code = grpc.StatusCode.UNAUTHENTICATED
     http_status = HTTPStatus.UNAUTHORIZED
     reason = "UNAUTHENTICATED"
+    MISSING = "TOKEN_MISSING"  # no authorization header, or not `Bearer <JWT>`
+    EXPIRED = "TOKEN_EXPIRED"
+    INVALID = "TOKEN_INVALID"  # signature, algorithm, audience, issuer or format
+    NO_ORGANIZATION = "TOKEN_ORGANIZATION_INVALID"  # the organization claim is missing or malformed
 
 
 class Unavailable(ServiceError):

@@ -47,7 +47,11 @@ def script_of(blocks: list[str], grpc_port: int, http_port: int) -> tuple[str, l
                 continue
             if COMMAND.match(line):
                 commands.append(line)
-                lines += [f"echo '{MARK}start {len(commands) - 1}'", f"{line} 2>&1", f"rc=$?; echo; echo '{MARK}'$rc"]
+                lines += [
+                    f"echo '{MARK}start {len(commands) - 1}'",
+                    f"{line} 2>&1",
+                    f"rc=$?; echo; echo '{MARK}'$rc",
+                ]
             else:
                 lines.append(line)  # variables: A, B, H, TOKEN, FROM, TO, NOW
     return "\n".join(lines) + "\n", commands

@@ -903,10 +903,11 @@ def _refusals(h: Harness, variants: dict[str, tuple[tuple[str, str], ...]]) -> l
                 call(request)
             except grpc.RpcError as err:
                 got = details(err)
-                if (got.code, got.reason, got.domain) == (
-                    grpc.StatusCode.UNAUTHENTICATED,
-                    "UNAUTHENTICATED",
-                    "usage.v1",
+                if (got.code, got.domain) == (grpc.StatusCode.UNAUTHENTICATED, "usage.v1") and got.reason in (
+                    "TOKEN_MISSING",
+                    "TOKEN_INVALID",
+                    "TOKEN_EXPIRED",
+                    "TOKEN_ORGANIZATION_INVALID",
                 ):
                     continue
                 failures.append(f"{method} {name}: {got.code} {got.message}")

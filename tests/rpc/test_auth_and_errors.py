@@ -13,6 +13,7 @@ from google.protobuf import field_mask_pb2
 from grpc_harness import (
     JWT_SECRET,
     Client,
+    ErrorDetails,
     Harness,
     at,
     condition,
@@ -97,17 +98,20 @@ def test_every_rpc_requires_a_token(harness: Harness, service, method: str) -> N
         client = harness.raw_client(metadata)
         stub = client.usage if service.name == "UsageService" else client.catalog
         got = expect_error(getattr(stub, method), request, grpc.StatusCode.UNAUTHENTICATED)
-        assert got.reason == "UNAUTHENTICATED", metadata
+        assert got.reason.startswith("TOKEN_"), metadata
         assert got.domain == "usage.v1"
 
 
 def test_unauthenticated_messages(harness: Harness) -> None:
-    def message(metadata) -> str:
+    def error(metadata) -> ErrorDetails:
         return expect_error(
             harness.raw_client(metadata).usage.ListUsageEvents,
             pb.ListUsageEventsRequest(),
             grpc.StatusCode.UNAUTHENTICATED,
-        ).message
+        )
+
+    def message(metadata) -> str:
+        return error(metadata).message
 
     bad = _bad_tokens(harness)
     assert "missing" in message(())
@@ -115,6 +119,19 @@ def test_unauthenticated_messages(harness: Harness) -> None:
     assert "org_id" in message((("authorization", f"Bearer {bad['no_org']}"),))
     for name in ("wrong_secret", "alg_none", "garbage", "no_exp", "hs512"):
         assert message((("authorization", f"Bearer {bad[name]}"),)) == "the bearer token is invalid", name
+    # ErrorInfo.reason tells the cases apart for programs: refresh on TOKEN_EXPIRED only.
+    reasons = {name: error((("authorization", f"Bearer {t}"),)).reason for name, t in bad.items()}
+    assert reasons == {
+        "expired": "TOKEN_EXPIRED",
+        "no_org": "TOKEN_ORGANIZATION_INVALID",
+        "bad_org": "TOKEN_ORGANIZATION_INVALID",
+        "org_not_a_string": "TOKEN_ORGANIZATION_INVALID",
+        **{
+            n: "TOKEN_INVALID"
+            for n in ("wrong_secret", "alg_none", "garbage", "no_exp", "hs512", "signature_stripped")
+        },
+    }
+    assert error(()).reason == error((("authorization", "Basic x"),)).reason == "TOKEN_MISSING"
 
 
 def test_scheme_is_case_insensitive_and_the_token_works(harness: Harness) -> None:
