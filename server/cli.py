@@ -1,59 +1,83 @@
-"""`usage-service` command line: serve, gateway, migrate, token, health.
+"""`usage-service` command line: serve, gateway, migrate, rollups, token, health.
 
-Settings come from USAGE_* environment variables; flags override them. Nothing happens at import.
+Settings come from USAGE_* environment variables; flags override them. The flags are generated from
+the fields of `Settings` (server/config.py), so a new setting gets its flag, type and help from one
+place. Nothing happens at import.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import pathlib
 import signal
 import sys
 import threading
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from server.auth import mint_token, parse_ttl
-from server.config import Settings
+from server.config import ENV_PREFIX, Settings
 from server.workers import MAX_PROCESSES, check_worker_count
 
 if TYPE_CHECKING:
+    from server.demo import DemoExamples
     from server.storage.sql_storage import SqlStorage
+
+SETTINGS = {field.name: field for field in dataclasses.fields(Settings)}
+# The settings each subcommand but serve (which takes them all) reads. migrate and rollups kept the
+# --jwt-secret they always had: they create the data dir's secrets when none is given.
+STORAGE_SETTINGS = ("database_url", "data_dir", "jwt_secret")
+TOKEN_SETTINGS = (
+    *STORAGE_SETTINGS,
+    "jwt_public_key_file",
+    "jwt_private_key_file",
+    "jwt_org_claim",
+    "jwt_audience",
+    "jwt_issuer",
+)
+# `gateway --port` is its HTTP port (http_port), added by hand: its own listen port, not the gRPC one.
+GATEWAY_SETTINGS = ("host", "grpc_target", "gateway_timeout_s", "grace_period_s")
+
+
+def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings a parsed flag set (a flag's dest is its setting's name)."""
+    values = {name: getattr(args, name, None) for name in SETTINGS}
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides: dict[str, Any] = {}
-    for name in (
-        "database_url",
-        "data_dir",
-        "host",
-        "port",
-        "max_workers",
-        "workers",
-        "max_concurrent_rpcs",
-        "jwt_secret",
-        "max_aggregate_buckets",
-        "metrics_port",
-        "log_format",
-        "http_port",
-    ):
-        value = getattr(args, name, None)
-        if value is not None:
-            overrides[name] = value
-    return Settings.from_env(**overrides).with_local_secrets()
+    return Settings.from_env(**_flag_overrides(args)).with_local_secrets()
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--database-url",
-        dest="database_url",
-        help="SQLAlchemy URL (env USAGE_DATABASE_URL); default: embedded SQLite in --data-dir",
-    )
-    p.add_argument(
-        "--data-dir",
-        dest="data_dir",
-        help="directory of the embedded database and secrets (env USAGE_DATA_DIR, default ./usage-data)",
-    )
-    p.add_argument("--jwt-secret", dest="jwt_secret", help="HS256 secret (env USAGE_JWT_SECRET)")
+def _add_setting_flags(parser: argparse.ArgumentParser, names: Iterable[str]) -> None:
+    """`--field-name` for each named setting; no argparse default, so an unset flag leaves env alone."""
+    for name in names:
+        field = SETTINGS[name]
+        options: dict[str, Any] = {"dest": name, "type": _flag_type(field), "help": _flag_help(field)}
+        if choices := field.metadata.get("choices"):
+            options["choices"] = choices
+        parser.add_argument("--" + name.replace("_", "-"), **options)
+
+
+def _flag_type(field: dataclasses.Field[Any]) -> Any:
+    if field.name == "workers":  # refused by argparse, with the range, before anything starts
+        return _worker_count
+    # Annotations are strings here (`from __future__ import annotations`).
+    return {"int": int, "float": float, "str": str}[str(field.type)]
+
+
+def _flag_help(field: dataclasses.Field[Any]) -> str:
+    text = field.metadata["help"]
+    if field.name == "workers":
+        text += f"; at most {MAX_PROCESSES}"
+    if field.metadata.get("secret"):
+        text += "; a flag is visible to other users in `ps`: prefer the env var"
+    default = field.default
+    shown = "unset" if default == "" else f"{default:g}" if isinstance(default, float) else default
+    # argparse expands %-formats in help texts.
+    return f"{text} (env {ENV_PREFIX}{field.name.upper()}, default {shown})".replace("%", "%%")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -74,11 +98,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.workers > 1:
         return _serve_workers(settings, storage, demo=args.demo)
     running = create_server(settings, storage)
-    if args.demo:
-        from server.demo import load_demo
-
-        summary = load_demo(storage)
-        _print_demo(settings, running.port, summary)
+    examples = _load_demo(settings, storage, running.port) if args.demo else None
     running.server.start()
     monitor = HealthMonitor(storage, running.health, SERVICE_NAMES, settings.health_check_interval_s)
     monitor.start()
@@ -96,6 +116,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     gateway = None
     if settings.http_port >= 0:
         gateway = _start_gateway(settings, _local_target(settings.host, running.port), settings.http_port)
+        _print_curl(settings, gateway, examples)
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: Any) -> None:
@@ -136,10 +157,7 @@ def _serve_workers(settings: Settings, storage: SqlStorage, demo: bool) -> int:
         return 1
     with reserved:  # held (bound, not listening) until every worker has exited
         port = int(reserved.getsockname()[1])
-        if demo:
-            from server.demo import load_demo
-
-            _print_demo(settings, port, load_demo(storage))
+        examples = _load_demo(settings, storage, port) if demo else None
         storage.close()  # each worker opens its own engine and pool
         supervisor = Supervisor(settings, port)
         supervisor.handle_signals()
@@ -164,6 +182,7 @@ def _serve_workers(settings: Settings, storage: SqlStorage, demo: bool) -> int:
                         )
                 if settings.http_port >= 0:
                     gateway = _start_gateway(settings, _local_target(settings.host, port), settings.http_port)
+                    _print_curl(settings, gateway, examples)
                 supervisor.wait()
         finally:
             if gateway is not None:  # HTTP first: its in-flight requests still need the workers
@@ -222,8 +241,7 @@ def _start_gateway(settings: Settings, grpc_target: str, port: int) -> Any:
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
-    overrides = {"host": args.host, "http_port": args.port, "grpc_target": args.grpc_target}
-    settings = Settings.from_env(**overrides)
+    settings = Settings.from_env(**_flag_overrides(args))  # it signs and checks nothing: no secrets
     target = settings.grpc_target or _local_target(settings.host, settings.port)
     port = settings.http_port if settings.http_port >= 0 else 8080
     gateway = _start_gateway(settings, target, port)
@@ -236,35 +254,24 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_demo(settings: Settings, port: int, summary: dict[str, Any]) -> None:
+def _load_demo(settings: Settings, storage: SqlStorage, port: int) -> DemoExamples:
+    """Load the demo data and print its banner (token, grpcurl examples); the curl ones come later."""
     import datetime as dt
 
-    org = summary["organization"]
-    token = mint_token(settings, org, dt.timedelta(days=30))
-    addr = f"{settings.host}:{port}"
-    cust, agg = summary["customer_id"], summary["aggregator_id"]
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    start = (now - dt.timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    end = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-    h = '-H "authorization: Bearer $TOKEN"'
-    print(
-        f"""
-Demo data loaded: {summary["events"]} events, organizations {", ".join(summary["organizations"])}.
-Demo token for organization {org} (valid 30 days):
+    from server.demo import DemoExamples, load_demo
 
-  export TOKEN={token}
+    summary = load_demo(storage)
+    token = mint_token(settings, summary["organization"], dt.timedelta(days=30))
+    examples = DemoExamples.now(summary, token)
+    print(examples.banner(_local_target(settings.host, port)), flush=True)
+    return examples
 
-Try (grpcurl, server reflection is on):
 
-  grpcurl -plaintext {addr} list
-  grpcurl -plaintext {h} -d '{{"id":"{cust}","aggregator_id":"{agg}","start_date":"{start}","end_date":"{end}","take":5}}' {addr} usage.v1.UsageService/ListCustomerUsageEvents
-  grpcurl -plaintext {h} -d '{{"limit":5,"metric_key":["api_call,storage_gb"]}}' {addr} usage.v1.UsageService/ListUsageEvents
-  grpcurl -plaintext {h} -d '{{"bucket":"day","since":"{start}","group_by":"metric_key","top":3,"time_zone":"Europe/Paris"}}' {addr} usage.v1.UsageService/AggregateUsage
-  grpcurl -plaintext {h} -d '{{"events":[{{"customer_id":"{cust}","metric_key":"api_call","timestamp":"{end}","idempotency_key":"try-1"}}]}}' {addr} usage.v1.UsageService/IngestUsageEvents
-  grpcurl -plaintext {h} -d '{{}}' {addr} usage.v1.CatalogService/ListAggregators
-""",
-        flush=True,
-    )
+def _print_curl(settings: Settings, gateway: Any, examples: DemoExamples | None) -> None:
+    """With --demo, curl examples for the gateway, once it listens (its port may be a free one)."""
+    if examples is not None:
+        base_url = "http://" + _local_target(settings.host, gateway.port)
+        print(examples.curl(base_url), flush=True)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -328,9 +335,32 @@ def _dimension_key(text: str) -> str:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    print(mint_token(settings, args.org, parse_ttl(args.ttl)))
+    """Print a token signed with the configured key, else with the data dir's (maybe new) secret."""
+    try:
+        ttl = parse_ttl(args.ttl)  # before anything is written to the data dir
+    except ValueError as exc:
+        print(f"usage-service: {exc}", file=sys.stderr)
+        return 2
+    configured = Settings.from_env(**_flag_overrides(args))
+    created = _creates_jwt_secret(configured)
+    token = mint_token(configured.with_local_secrets(), args.org, ttl)
+    if created is not None:
+        # A new secret no running server knows: its tokens are refused until one starts on this dir.
+        print(
+            f"usage-service: no JWT secret in {created.parent}: created {created.name}; only a server "
+            f"with this data dir (or {ENV_PREFIX}JWT_SECRET) accepts the token",
+            file=sys.stderr,
+        )
+    print(token)
     return 0
+
+
+def _creates_jwt_secret(settings: Settings) -> pathlib.Path | None:
+    """The secret file `token` is about to generate (absolute), or None when it signs with a known key."""
+    stored = settings.stored_jwt_secret_file
+    if settings.jwt_private_key_file or stored is None or stored.exists():
+        return None
+    return stored.resolve()
 
 
 def cmd_health(args: argparse.Namespace) -> int:
@@ -355,98 +385,66 @@ def cmd_health(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="usage-service", description="Usage events service (gRPC).")
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the gRPC server")
-    _add_common(serve)
-    serve.add_argument("--host", help="listen address (env USAGE_HOST, default 127.0.0.1)")
-    serve.add_argument(
-        "--port", type=int, help="listen port, 0 for any free one (env USAGE_PORT, default 50051)"
-    )
-    serve.add_argument(
-        "--max-workers",
-        dest="max_workers",
-        type=int,
-        help="RPC threads, of each process with --workers (env USAGE_MAX_WORKERS)",
-    )
-    serve.add_argument(
-        "--workers",
-        dest="workers",
-        type=_worker_count,
-        help=f"server processes sharing the port (SO_REUSEPORT), 1-{MAX_PROCESSES}; each has its own RPC "
-        "threads and database pool; use PostgreSQL for more than 1 (env USAGE_WORKERS, default 1)",
-    )
-    serve.add_argument(
-        "--max-concurrent-rpcs",
-        dest="max_concurrent_rpcs",
-        type=int,
-        help="RPCs admitted at once, beyond it RESOURCE_EXHAUSTED; 0: no bound (env USAGE_MAX_CONCURRENT_RPCS, default 64)",
-    )
-    serve.add_argument(
-        "--max-aggregate-buckets",
-        dest="max_aggregate_buckets",
-        type=int,
-        help="bucket cap of AggregateUsage (env USAGE_MAX_AGGREGATE_BUCKETS, default 1000)",
-    )
-    serve.add_argument(
-        "--http-port",
-        dest="http_port",
-        type=int,
-        help="also serve the HTTP/JSON gateway on this port, 0 for any free one (env USAGE_HTTP_PORT)",
-    )
-    serve.add_argument(
-        "--metrics-port",
-        dest="metrics_port",
-        type=int,
-        help="serve Prometheus /metrics on this port, 0 for any free one (env USAGE_METRICS_PORT; default off)",
-    )
-    serve.add_argument(
-        "--log-format",
-        dest="log_format",
-        choices=["json", "text"],
-        help="log lines on stderr: json, one object per line (default), or text (env USAGE_LOG_FORMAT)",
-    )
-    serve.add_argument("--demo", action="store_true", help="load demo data and print a token and examples")
-    serve.add_argument("--migrate", action="store_true", help="apply pending migrations before serving")
-    serve.set_defaults(func=cmd_serve)
+    _add_serve(sub)
     mig = sub.add_parser("migrate", help="apply database migrations")
-    _add_common(mig)
+    _add_setting_flags(mig, STORAGE_SETTINGS)
     mig.set_defaults(func=cmd_migrate)
-    ro = sub.add_parser("rollups", help="manage the rollups that answer AggregateUsage (PostgreSQL)")
-    ro_sub = ro.add_subparsers(dest="action", required=True)
-    for name, text in (
-        ("list", "print the rolled-up dimension keys"),
-        ("rebuild", "recompute every rollup from the events (locks out ingestion meanwhile)"),
-    ):
-        _add_common(ro_sub.add_parser(name, help=text))
-    for name, text in (
-        ("add-dimension", "roll up group_by dim:KEY from now on, backfilled from the events"),
-        ("remove-dimension", "stop rolling up dim:KEY (it is then answered from the events)"),
-    ):
-        action = ro_sub.add_parser(name, help=text)
-        action.add_argument("key", type=_dimension_key, help="the property key, as in group_by dim:KEY")
-        _add_common(action)
-    ro.set_defaults(func=cmd_rollups)
-    gw = sub.add_parser("gateway", help="run the HTTP/JSON gateway in front of a gRPC server")
-    gw.add_argument(
-        "--grpc-target",
-        dest="grpc_target",
-        help="the gRPC server, HOST:PORT (env USAGE_GRPC_TARGET, default USAGE_HOST:USAGE_PORT)",
-    )
-    gw.add_argument("--host", help="HTTP listen address (env USAGE_HOST, default 127.0.0.1)")
-    gw.add_argument(
-        "--port", type=int, help="HTTP port, 0 for any free one (env USAGE_HTTP_PORT, default 8080)"
-    )
-    gw.set_defaults(func=cmd_gateway)
+    _add_rollups(sub)
+    _add_gateway(sub)
     hc = sub.add_parser("health", help="check a server through grpc.health.v1: exit 0 when SERVING")
     hc.add_argument("--address", help="HOST:PORT (default: this host, port USAGE_PORT, else 50051)")
     hc.add_argument("--service", default="", help="service name to check (default: the whole server)")
     hc.add_argument("--timeout", type=float, default=3.0, help="seconds (default 3)")
     hc.set_defaults(func=cmd_health)
     tok = sub.add_parser("token", help="print a JWT for an organization")
-    _add_common(tok)
+    _add_setting_flags(tok, TOKEN_SETTINGS)
     tok.add_argument("--org", required=True, help="organization id")
     tok.add_argument("--ttl", default="1h", help="lifetime: 90s, 15m, 1h, 7d (default 1h)")
     tok.set_defaults(func=cmd_token)
     return parser
+
+
+def _add_serve(sub: Any) -> None:
+    serve = sub.add_parser("serve", help="run the gRPC server")
+    _add_setting_flags(serve, SETTINGS)
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="load demo data and print a token and grpcurl examples (curl ones too with --http-port)",
+    )
+    serve.add_argument("--migrate", action="store_true", help="apply pending migrations before serving")
+    serve.set_defaults(func=cmd_serve)
+
+
+def _add_rollups(sub: Any) -> None:
+    ro = sub.add_parser("rollups", help="manage the rollups that answer AggregateUsage (PostgreSQL)")
+    ro_sub = ro.add_subparsers(dest="action", required=True)
+    for name, text in (
+        ("list", "print the rolled-up dimension keys"),
+        ("rebuild", "recompute every rollup from the events (locks out ingestion meanwhile)"),
+    ):
+        _add_setting_flags(ro_sub.add_parser(name, help=text), STORAGE_SETTINGS)
+    for name, text in (
+        ("add-dimension", "roll up group_by dim:KEY from now on, backfilled from the events"),
+        ("remove-dimension", "stop rolling up dim:KEY (it is then answered from the events)"),
+    ):
+        action = ro_sub.add_parser(name, help=text)
+        action.add_argument("key", type=_dimension_key, help="the property key, as in group_by dim:KEY")
+        _add_setting_flags(action, STORAGE_SETTINGS)
+    ro.set_defaults(func=cmd_rollups)
+
+
+def _add_gateway(sub: Any) -> None:
+    gw = sub.add_parser("gateway", help="run the HTTP/JSON gateway in front of a gRPC server")
+    _add_setting_flags(gw, GATEWAY_SETTINGS)
+    gw.add_argument(
+        "--port",
+        dest="http_port",
+        type=int,
+        metavar="PORT",
+        help=f"HTTP port, 0 for any free one (env {ENV_PREFIX}HTTP_PORT, default 8080)",
+    )
+    gw.set_defaults(func=cmd_gateway)
 
 
 def main(argv: list[str] | None = None) -> int:

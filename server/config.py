@@ -18,47 +18,132 @@ ENV_PREFIX = "USAGE_"
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Every knob of the service. Each field has an env var `USAGE_<FIELD>` and a CLI flag."""
+    """Every knob of the service. Each field has an env var `USAGE_<FIELD>` and a CLI flag `--<field>`
+    (dashes for underscores); its metadata "help" is the flag's help text (server/cli.py)."""
 
-    # Storage. Empty database_url means the embedded SQLite file in data_dir.
-    database_url: str = ""
-    data_dir: str = "./usage-data"
-    db_pool_size: int = 10
-    db_pool_timeout_s: float = 5.0
+    # Storage.
+    database_url: str = dataclasses.field(
+        default="",
+        metadata={
+            "help": "SQLAlchemy URL, postgresql+psycopg://user:pass@host:5432/db or sqlite:///path; "
+            "unset: the embedded SQLite file usage.sqlite3 in the data dir"
+        },
+    )
+    data_dir: str = dataclasses.field(
+        default="./usage-data",
+        metadata={"help": "directory of the embedded database and of the generated secrets"},
+    )
+    db_pool_size: int = dataclasses.field(
+        default=10, metadata={"help": "database connections in the pool of each server process"}
+    )
+    db_pool_timeout_s: float = dataclasses.field(
+        default=5.0, metadata={"help": "seconds a call waits for a free pool connection"}
+    )
     # Serving.
-    host: str = "127.0.0.1"
-    port: int = 50051
-    max_workers: int = 16
-    # Server processes sharing the gRPC port (SO_REUSEPORT), each with its own pool and RPC threads;
-    # 1 (the default) serves from this process alone. See server/workers.py.
-    workers: int = 1
-    # RPCs admitted at once (running or queued for a worker); beyond it grpc answers RESOURCE_EXHAUSTED.
-    max_concurrent_rpcs: int = 64
-    grace_period_s: float = 10.0
-    # Seconds between database pings that set the grpc.health.v1 status (server/health_monitor.py);
-    # 0 or less: no pings, the status stays SERVING until SIGTERM.
-    health_check_interval_s: float = 2.0
-    # Observability: Prometheus /metrics port (-1: off, 0: any free port), log lines as json or text.
-    metrics_port: int = -1
-    log_format: str = "json"
-    # HTTP/JSON gateway: `serve` runs one beside the gRPC server when http_port >= 0 (0: a free port);
-    # `usage-service gateway` calls grpc_target (default host:port) with gateway_timeout_s as the
-    # deadline of requests that send no grpc-timeout header.
-    http_port: int = -1
-    grpc_target: str = ""
-    gateway_timeout_s: float = 30.0
-    # Auth: HS256 secret, or a PEM public key file for RS256/ES256.
-    jwt_secret: str = ""
-    jwt_public_key_file: str = ""
-    jwt_private_key_file: str = ""
-    jwt_org_claim: str = "org_id"
-    jwt_audience: str = ""
-    jwt_issuer: str = ""
+    host: str = dataclasses.field(default="127.0.0.1", metadata={"help": "listen address"})
+    port: int = dataclasses.field(
+        default=50051, metadata={"help": "gRPC listen port, 0 for any free one, printed"}
+    )
+    max_workers: int = dataclasses.field(
+        default=16, metadata={"help": "RPC threads: API calls running at once, of each server process"}
+    )
+    workers: int = dataclasses.field(
+        default=1,
+        metadata={
+            "help": "server processes sharing the gRPC port (SO_REUSEPORT), each with its own RPC "
+            "threads and database pool; use PostgreSQL for more than 1; 1: this process serves alone "
+            "(server/workers.py)"
+        },
+    )
+    max_concurrent_rpcs: int = dataclasses.field(
+        default=64,
+        metadata={
+            "help": "RPCs admitted at once (running or queued for a worker); beyond it grpc answers "
+            "RESOURCE_EXHAUSTED; 0: no bound"
+        },
+    )
+    grace_period_s: float = dataclasses.field(
+        default=10.0,
+        metadata={"help": "on SIGTERM, seconds that in-flight RPCs and HTTP requests may take to finish"},
+    )
+    health_check_interval_s: float = dataclasses.field(
+        default=2.0,
+        metadata={
+            "help": "seconds between the database pings that set the grpc.health.v1 status "
+            "(server/health_monitor.py); 0 or less: no pings, the status stays SERVING until SIGTERM"
+        },
+    )
+    # Observability.
+    metrics_port: int = dataclasses.field(
+        default=-1,
+        metadata={
+            "help": "Prometheus /metrics port; -1: off, 0: any free port, printed; "
+            "with several workers, worker i serves the port + i"
+        },
+    )
+    log_format: str = dataclasses.field(
+        default="json",
+        metadata={
+            "help": "log lines on stderr: json, one object per line, or text",
+            "choices": ("json", "text"),
+        },
+    )
+    # HTTP/JSON gateway.
+    http_port: int = dataclasses.field(
+        default=-1,
+        metadata={
+            "help": "serve also runs the HTTP/JSON gateway on this port when it is >= 0 "
+            "(0: any free port, printed), -1: off"
+        },
+    )
+    grpc_target: str = dataclasses.field(
+        default="",
+        metadata={"help": "the gRPC server that `usage-service gateway` calls, HOST:PORT; unset: host:port"},
+    )
+    gateway_timeout_s: float = dataclasses.field(
+        default=30.0,
+        metadata={"help": "gateway deadline, in seconds, of requests that send no grpc-timeout header"},
+    )
+    # Auth: an HS256 secret, or a PEM public key file for RS256/ES256.
+    jwt_secret: str = dataclasses.field(
+        default="",
+        metadata={
+            "help": "HS256 secret of the tokens; unset (and no public key file): generated once into "
+            "the data dir",
+            "secret": True,
+        },
+    )
+    jwt_public_key_file: str = dataclasses.field(
+        default="", metadata={"help": "PEM public key file: RS256/ES256 tokens instead of HS256"}
+    )
+    jwt_private_key_file: str = dataclasses.field(
+        default="", metadata={"help": "PEM private key file that `usage-service token` signs with"}
+    )
+    jwt_org_claim: str = dataclasses.field(
+        default="org_id", metadata={"help": "token claim naming the organization"}
+    )
+    jwt_audience: str = dataclasses.field(
+        default="", metadata={"help": "token audience (aud), checked when set"}
+    )
+    jwt_issuer: str = dataclasses.field(default="", metadata={"help": "token issuer (iss), checked when set"})
     # Semantics and limits.
-    max_aggregate_buckets: int = 1000
-    max_future_skew_s: int = 300
-    default_query_timeout_s: float = 30.0
-    cursor_secret: str = ""
+    max_aggregate_buckets: int = dataclasses.field(
+        default=1000, metadata={"help": "bucket cap of AggregateUsage"}
+    )
+    max_future_skew_s: int = dataclasses.field(
+        default=300, metadata={"help": "seconds into the future an event timestamp may be"}
+    )
+    default_query_timeout_s: float = dataclasses.field(
+        default=30.0,
+        metadata={"help": "statement timeout, in seconds, when the caller sets no shorter deadline"},
+    )
+    cursor_secret: str = dataclasses.field(
+        default="",
+        metadata={
+            "help": "signs page cursors (share it across replicas); unset: generated once into the data dir",
+            "secret": True,
+        },
+    )
 
     @property
     def resolved_database_url(self) -> str:
@@ -70,6 +155,13 @@ class Settings:
     @property
     def is_embedded(self) -> bool:
         return not self.database_url
+
+    @property
+    def stored_jwt_secret_file(self) -> pathlib.Path | None:
+        """The data_dir file that keeps the JWT secret when no key is configured; None when one is."""
+        if self.jwt_secret or self.jwt_public_key_file:
+            return None
+        return pathlib.Path(self.data_dir) / "jwt-secret"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -90,8 +182,8 @@ class Settings:
         tokens minted by `usage-service token` stay valid across restarts.
         """
         jwt_secret, cursor_secret = self.jwt_secret, self.cursor_secret
-        if not jwt_secret and not self.jwt_public_key_file:
-            jwt_secret = _stored_secret(pathlib.Path(self.data_dir) / "jwt-secret")
+        if (stored := self.stored_jwt_secret_file) is not None:
+            jwt_secret = _stored_secret(stored)
         if not cursor_secret:
             cursor_secret = _stored_secret(pathlib.Path(self.data_dir) / "cursor-secret")
         return dataclasses.replace(self, jwt_secret=jwt_secret, cursor_secret=cursor_secret)

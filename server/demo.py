@@ -1,9 +1,13 @@
 """The demo data set of `serve --demo`: three organizations, customers with skewed usage, aggregators
 with filters, and ~30,000 events over the last 90 days. Deterministic (seeded) and loaded once: a
-second start finds it and loads nothing."""
+second start finds it and loads nothing. Also the banner `serve --demo` prints: a token, grpcurl
+examples and, when the HTTP gateway runs, curl examples of the same calls."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import json
 import random
 import time
 from typing import Any
@@ -119,3 +123,104 @@ def load_demo(storage: SqlStorage) -> dict[str, Any]:
         "customer_id": "cus_001",
         "aggregator_id": "agg_api_calls",
     }
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoExamples:
+    """Ready-to-paste calls on the demo data: its ids and the 30 days up to the server's start.
+
+    One window for every example, so that the curl lines (printed once the gateway listens, after the
+    grpcurl ones) ask the same questions as the grpcurl lines.
+    """
+
+    summary: dict[str, Any]
+    token: str
+    start: str
+    end: str
+
+    @classmethod
+    def now(cls, summary: dict[str, Any], token: str) -> DemoExamples:
+        end = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        start = end - dt.timedelta(days=30)
+        return cls(summary, token, _rfc3339(start), _rfc3339(end))
+
+    def banner(self, grpc_address: str) -> str:
+        """What was loaded, the token as an `export TOKEN=...` line, and grpcurl examples."""
+        s = self.summary
+        customer_events = {
+            "id": s["customer_id"],
+            "aggregator_id": s["aggregator_id"],
+            "start_date": self.start,
+            "end_date": self.end,
+            "take": 5,
+        }
+        calls = [
+            ("UsageService/ListCustomerUsageEvents", customer_events),
+            ("UsageService/ListUsageEvents", {"limit": 5, "metric_key": ["api_call,storage_gb"]}),
+            ("UsageService/AggregateUsage", self._aggregate()),
+            ("UsageService/IngestUsageEvents", self._ingest("try-1")),
+            ("CatalogService/ListAggregators", {}),
+        ]
+        grpcurl = f"grpcurl -plaintext {_AUTH}"
+        lines = [f"grpcurl -plaintext {grpc_address} list"]
+        lines += [f"{grpcurl} -d '{_json(body)}' {grpc_address} usage.v1.{rpc}" for rpc, body in calls]
+        return (
+            f"\nDemo data loaded: {s['events']} events, organizations {', '.join(s['organizations'])}.\n"
+            f"Demo token for organization {s['organization']} (valid 30 days):\n\n"
+            f"  export TOKEN={self.token}\n\n"
+            "Try (grpcurl, server reflection is on):\n\n" + _indented(lines)
+        )
+
+    def curl(self, base_url: str) -> str:
+        """The same calls through the HTTP/JSON gateway at base_url (routes: the protos' google.api.http)."""
+        s = self.summary
+        window = {"start_date": self.start, "end_date": self.end, "take": 5}
+        gets = [
+            f"/v1/customers/{s['customer_id']}/usage/{s['aggregator_id']}/events?{_query(window)}",
+            f"/v1/usage-events?{_query({'limit': 5, 'metric_key': 'api_call,storage_gb'})}",
+            f"/v1/usage-events/aggregate?{_query(self._aggregate())}",
+        ]
+        lines = [f'curl {_AUTH} "{base_url}{path}"' for path in gets]
+        # Another idempotency key than grpcurl's: pasting both stores two events, not a DUPLICATE.
+        ingest = _json(self._ingest("try-http-1"))
+        lines.append(f"curl {_AUTH} -X POST \"{base_url}/v1/usage-events/batch\" -d '{ingest}'")
+        return "\nTry (curl, the HTTP/JSON gateway, same $TOKEN):\n\n" + _indented(lines)
+
+    def _aggregate(self) -> dict[str, Any]:
+        return {
+            "bucket": "day",
+            "since": self.start,
+            "group_by": "metric_key",
+            "top": 3,
+            "time_zone": "Europe/Paris",
+        }
+
+    def _ingest(self, idempotency_key: str) -> dict[str, Any]:
+        event = {
+            "customer_id": self.summary["customer_id"],
+            "metric_key": "api_call",
+            "timestamp": self.end,
+            "idempotency_key": idempotency_key,
+        }
+        return {"events": [event]}
+
+
+_AUTH = '-H "authorization: Bearer $TOKEN"'
+
+
+def _rfc3339(moment: dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _json(body: dict[str, Any]) -> str:
+    """Compact JSON, as one would type it in a shell's single quotes."""
+    return json.dumps(body, separators=(",", ":"))
+
+
+def _query(params: dict[str, Any]) -> str:
+    """A query string left readable: RFC 3339 times, commas and slashes need no escaping here."""
+    return "&".join(f"{key}={value}" for key, value in params.items())
+
+
+def _indented(lines: list[str]) -> str:
+    return "".join(f"  {line}\n" for line in lines)

@@ -4,9 +4,12 @@ Python stubs (DESIGN.md 5, 6)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import pathlib
 import re
+import shlex
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 
 import cli_process
@@ -24,6 +27,8 @@ pytestmark = pytest.mark.e2e
 
 LISTENING = re.compile(r"^usage-service listening on (\S+):(\d+)$")
 EXPORT_TOKEN = re.compile(r"^\s*export TOKEN=(\S+)\s*$")
+GATEWAY = re.compile(r"^usage-service gateway listening on (http://\S+) ")
+CURL = re.compile(r"^\s*curl ")
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -246,6 +251,64 @@ def test_token_command_signs_with_the_servers_secret(demo, tmp_path: pathlib.Pat
 def test_token_command_rejects_a_bad_ttl(tmp_path: pathlib.Path) -> None:
     result = run_cli("token", "--org", "org_x", "--ttl", "forever", "--data-dir", str(tmp_path))
     assert result.returncode != 0
+    assert "invalid ttl" in result.stderr
+    assert not list(tmp_path.iterdir()), "a refused command writes no secret"
+
+
+def test_token_command_warns_when_it_creates_the_jwt_secret(tmp_path: pathlib.Path) -> None:
+    # Run where no server keeps its data, it makes a secret no server knows: say so, on stderr only.
+    data_dir = tmp_path / "fresh"
+    first = run_cli("token", "--org", "org_x", "--data-dir", str(data_dir))
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.count("\n") == 1 and first.stdout.count(".") == 2  # just the token
+    assert f"no JWT secret in {data_dir}: created jwt-secret" in first.stderr
+    assert "USAGE_JWT_SECRET" in first.stderr
+    assert (data_dir / "jwt-secret").is_file()
+
+    second = run_cli("token", "--org", "org_x", "--data-dir", str(data_dir))
+    assert (second.returncode, second.stderr) == (0, "")
+    configured = run_cli(
+        "token", "--org", "org_x", "--data-dir", str(tmp_path / "other"), "--jwt-secret", "s" * 32
+    )
+    assert (configured.returncode, configured.stderr) == (0, "")
+    assert not (tmp_path / "other" / "jwt-secret").exists()
+
+
+def test_demo_prints_curl_examples_that_work_only_with_the_gateway(demo, tmp_path: pathlib.Path) -> None:
+    _, data_dir = demo  # the demo is loaded there already: these servers start quickly
+    with_gateway = ServerProcess(
+        ["--port", "0", "--http-port", "0", "--data-dir", str(data_dir), "--demo"], tmp_path / "gw.log"
+    )
+    try:
+        with_gateway.wait_listening()
+        url = with_gateway.wait_for(GATEWAY).group(1)
+        with_gateway.wait_for(re.compile(r"^\s*curl .* -X POST "))  # the last example
+        curls = [shlex.split(line) for line in with_gateway.lines if CURL.match(line)]
+        assert len(curls) == 4
+        # Pasted as printed (the port the gateway got, the token of the banner): each call succeeds.
+        for argv in curls:
+            assert argv[argv.index("-H") + 1] == "authorization: Bearer $TOKEN"
+            target = next(a for a in argv if a.startswith("http://"))
+            assert target.startswith(url + "/v1/"), (target, url)
+            body = argv[argv.index("-d") + 1].encode() if "-d" in argv else None
+            request = urllib.request.Request(
+                target, data=body, headers={"authorization": f"Bearer {with_gateway.token}"}
+            )
+            with urllib.request.urlopen(request, timeout=30) as response:
+                assert response.status == 200, target
+                answer = json.loads(response.read())
+            assert answer.get("data") or answer.get("series") or answer.get("results"), (target, answer)
+    finally:
+        assert with_gateway.terminate() == 0
+
+    without = ServerProcess(["--port", "0", "--data-dir", str(data_dir), "--demo"], tmp_path / "no-gw.log")
+    try:
+        without.wait_listening()
+    finally:
+        assert without.terminate() == 0
+    stdout = without.lines + without.rest_of_stdout()
+    assert any("grpcurl -plaintext" in line for line in stdout)
+    assert not any(CURL.match(line) for line in stdout), stdout
 
 
 def test_sigterm_stops_gracefully_and_a_restart_keeps_data_and_tokens(tmp_path: pathlib.Path) -> None:
