@@ -25,19 +25,15 @@ RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|
 TIMESTAMP_PROBLEM = "must be an RFC 3339 timestamp such as 2026-11-01T00:00:00Z or 2026-11-01T01:00:00+01:00"
 _INT = re.compile(r"^-?[0-9]+$")
 _NUMBER_WORDS = {"NaN", "Infinity", "-Infinity"}
-_INT_BITS = {
-    FD.TYPE_INT32: (True, 32),
-    FD.TYPE_SINT32: (True, 32),
-    FD.TYPE_SFIXED32: (True, 32),
-    FD.TYPE_INT64: (True, 64),
-    FD.TYPE_SINT64: (True, 64),
-    FD.TYPE_SFIXED64: (True, 64),
-    FD.TYPE_UINT32: (False, 32),
-    FD.TYPE_FIXED32: (False, 32),
-    FD.TYPE_UINT64: (False, 64),
-    FD.TYPE_FIXED64: (False, 64),
+# The range of each integer type; 64-bit ones are strings in JSON but must fit all the same.
+INT_RANGES = {
+    **dict.fromkeys((FD.TYPE_INT32, FD.TYPE_SINT32, FD.TYPE_SFIXED32), (-(2**31), 2**31 - 1)),
+    **dict.fromkeys((FD.TYPE_INT64, FD.TYPE_SINT64, FD.TYPE_SFIXED64), (-(2**63), 2**63 - 1)),
+    **dict.fromkeys((FD.TYPE_UINT32, FD.TYPE_FIXED32), (0, 2**32 - 1)),
+    **dict.fromkeys((FD.TYPE_UINT64, FD.TYPE_FIXED64), (0, 2**64 - 1)),
 }
-_WRAPPERS = {
+# Wrapper types: their JSON is the JSON of their `value`.
+WRAPPERS = {
     "google.protobuf.StringValue",
     "google.protobuf.BytesValue",
     "google.protobuf.BoolValue",
@@ -128,7 +124,7 @@ def _check_message_value(value: Any, message_type: Any, path: str) -> None:
         if not isinstance(value, str):
             raise ShapeError(path, "expected a string")
         return
-    if name in _WRAPPERS:
+    if name in WRAPPERS:
         inner = message_type.fields_by_name["value"]
         _check_scalar(value, inner.type, inner, path)
         return
@@ -145,7 +141,7 @@ def _check_scalar(value: Any, kind: int, field: Field, path: str) -> None:
     elif kind == FD.TYPE_BOOL:
         if not isinstance(value, bool):
             raise ShapeError(path, "expected true or false")
-    elif kind in _INT_BITS:
+    elif kind in INT_RANGES:
         _check_integer(value, kind, path)
     elif kind in (FD.TYPE_DOUBLE, FD.TYPE_FLOAT):
         if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -164,7 +160,6 @@ def _check_scalar(value: Any, kind: int, field: Field, path: str) -> None:
 
 
 def _check_integer(value: Any, kind: int, path: str) -> None:
-    signed, bits = _INT_BITS[kind]
     if isinstance(value, bool):
         raise ShapeError(path, "expected an integer")
     if isinstance(value, float):
@@ -177,7 +172,7 @@ def _check_integer(value: Any, kind: int, path: str) -> None:
         value = int(value)
     elif not isinstance(value, int):
         raise ShapeError(path, "expected an integer")
-    low, high = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    low, high = INT_RANGES[kind]
     if not low <= value <= high:
         raise ShapeError(path, f"out of range ({low} to {high})")
 

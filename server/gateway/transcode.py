@@ -34,32 +34,12 @@ MessageType = Any
 _INT = re.compile(r"^[+-]?[0-9]+$")
 _FLOAT = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$|^(NaN|[+-]?Infinity)$")
 _BOOL = {"true": True, "1": True, "t": True, "false": False, "0": False, "f": False}
-_INT_RANGES = {
-    FD.TYPE_INT32: (-(2**31), 2**31 - 1),
-    FD.TYPE_SINT32: (-(2**31), 2**31 - 1),
-    FD.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
-    FD.TYPE_INT64: (-(2**63), 2**63 - 1),
-    FD.TYPE_SINT64: (-(2**63), 2**63 - 1),
-    FD.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
-    FD.TYPE_UINT32: (0, 2**32 - 1),
-    FD.TYPE_FIXED32: (0, 2**32 - 1),
-    FD.TYPE_UINT64: (0, 2**64 - 1),
-    FD.TYPE_FIXED64: (0, 2**64 - 1),
-}
 # Well-known message types that a query parameter or path variable sets from their JSON string form.
 SCALAR_MESSAGES = {
     "google.protobuf.Timestamp",
     "google.protobuf.Duration",
     "google.protobuf.FieldMask",
-    "google.protobuf.StringValue",
-    "google.protobuf.BytesValue",
-    "google.protobuf.BoolValue",
-    "google.protobuf.Int32Value",
-    "google.protobuf.Int64Value",
-    "google.protobuf.UInt32Value",
-    "google.protobuf.UInt64Value",
-    "google.protobuf.FloatValue",
-    "google.protobuf.DoubleValue",
+    *json_shape.WRAPPERS,
 }
 
 
@@ -108,11 +88,11 @@ def scalar(field: Field, text: str) -> Any:
     t = field.type
     if t == FD.TYPE_STRING:
         return text
-    if t in _INT_RANGES:
+    if t in json_shape.INT_RANGES:
         if not _INT.fullmatch(text):
             raise ValueError(f"{text!r} is not an integer")
         number = int(text)
-        low, high = _INT_RANGES[t]
+        low, high = json_shape.INT_RANGES[t]
         if not low <= number <= high:
             raise ValueError(f"{text} is out of range")
         return number
