@@ -35,6 +35,13 @@ def clean_env() -> dict[str, str]:
     return env
 
 
+def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`usage-service <args>` to completion, with a clean environment; its output as text."""
+    return subprocess.run(
+        [*command(), *args], capture_output=True, text=True, env=clean_env(), timeout=timeout
+    )
+
+
 class Process:
     """`usage-service <args>`, its stdout lines collected in `lines` as they are waited for."""
 

@@ -31,8 +31,7 @@ GATEWAY = re.compile(r"^usage-service gateway listening on (http://\S+) ")
 CURL = re.compile(r"^\s*curl ")
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*command(), *args], capture_output=True, text=True, env=clean_env(), timeout=120)
+run_cli = cli_process.run
 
 
 class ServerProcess(cli_process.Process):

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pathlib
 import subprocess
 
+import cli_process
 import pytest
 import sqlalchemy as sa
-from cli_process import clean_env, command
 from rollup_check import assert_rollups_match_events
 
 from server.domain import NewEvent
@@ -22,9 +22,7 @@ T0 = 1_750_000_000_000_000 // HOUR * HOUR
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*command(), "rollups", *args], capture_output=True, text=True, env=clean_env(), timeout=120
-    )
+    return cli_process.run("rollups", *args)
 
 
 def test_rollups_commands(pg_url: str) -> None:

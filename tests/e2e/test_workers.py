@@ -104,13 +104,7 @@ def call(port: int, token: str, request_id: str, method: str, request: Any) -> A
 
 
 def token_for(org: str, data_dir: pathlib.Path) -> str:
-    result = subprocess.run(
-        [*command(), "token", "--org", org, "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-        timeout=120,
-    )
+    result = cli_process.run("token", "--org", org, "--data-dir", str(data_dir))
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 

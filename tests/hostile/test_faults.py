@@ -30,6 +30,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import cli_process
 import grpc
 import pytest
 import sqlalchemy as sa
@@ -321,13 +322,7 @@ def test_rpcs_answer_unavailable_while_postgres_is_down_and_recover_without_a_re
 ) -> None:
     pg = running_pg
     url = pg.create_database()
-    migrated = subprocess.run(
-        [*command(), "migrate", "--database-url", url, "--data-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-        timeout=120,
-    )
+    migrated = cli_process.run("migrate", "--database-url", url, "--data-dir", str(tmp_path))
     assert migrated.returncode == 0, migrated.stderr
     log = tmp_path / "serve.log"
     server = Serve(
