@@ -109,15 +109,15 @@ def create_server(
     )
     usage_service_pb2_grpc.add_UsageServiceServicer_to_server(
         UsageServicer(
-            UsageQueries(storage, cursors, settings.max_aggregate_buckets),
-            Ingestion(storage, settings.max_future_skew_s),
+            UsageQueries(storage, cursors, settings.max_aggregate_buckets, settings.max_aggregate_points),
+            Ingestion(storage.events, settings.max_future_skew_s),
             settings.default_query_timeout_s,
             on_ingested=observability.count_ingested,
         ),
         server,
     )
     catalog_service_pb2_grpc.add_CatalogServiceServicer_to_server(
-        CatalogServicer(Catalog(storage, cursors)), server
+        CatalogServicer(Catalog(storage.catalog, cursors)), server
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -291,12 +291,13 @@ def cmd_rollups(args: argparse.Namespace) -> int:
     import time
 
     from server.storage import rollups
+    from server.storage.dialects import dialect_of
     from server.storage.engine import make_engine
 
     settings = _settings(args)
     engine = make_engine(settings.resolved_database_url)
     try:
-        if engine.dialect.name != "postgresql":
+        if not dialect_of(engine).keeps_rollups:
             print(
                 "usage-service: rollups are kept on PostgreSQL only; SQLite answers from events",
                 file=sys.stderr,

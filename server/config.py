@@ -130,6 +130,13 @@ class Settings:
     max_aggregate_buckets: int = dataclasses.field(
         default=1000, metadata={"help": "bucket cap of AggregateUsage"}
     )
+    max_aggregate_points: int = dataclasses.field(
+        default=50_000,
+        metadata={
+            "help": "most points (series x buckets) one AggregateUsage answer may hold; a request whose "
+            "groups would exceed it is refused before the answer is built"
+        },
+    )
     max_future_skew_s: int = dataclasses.field(
         default=300, metadata={"help": "seconds into the future an event timestamp may be"}
     )

@@ -21,3 +21,13 @@ def canonical_decimal(value: Decimal | str | int) -> str:
         return "0"
     text = format(d.normalize(_EXACT), "f")
     return text
+
+
+def trim_decimal(text: str) -> str:
+    """Canonical form of a plain decimal text as databases print it (`'5.000000000000'` -> `'5'`,
+    `'-0.500'` -> `'-0.5'`): a string operation, no Decimal built (aggregates trim thousands)."""
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    if text == "-0":
+        return "0"
+    return text

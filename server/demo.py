@@ -25,8 +25,8 @@ _DAY_US = 86_400_000_000
 
 def _catalog(storage: SqlStorage, org: str) -> None:
     for i in range(1, 21):
-        storage.create_customer(org, Customer(f"cus_{i:03d}", f"Customer {i:03d}"))
-    storage.create_aggregator(
+        storage.catalog.create_customer(org, Customer(f"cus_{i:03d}", f"Customer {i:03d}"))
+    storage.catalog.create_aggregator(
         org,
         Aggregator(
             "agg_api_calls",
@@ -37,7 +37,7 @@ def _catalog(storage: SqlStorage, org: str) -> None:
             display_name_property="endpoint",
         ),
     )
-    storage.create_aggregator(
+    storage.catalog.create_aggregator(
         org,
         Aggregator(
             "agg_eu_api_calls",
@@ -48,8 +48,10 @@ def _catalog(storage: SqlStorage, org: str) -> None:
             filter=PropertyFilter("and", (Condition("region", "equals", "eu-west"),)),
         ),
     )
-    storage.create_aggregator(org, Aggregator("agg_storage", "Storage", "storage_gb", "sum", unit_name="GB"))
-    storage.create_aggregator_filter(
+    storage.catalog.create_aggregator(
+        org, Aggregator("agg_storage", "Storage", "storage_gb", "sum", unit_name="GB")
+    )
+    storage.catalog.create_aggregator_filter(
         org,
         AggregatorFilter(
             "flt_get",
@@ -58,7 +60,7 @@ def _catalog(storage: SqlStorage, org: str) -> None:
             PropertyFilter("and", (Condition("method", "equals", "GET"),)),
         ),
     )
-    storage.create_aggregator_filter(
+    storage.catalog.create_aggregator_filter(
         org,
         AggregatorFilter(
             "flt_slow",
@@ -109,13 +111,13 @@ def load_demo(storage: SqlStorage) -> dict[str, Any]:
     total = 0
     for org, count in ORGS.items():
         total += count
-        if storage.get_aggregator(org, "agg_api_calls") is not None:
+        if storage.catalog.get_aggregator(org, "agg_api_calls") is not None:
             continue  # loaded by an earlier start
         _catalog(storage, org)
         rng = random.Random(f"usage-service demo {org}")
         events = [_event(rng, now_us, org, n) for n in range(count)]
         for start in range(0, len(events), 5000):
-            storage.ingest(org, events[start : start + 5000], now_us)
+            storage.events.ingest(org, events[start : start + 5000], now_us)
     return {
         "organization": DEMO_ORG,
         "organizations": list(ORGS),

@@ -162,11 +162,30 @@ class AggregateQuery:
     metric: Literal["count", "sum_quantity"]
     group_by: str  # "none" | "metric_key" | "dim:<key>"
     filters: EventFilters
+    # Series ranked by total (descending, then key): keep `top`, fold the rest into one; 0 keeps all.
+    top: int = 0
+    # At most this many series may be answered (the answer's bound); 0: no bound.
+    max_series: int = 0
 
 
-class AggregateRow(NamedTuple):
-    """One (group, bucket) value of an aggregate. A tuple: aggregates return many thousands."""
+class AggregateCell(NamedTuple):
+    """One non-zero (series, bucket) value. A tuple: an answer holds thousands."""
 
-    group: str
+    series: int  # index in AggregateAnswer.series
     bucket_key: int
-    value: float
+    value: str  # exact decimal text, as the database prints it (trailing zeros possible)
+
+
+@dataclasses.dataclass(frozen=True)
+class AggregateAnswer:
+    """What storage computed for an AggregateQuery: every value exact, as decimal text.
+
+    `series` holds (key, total) by rank; key None is the series the others were folded into.
+    `groups` is how many groups had events in the window, folded ones included. When more groups
+    than `max_series` had events (and were not folded), `series` stops at max_series + 1 and the
+    answer is over its bound: the caller must refuse it.
+    """
+
+    groups: int
+    series: list[tuple[str | None, str]]
+    cells: list[AggregateCell]

@@ -26,7 +26,7 @@ class ServiceError(Exception):
     """Base of all errors a client may see. `message` is safe to show to the caller."""
 
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
-    http_status: HTTPStatus = HTTPStatus.INTERNAL_SERVER_ERROR
+    http_status: int = HTTPStatus.INTERNAL_SERVER_ERROR
     reason: str = "INTERNAL"
 
     def __init__(
@@ -100,6 +100,14 @@ class DeadlineExceeded(ServiceError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
     http_status = HTTPStatus.GATEWAY_TIMEOUT
     reason = "DEADLINE_EXCEEDED"
+
+
+class Cancelled(ServiceError):
+    """The client cancelled the call (or hung up): nobody reads the answer, the work stops."""
+
+    code = grpc.StatusCode.CANCELLED
+    http_status = 499  # nginx's "client closed request"
+    reason = "CANCELLED"
 
 
 class ResourceExhausted(ServiceError):

@@ -10,7 +10,7 @@ from typing import Any
 from server.domain import Aggregator, AggregatorFilter, Condition, Customer, PropertyFilter
 from server.errors import FieldViolation, InvalidArgument, NotFound
 from server.logic.cursors import MALFORMED, CursorCodec, fingerprint
-from server.storage.interface import Storage
+from server.storage.interface import CatalogStorage
 
 DEFAULT_LIMIT = 25
 MAX_LIMIT = 100
@@ -64,7 +64,7 @@ def _is_scalar(v: Any, allow_null: bool) -> bool:
 
 
 class Catalog:
-    def __init__(self, storage: Storage, cursors: CursorCodec) -> None:
+    def __init__(self, storage: CatalogStorage, cursors: CursorCodec) -> None:
         self._storage = storage
         self._cursors = cursors
 

@@ -12,10 +12,11 @@ import math
 import re
 from typing import Any
 
+from server.deadline import Deadline
 from server.decimals import canonical_decimal
 from server.domain import IngestOutcome, JsonValue, NewEvent
 from server.errors import FieldViolation
-from server.storage.interface import Storage
+from server.storage.interface import EventStorage
 
 MAX_PROPERTIES = 64
 MAX_PROPERTIES_BYTES = 16 * 1024
@@ -118,7 +119,7 @@ def check_event(
 
 
 class Ingestion:
-    def __init__(self, storage: Storage, max_future_skew_s: int) -> None:
+    def __init__(self, storage: EventStorage, max_future_skew_s: int) -> None:
         self._storage = storage
         self._skew = max_future_skew_s
 
@@ -127,7 +128,7 @@ class Ingestion:
         org: str,
         drafts: list[EventDraft | tuple[FieldViolation, ...]],
         now_us: int,
-        timeout_s: float | None = None,
+        deadline: Deadline | None = None,
     ) -> list[EventResult]:
         """One result per draft, in order. A tuple of violations stands for an event already rejected."""
         results: list[EventResult | None] = [None] * len(drafts)
@@ -142,9 +143,7 @@ class Ingestion:
             else:
                 valid.append((i, event))
         if valid:
-            outcomes: list[IngestOutcome] = self._storage.ingest(
-                org, [e for _, e in valid], now_us, timeout_s
-            )
+            outcomes: list[IngestOutcome] = self._storage.ingest(org, [e for _, e in valid], now_us, deadline)
             for (i, _), outcome in zip(valid, outcomes, strict=True):
                 results[i] = EventResult(i, outcome.status, outcome.event_id)
         return [r for r in results if r is not None]

@@ -8,6 +8,8 @@ import dataclasses
 import datetime as dt
 import re
 
+from server.deadline import Deadline
+from server.decimals import trim_decimal
 from server.domain import (
     AggregateQuery,
     CustomerEventQuery,
@@ -94,10 +96,12 @@ class AggregateRequest:
 
 @dataclasses.dataclass(frozen=True)
 class Series:
+    """One series of an aggregate: exact values as canonical decimal strings."""
+
     key: str
     other: bool
-    total: float
-    values: list[float]
+    total: str
+    values: list[str]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,24 +142,31 @@ def event_name(event: StoredEvent, display_name_property: str) -> str:
 
 
 class UsageQueries:
-    def __init__(self, storage: Storage, cursors: CursorCodec, max_aggregate_buckets: int) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        cursors: CursorCodec,
+        max_aggregate_buckets: int,
+        max_aggregate_points: int = 0,
+    ) -> None:
         self._storage = storage
         self._cursors = cursors
         self._max_buckets = max_aggregate_buckets
+        self._max_points = max_aggregate_points  # 0: no bound
 
     def list_customer_events(
-        self, org: str, req: CustomerEventsRequest, timeout_s: float | None
+        self, org: str, req: CustomerEventsRequest, deadline: Deadline | None = None
     ) -> CustomerEventsPage:
         if req.end_us <= req.start_us:
             raise InvalidArgument.field("end_date", "must be after start_date")
-        if self._storage.get_customer(org, req.customer_id) is None:
+        if self._storage.catalog.get_customer(org, req.customer_id) is None:
             raise NotFound("Customer not found", resource="customer")
-        aggregator = self._storage.get_aggregator(org, req.aggregator_id)
+        aggregator = self._storage.catalog.get_aggregator(org, req.aggregator_id)
         if aggregator is None:
             raise NotFound("Aggregator not found", resource="aggregator")
         filters: list[PropertyFilter] = [aggregator.filter] if aggregator.filter else []
         if req.aggregator_filter_id is not None:
-            extra = self._storage.get_aggregator_filter(org, req.aggregator_filter_id)
+            extra = self._storage.catalog.get_aggregator_filter(org, req.aggregator_filter_id)
             if extra is None or extra.aggregator_id != aggregator.id:
                 raise NotFound("Aggregator filter not found", resource="aggregator_filter")
             filters.append(extra.filter)
@@ -164,11 +175,11 @@ class UsageQueries:
         query = CustomerEventQuery(
             req.customer_id, aggregator.event_type, req.start_us, req.end_us, tuple(filters)
         )
-        total, rows = self._storage.customer_events(org, query, take, skip, timeout_s)
+        total, rows = self._storage.reads.customer_events(org, query, take, skip, deadline)
         named = [NamedEvent(e, event_name(e, aggregator.display_name_property)) for e in rows]
         return CustomerEventsPage(total=total, skipped=skip, events=named)
 
-    def list_events(self, org: str, req: ListEventsRequest, timeout_s: float | None) -> EventsPage:
+    def list_events(self, org: str, req: ListEventsRequest, deadline: Deadline | None = None) -> EventsPage:
         filters = _event_filters(
             req.filters, req.occurred_after_us, req.occurred_before_us, "occurred_before"
         )
@@ -180,13 +191,13 @@ class UsageQueries:
             if len(position) != 2 or not isinstance(position[0], int) or not isinstance(position[1], str):
                 raise InvalidArgument.field("cursor", MALFORMED)
             after = (position[0], position[1])
-        rows = self._storage.list_events(org, filters, after, limit + 1, timeout_s)
+        rows = self._storage.reads.list_events(org, filters, after, limit + 1, deadline)
         page, more = rows[:limit], len(rows) > limit
         cursor = self._cursors.encode(bound, [page[-1].timestamp_us, page[-1].id]) if more else ""
         return EventsPage(page, cursor)
 
     def aggregate(
-        self, org: str, req: AggregateRequest, timeout_s: float | None, now: dt.datetime
+        self, org: str, req: AggregateRequest, deadline: Deadline | None, now: dt.datetime
     ) -> AggregateResult:
         tz = buckets.zone(req.time_zone)
         metric = req.metric or "count"
@@ -203,7 +214,8 @@ class UsageQueries:
         if until <= since:
             raise InvalidArgument.field("until", "must be after since (until defaults to now)")
         plan, since = buckets.plan(req.bucket, tz, since, until, self._max_buckets)
-        filters = _event_filters(req.filters, None, None, "until")
+        n = len(plan.starts)
+        max_series = max(1, self._max_points // n) if self._max_points else 0
         query = AggregateQuery(
             since_us=buckets.to_us(since),
             until_us=buckets.to_us(until),
@@ -211,16 +223,22 @@ class UsageQueries:
             segments=buckets.offset_segments(tz, since, until),
             metric=metric,  # type: ignore[arg-type]
             group_by=group_by,
-            filters=filters,
+            filters=_event_filters(req.filters, None, None, "until"),
+            top=top,
+            max_series=max_series,
         )
-        rows = self._storage.aggregate(org, query, timeout_s)
+        answer = self._storage.aggregates.aggregate(org, query, deadline)
+        if max_series and len(answer.series) > max_series:
+            raise _too_many_points(answer.groups, n, self._max_points, max_series)
+        series = [
+            Series(OTHER_KEY if key is None else key, key is None, trim_decimal(total), ["0"] * n)
+            for key, total in answer.series
+        ]
         index = plan.index_of()
-        dense: dict[str, list[float]] = {}
-        if group_by == "none":
-            dense[""] = [0.0] * len(plan.starts)
-        for row in rows:
-            values = dense.setdefault(row.group, [0.0] * len(plan.starts))
-            values[index[row.bucket_key]] += row.value
+        for cell in answer.cells:
+            series[cell.series].values[index[cell.bucket_key]] = trim_decimal(cell.value)
+        if not series and group_by == "none":
+            series.append(Series("", False, "0", ["0"] * n))
         return AggregateResult(
             bucket=req.bucket,
             group_by=group_by,
@@ -228,20 +246,17 @@ class UsageQueries:
             since=since,
             until=until,
             starts=plan.starts,
-            series=fold_top(dense, top),
+            series=series,
         )
 
 
-def fold_top(dense: dict[str, list[float]], top: int) -> list[Series]:
-    """Rank series by total (desc, then key asc); keep `top`, fold the rest point by point into Other."""
-    ranked = sorted(((sum(v), k, v) for k, v in dense.items()), key=lambda t: (-t[0], t[1]))
-    kept = ranked if top == 0 else ranked[:top]
-    series = [Series(k, False, total, v) for total, k, v in kept]
-    folded = ranked[len(kept) :]
-    if folded:
-        points = [sum(col) for col in zip(*(v for _, _, v in folded), strict=True)]
-        series.append(Series(OTHER_KEY, True, sum(points), points))
-    return series
+def _too_many_points(groups: int, buckets_: int, max_points: int, max_series: int) -> InvalidArgument:
+    return InvalidArgument.field(
+        "top",
+        f"the answer would hold {groups:,} series of {buckets_:,} buckets, over the limit of "
+        f"{max_points:,} points per answer: set top to at most {max(1, max_series - 1):,} (the other "
+        "series are folded into Other), or ask for a coarser bucket, a shorter window or a narrower filter",
+    )
 
 
 def _event_filters(

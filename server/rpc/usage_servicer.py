@@ -7,11 +7,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import grpc
 from usage.v1 import pagination_pb2
 from usage.v1 import usage_service_pb2 as pb
 from usage.v1 import usage_service_pb2_grpc as pb_grpc
 
+from server.deadline import Deadline
 from server.errors import FieldViolation, InvalidArgument
 from server.logic.buckets import to_us
 from server.logic.ingest import EventDraft, Ingestion
@@ -25,12 +25,6 @@ from server.logic.queries import (
 from server.rpc import convert, validation
 from server.rpc.convert import optional
 from server.rpc.interceptors import current_org
-
-
-def remaining(context: grpc.ServicerContext, cap_s: float) -> float:
-    """The time a query may take: the RPC's remaining deadline, at most `cap_s`."""
-    left = context.time_remaining()
-    return cap_s if left is None else max(0.001, min(left, cap_s))
 
 
 def _filters(request: pb.ListUsageEventsRequest | pb.AggregateUsageRequest) -> FilterRequest:
@@ -68,7 +62,7 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
                 take=optional(request, "take"),
                 skip=optional(request, "skip"),
             ),
-            remaining(context, self._timeout),
+            Deadline.of_context(context, self._timeout),
         )
         return pb.ListCustomerUsageEventsResponse(
             meta=pb.PageMeta(total=page.total, taken=len(page.events), skipped=page.skipped),
@@ -94,7 +88,7 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
                 limit=optional(request, "limit"),
                 cursor=request.cursor,
             ),
-            remaining(context, self._timeout),
+            Deadline.of_context(context, self._timeout),
         )
         return pb.ListUsageEventsResponse(
             data=[convert.event_to_proto(e) for e in page.events],
@@ -115,28 +109,23 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
                 top=optional(request, "top"),
                 time_zone=request.time_zone,
             ),
-            remaining(context, self._timeout),
+            Deadline.of_context(context, self._timeout),
             dt.datetime.now(dt.UTC),
         )
-        starts = [convert.us_to_ts(to_us(s)) for s in result.starts]
-        return pb.AggregateUsageResponse(
+        response = pb.AggregateUsageResponse(
             bucket=result.bucket,
             group_by=result.group_by,
             metric=result.metric,
             since=convert.us_to_ts(to_us(result.since)),
             until=convert.us_to_ts(to_us(result.until)),
-            series=[
-                pb.AggregateSeries(
-                    key=s.key,
-                    other=s.other,
-                    total=s.total,
-                    points=[
-                        pb.AggregatePoint(start=st, value=v) for st, v in zip(starts, s.values, strict=True)
-                    ],
-                )
-                for s in result.series
-            ],
         )
+        starts = [convert.us_to_ts(to_us(s)) for s in result.starts]
+        for s in result.series:
+            series = response.series.add(key=s.key, other=s.other, total=float(s.total), exact_total=s.total)
+            points = series.points
+            for start, value in zip(starts, s.values, strict=True):
+                points.add(start=start, value=float(value), exact_value=value)
+        return response
 
     def IngestUsageEvents(self, request, context):  # noqa: N802
         # Violations inside events[i] reject that event only; any other violation rejects the batch.
@@ -172,7 +161,7 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
                 )
             )
         results = self._ingestion.ingest(
-            current_org(), drafts, time.time_ns() // 1000, remaining(context, self._timeout)
+            current_org(), drafts, time.time_ns() // 1000, Deadline.of_context(context, self._timeout)
         )
         if self._on_ingested is not None:
             self._on_ingested([r.status for r in results])

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql.expression import ColumnElement
 
 from server.domain import Condition, PropertyFilter
-from server.storage.dialect import prop_number, prop_text, prop_type
+from server.storage.functions import prop_number, prop_text, prop_type
 
 _INT64 = 2**63
 

@@ -1,18 +1,20 @@
-"""The storage interface the logic layer depends on. `SqlStorage` implements it for PostgreSQL and
-SQLite; the contract suite (tests/storage) runs the same cases against both.
+"""The storage interfaces the logic layer depends on, one per concern. `SqlStorage` implements them
+for PostgreSQL and SQLite; the contract suite (tests/storage) runs the same cases against both.
 
-Every method takes the organization first and never touches another organization's rows.
-`timeout_s` bounds the statement (the RPC's remaining deadline); exceeding it raises
-DeadlineExceeded, a lost database raises Unavailable (both from server.errors).
+Every method takes the organization first and never touches another organization's rows. A
+`Deadline` bounds the work (server/deadline.py): past it, or once the call is cancelled, a method
+raises DeadlineExceeded or Cancelled; a lost database raises Unavailable (server/errors.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
+from server.deadline import Deadline
 from server.domain import (
+    AggregateAnswer,
     AggregateQuery,
-    AggregateRow,
     Aggregator,
     AggregatorFilter,
     Customer,
@@ -24,12 +26,9 @@ from server.domain import (
 )
 
 
-class Storage(Protocol):
-    def ping(self) -> None: ...
+class CatalogStorage(Protocol):
+    """create_* raise AlreadyExists for a taken id; get_* return None when absent."""
 
-    def close(self) -> None: ...
-
-    # Catalog. create_* raise AlreadyExists for a taken id; get_* return None when absent.
     def create_customer(self, org: str, customer: Customer) -> Customer: ...
     def get_customer(self, org: str, customer_id: str) -> Customer | None: ...
     def list_customers(self, org: str, after_id: str | None, limit: int) -> list[Customer]: ...
@@ -43,31 +42,50 @@ class Storage(Protocol):
     def list_aggregator_filters(self, org: str, aggregator_id: str) -> list[AggregatorFilter]: ...
     def delete_aggregator_filter(self, org: str, aggregator_id: str, filter_id: str) -> bool: ...
 
-    # Events.
+
+class EventStorage(Protocol):
     def ingest(
-        self, org: str, events: list[NewEvent], now_us: int, timeout_s: float | None = None
+        self, org: str, events: Sequence[NewEvent], now_us: int, deadline: Deadline | None = None
     ) -> list[IngestOutcome]:
         """Store events exactly once per idempotency key; one outcome per event, in order.
         All or nothing: a batch stopped by its deadline stores none of its events."""
         ...
 
-    def customer_events(
-        self, org: str, query: CustomerEventQuery, take: int, skip: int, timeout_s: float | None
-    ) -> tuple[int, list[StoredEvent]]:
-        """(total matching, the page) ordered by timestamp desc, id desc."""
-        ...
 
+class EventReadStorage(Protocol):
     def list_events(
         self,
         org: str,
         filters: EventFilters,
         after: tuple[int, str] | None,
         limit: int,
-        timeout_s: float | None,
+        deadline: Deadline | None = None,
     ) -> list[StoredEvent]:
         """Events strictly after the keyset position `after` (timestamp_us, id), newest first."""
         ...
 
-    def aggregate(self, org: str, query: AggregateQuery, timeout_s: float | None) -> list[AggregateRow]:
-        """Per (group, bucket key) counts or quantity sums; buckets without events are absent."""
+    def customer_events(
+        self, org: str, query: CustomerEventQuery, take: int, skip: int, deadline: Deadline | None = None
+    ) -> tuple[int, list[StoredEvent]]:
+        """(total matching, the page) ordered by timestamp desc, id desc."""
         ...
+
+
+class AggregateStorage(Protocol):
+    def aggregate(self, org: str, query: AggregateQuery, deadline: Deadline | None = None) -> AggregateAnswer:
+        """Exact values per ranked series and bucket; buckets without events are absent."""
+        ...
+
+
+class Storage(Protocol):
+    @property
+    def catalog(self) -> CatalogStorage: ...
+    @property
+    def events(self) -> EventStorage: ...
+    @property
+    def reads(self) -> EventReadStorage: ...
+    @property
+    def aggregates(self) -> AggregateStorage: ...
+
+    def ping(self) -> None: ...
+    def close(self) -> None: ...

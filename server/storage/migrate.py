@@ -14,12 +14,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from server.storage.dialects import dialect_of
+
 MIGRATIONS = pathlib.Path(__file__).resolve().parent.parent / "migrations"
-# pg_advisory_xact_lock key of migrations: any fixed bigint no other lock of this database uses.
-MIGRATION_LOCK_KEY = 0x75736167656D6967  # "usagemig"
 
 
 def _config() -> Config:
@@ -43,8 +42,7 @@ def upgrade(engine: Engine) -> str:
     """Apply every pending migration; returns the revision now current."""
     cfg = _config()
     with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":  # released at commit or rollback
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        dialect_of(engine).lock_for_migration(conn)  # released at commit or rollback
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
     return head_revision()

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 
 from server.domain import AggregateQuery, NewEvent
 from server.storage import schema
-from server.storage.dialect import prop_text
+from server.storage.functions import prop_text
 
 HOUR_US = 3_600_000_000
 E = schema.events
@@ -201,18 +201,21 @@ def remove_dimension(conn: Connection, key: str) -> bool:
 
 
 # ---- reading ----------------------------------------------------------------------------------
-def source(query: AggregateQuery, org: str, start: int, end: int) -> tuple[Any, Any, Any, list[Any]]:
-    """(hour column, group expression, value expression, WHERE) over the rollup serving `query`."""
+def source(query: AggregateQuery, org: str, start: int, end: int) -> tuple[Any, Any, Any, list[Any], bool]:
+    """(hour column, group expression, value column, WHERE, whether each row is one group's hour)
+    of the rollup serving `query`."""
     group: Any
     if query.group_by.startswith("dim:"):
         table, group = D, D.c.dim_value
         where = [D.c.dim_key == query.group_by[4:]]
+        one_row_per_cell = False  # a value's hour has a row per metric key
     else:
         table = M
         group = M.c.metric_key if query.group_by == "metric_key" else sa.literal("")
         where = []
-    value = sa.func.sum(table.c.event_count if query.metric == "count" else table.c.quantity_sum)
+        one_row_per_cell = query.group_by == "metric_key"
+    column = table.c.event_count if query.metric == "count" else table.c.quantity_sum
     where += [table.c.organization_id == org, table.c.hour_us >= start, table.c.hour_us < end]
     if query.filters.metric_keys:
         where.append(table.c.metric_key.in_(query.filters.metric_keys))
-    return table.c.hour_us, group, value, where
+    return table.c.hour_us, group, column, where, one_row_per_cell

@@ -73,6 +73,9 @@ events = sa.Table(
     sa.Column("properties", Json, nullable=False),
 )
 
+# Column order of event rows (COPY, INSERT): event_store.event_row builds them so.
+EVENT_COLUMNS = tuple(c.name for c in events.columns)
+
 # ListUsageEvents: newest first over the organization, keyset on (timestamp, id).
 sa.Index("ix_events_org_time", events.c.organization_id, events.c.timestamp_us.desc(), events.c.id.desc())
 # ListCustomerUsageEvents: one customer's events of one metric, newest first.

@@ -37,7 +37,7 @@ def test_rollups_commands(pg_url: str) -> None:
             )
             for i in range(200)
         ]
-        SqlStorage(engine).ingest("org_cli", events, T0)
+        SqlStorage(engine).events.ingest("org_cli", events, T0)
         assert run_cli("list", "--database-url", pg_url).stdout == ""
 
         added = run_cli("add-dimension", "region", "--database-url", pg_url)

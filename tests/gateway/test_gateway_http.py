@@ -181,7 +181,12 @@ def test_aggregate_usage_in_the_document_shape(http: httpx.Client, seeded: list[
     series = {s["key"]: s for s in body["series"]}
     assert list(series) == ["api_call", "Other"] and series["Other"]["other"] is True
     assert [p["value"] for p in series["api_call"]["points"]] == [2, 1, 0]
-    assert series["api_call"]["points"][0] == {"start": "2026-01-10T00:00:00Z", "value": 2.0}
+    assert series["api_call"]["points"][0] == {
+        "start": "2026-01-10T00:00:00Z",
+        "value": 2.0,
+        "exact_value": "2",
+    }
+    assert (series["api_call"]["total"], series["api_call"]["exact_total"]) == (3, "3")
     summed = ok(
         http.get(
             "/v1/usage-events/aggregate",
@@ -197,6 +202,9 @@ def test_aggregate_usage_in_the_document_shape(http: httpx.Client, seeded: list[
         )
     )
     assert {s["key"]: s["total"] for s in summed["series"]} == {"": 3.5, "eu": 1.0, "us": 1.0}
+    # The exact sums beside the doubles, as canonical decimal strings (JSON strings).
+    assert {s["key"]: s["exact_total"] for s in summed["series"]} == {"": "3.5", "eu": "1", "us": "1"}
+    assert [p["exact_value"] for p in summed["series"][0]["points"]] == ["3.5", "0"]
 
 
 # ---- catalog ---------------------------------------------------------------------------------

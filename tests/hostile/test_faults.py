@@ -45,10 +45,11 @@ from usage.v1 import usage_service_pb2 as pb
 from server.app import LIVENESS_SERVICE, SERVICE_NAMES
 from server.auth import mint_token
 from server.config import Settings
+from server.deadline import Deadline
 from server.errors import Unavailable
 from server.health_monitor import HealthMonitor
 from server.storage import schema
-from server.storage.engine import begin, make_engine, translate_errors
+from server.storage.engine import make_engine
 from server.storage.migrate import upgrade
 from server.storage.sql_storage import SqlStorage
 
@@ -235,28 +236,25 @@ def test_a_connection_that_dies_after_checkout_answers_unavailable(running_pg: P
                     (name,),
                 )
 
-        # Killed between checkout (pre-ping fine) and the next statement: Unavailable, no driver text.
-        with (
-            pytest.raises(Unavailable) as caught,
-            translate_errors(),
-            begin(engine, timeout_s=10, write=True) as conn,
-        ):
+        # Killed between checkout and the next statement: Unavailable, no driver text.
+        with pytest.raises(Unavailable) as caught, storage.db.write(Deadline(10)) as conn:
             conn.execute(sa.text("SELECT 1"))
             terminate_backends()
             conn.execute(sa.text("SELECT 1"))
         assert str(caught.value) == "the database is unavailable; retry later"
         # The same across a restart of the server (the restarted server tells nothing to old clients).
-        with pytest.raises(Unavailable), translate_errors(), begin(engine, timeout_s=10) as conn:
+        with pytest.raises(Unavailable), storage.db.read(Deadline(10)) as conn:
             conn.execute(sa.text("SELECT 1"))
             crash(pg)
             pg.resume()
             conn.execute(sa.text("SELECT 1"))
-        # Every pooled connection dead (terminated while idle in the pool): the pre-ping replaces them.
+        # Every pooled connection dead (terminated while idle in the pool): checkout sees their closed
+        # sockets and replaces them, without a ping round trip.
         with engine.connect() as a, engine.connect() as b:
             a.execute(sa.text("SELECT 1"))
             b.execute(sa.text("SELECT 1"))
         terminate_backends()
-        assert storage.list_customers("org_x", None, 10) == []
+        assert storage.catalog.list_customers("org_x", None, 10) == []
         storage.ping()
     finally:
         storage.close()

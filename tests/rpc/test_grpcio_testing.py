@@ -69,10 +69,10 @@ def servicers(tmp_path: pathlib.Path) -> Iterator[tuple[UsageServicer, CatalogSe
     cursors = CursorCodec(settings.cursor_secret)
     usage = UsageServicer(
         UsageQueries(storage, cursors, settings.max_aggregate_buckets),
-        Ingestion(storage, settings.max_future_skew_s),
+        Ingestion(storage.events, settings.max_future_skew_s),
         settings.default_query_timeout_s,
     )
-    catalog = CatalogServicer(Catalog(storage, cursors))
+    catalog = CatalogServicer(Catalog(storage.catalog, cursors))
     try:
         yield usage, catalog
     finally:

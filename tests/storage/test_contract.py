@@ -12,11 +12,15 @@ import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from aggregate_oracle import EXACT
 
+from server.deadline import Deadline
 from server.domain import (
+    AggregateAnswer,
     AggregateQuery,
     Aggregator,
     AggregatorFilter,
@@ -59,13 +63,13 @@ def ev(customer: str = "cus_1", metric: str = "api_call", ts: int = T0, **kw: ob
 
 
 def ingest_ids(storage: SqlStorage, events: list[NewEvent], org: str = ORG) -> list[str]:
-    outcomes = storage.ingest(org, events, NOW)
+    outcomes = storage.events.ingest(org, events, NOW)
     assert [o.status for o in outcomes] == ["ACCEPTED"] * len(events)
     return [o.event_id for o in outcomes]
 
 
 def all_events(storage: SqlStorage, org: str = ORG, filters: EventFilters | None = None) -> list[StoredEvent]:
-    return storage.list_events(org, filters or EventFilters(), None, 1_000_000, None)
+    return storage.reads.list_events(org, filters or EventFilters(), None, 1_000_000, None)
 
 
 def newest_first(events: list[StoredEvent]) -> list[StoredEvent]:
@@ -76,47 +80,49 @@ def newest_first(events: list[StoredEvent]) -> list[StoredEvent]:
 
 
 def test_create_and_get_customer(storage: SqlStorage) -> None:
-    created = storage.create_customer(ORG, Customer("cus_acme", "Acme Inc.", 1234))
+    created = storage.catalog.create_customer(ORG, Customer("cus_acme", "Acme Inc.", 1234))
     assert created == Customer("cus_acme", "Acme Inc.", 1234)
-    assert storage.get_customer(ORG, "cus_acme") == Customer("cus_acme", "Acme Inc.", 1234)
-    assert storage.get_customer(ORG, "cus_other") is None
-    assert storage.get_customer(OTHER, "cus_acme") is None
+    assert storage.catalog.get_customer(ORG, "cus_acme") == Customer("cus_acme", "Acme Inc.", 1234)
+    assert storage.catalog.get_customer(ORG, "cus_other") is None
+    assert storage.catalog.get_customer(OTHER, "cus_acme") is None
 
 
 def test_create_customer_duplicate_id_is_already_exists(storage: SqlStorage) -> None:
-    storage.create_customer(ORG, Customer("cus_1", "First", 1))
+    storage.catalog.create_customer(ORG, Customer("cus_1", "First", 1))
     with pytest.raises(AlreadyExists):
-        storage.create_customer(ORG, Customer("cus_1", "Second", 2))
-    assert storage.get_customer(ORG, "cus_1") == Customer("cus_1", "First", 1)
+        storage.catalog.create_customer(ORG, Customer("cus_1", "Second", 2))
+    assert storage.catalog.get_customer(ORG, "cus_1") == Customer("cus_1", "First", 1)
     # The same id in another organization is a different customer.
-    assert storage.create_customer(OTHER, Customer("cus_1", "Theirs", 3)) == Customer("cus_1", "Theirs", 3)
-    assert storage.get_customer(ORG, "cus_1") == Customer("cus_1", "First", 1)
+    assert storage.catalog.create_customer(OTHER, Customer("cus_1", "Theirs", 3)) == Customer(
+        "cus_1", "Theirs", 3
+    )
+    assert storage.catalog.get_customer(ORG, "cus_1") == Customer("cus_1", "First", 1)
 
 
 def test_create_customer_generates_id_when_empty(storage: SqlStorage) -> None:
     before = time.time_ns() // 1000
-    a = storage.create_customer(ORG, Customer("", "A"))
-    b = storage.create_customer(ORG, Customer("", "B"))
+    a = storage.catalog.create_customer(ORG, Customer("", "A"))
+    b = storage.catalog.create_customer(ORG, Customer("", "B"))
     after = time.time_ns() // 1000
     assert a.id and b.id and a.id != b.id
     assert before <= a.created_at_us <= after
-    assert storage.get_customer(ORG, a.id) == a
-    assert storage.get_customer(ORG, b.id) == b
+    assert storage.catalog.get_customer(ORG, a.id) == a
+    assert storage.catalog.get_customer(ORG, b.id) == b
 
 
 def test_list_customers_paginates_by_id(storage: SqlStorage) -> None:
     ids = ["cus_05", "cus_01", "cus_07", "cus_03", "cus_02", "cus_06", "cus_04"]
     for i, cid in enumerate(ids):
-        storage.create_customer(ORG, Customer(cid, f"name {cid}", i + 1))
-    storage.create_customer(OTHER, Customer("cus_00", "not ours", 1))
-    page1 = storage.list_customers(ORG, None, 3)
+        storage.catalog.create_customer(ORG, Customer(cid, f"name {cid}", i + 1))
+    storage.catalog.create_customer(OTHER, Customer("cus_00", "not ours", 1))
+    page1 = storage.catalog.list_customers(ORG, None, 3)
     assert [c.id for c in page1] == ["cus_01", "cus_02", "cus_03"]
     assert page1[0] == Customer("cus_01", "name cus_01", 2)
-    assert [c.id for c in storage.list_customers(ORG, "cus_03", 3)] == ["cus_04", "cus_05", "cus_06"]
-    assert [c.id for c in storage.list_customers(ORG, "cus_06", 3)] == ["cus_07"]
-    assert storage.list_customers(ORG, "cus_07", 3) == []
-    assert [c.id for c in storage.list_customers(ORG, "cus_025", 2)] == ["cus_03", "cus_04"]
-    assert [c.id for c in storage.list_customers(OTHER, None, 10)] == ["cus_00"]
+    assert [c.id for c in storage.catalog.list_customers(ORG, "cus_03", 3)] == ["cus_04", "cus_05", "cus_06"]
+    assert [c.id for c in storage.catalog.list_customers(ORG, "cus_06", 3)] == ["cus_07"]
+    assert storage.catalog.list_customers(ORG, "cus_07", 3) == []
+    assert [c.id for c in storage.catalog.list_customers(ORG, "cus_025", 2)] == ["cus_03", "cus_04"]
+    assert [c.id for c in storage.catalog.list_customers(OTHER, None, 10)] == ["cus_00"]
 
 
 # ---- aggregators ---------------------------------------------------------------------------
@@ -164,22 +170,22 @@ def same_aggregator_fields(a: Aggregator, b: Aggregator) -> bool:
 
 def test_create_get_aggregator_round_trips_every_field(storage: SqlStorage) -> None:
     before = time.time_ns() // 1000
-    created = storage.create_aggregator(ORG, make_aggregator())
+    created = storage.catalog.create_aggregator(ORG, make_aggregator())
     after = time.time_ns() // 1000
     assert same_aggregator_fields(created, make_aggregator())
     assert before <= created.created_at_us <= after
     assert created.updated_at_us == created.created_at_us
-    got = storage.get_aggregator(ORG, "agg_api")
+    got = storage.catalog.get_aggregator(ORG, "agg_api")
     assert got == created
     assert got is not None and got.filter == RICH_FILTER
-    assert storage.get_aggregator(ORG, "agg_missing") is None
-    assert storage.get_aggregator(OTHER, "agg_api") is None
+    assert storage.catalog.get_aggregator(ORG, "agg_missing") is None
+    assert storage.catalog.get_aggregator(OTHER, "agg_api") is None
 
 
 def test_aggregator_without_filter_and_generated_id(storage: SqlStorage) -> None:
-    created = storage.create_aggregator(ORG, Aggregator(id="", name="Count", event_type="login"))
+    created = storage.catalog.create_aggregator(ORG, Aggregator(id="", name="Count", event_type="login"))
     assert created.id
-    got = storage.get_aggregator(ORG, created.id)
+    got = storage.catalog.get_aggregator(ORG, created.id)
     assert got == created
     assert got is not None
     assert (got.operation, got.property, got.unit_name, got.display_name_property, got.filter) == (
@@ -189,35 +195,35 @@ def test_aggregator_without_filter_and_generated_id(storage: SqlStorage) -> None
         "",
         None,
     )
-    other = storage.create_aggregator(ORG, Aggregator(id="", name="Count", event_type="login"))
+    other = storage.catalog.create_aggregator(ORG, Aggregator(id="", name="Count", event_type="login"))
     assert other.id != created.id
 
 
 def test_create_aggregator_duplicate_id_is_already_exists(storage: SqlStorage) -> None:
-    storage.create_aggregator(ORG, make_aggregator("agg_1", name="first"))
+    storage.catalog.create_aggregator(ORG, make_aggregator("agg_1", name="first"))
     with pytest.raises(AlreadyExists):
-        storage.create_aggregator(ORG, make_aggregator("agg_1", name="second"))
-    got = storage.get_aggregator(ORG, "agg_1")
+        storage.catalog.create_aggregator(ORG, make_aggregator("agg_1", name="second"))
+    got = storage.catalog.get_aggregator(ORG, "agg_1")
     assert got is not None and got.name == "first"
-    assert storage.create_aggregator(OTHER, make_aggregator("agg_1", name="theirs")).name == "theirs"
+    assert storage.catalog.create_aggregator(OTHER, make_aggregator("agg_1", name="theirs")).name == "theirs"
 
 
 def test_list_aggregators_paginates_by_id(storage: SqlStorage) -> None:
     for agg_id in ["agg_c", "agg_a", "agg_e", "agg_b", "agg_d"]:
-        storage.create_aggregator(ORG, make_aggregator(agg_id))
-    storage.create_aggregator(OTHER, make_aggregator("agg_0"))
-    assert [a.id for a in storage.list_aggregators(ORG, None, 2)] == ["agg_a", "agg_b"]
-    assert [a.id for a in storage.list_aggregators(ORG, "agg_b", 2)] == ["agg_c", "agg_d"]
-    assert [a.id for a in storage.list_aggregators(ORG, "agg_d", 2)] == ["agg_e"]
-    assert storage.list_aggregators(ORG, "agg_e", 2) == []
-    listed = storage.list_aggregators(ORG, None, 100)
+        storage.catalog.create_aggregator(ORG, make_aggregator(agg_id))
+    storage.catalog.create_aggregator(OTHER, make_aggregator("agg_0"))
+    assert [a.id for a in storage.catalog.list_aggregators(ORG, None, 2)] == ["agg_a", "agg_b"]
+    assert [a.id for a in storage.catalog.list_aggregators(ORG, "agg_b", 2)] == ["agg_c", "agg_d"]
+    assert [a.id for a in storage.catalog.list_aggregators(ORG, "agg_d", 2)] == ["agg_e"]
+    assert storage.catalog.list_aggregators(ORG, "agg_e", 2) == []
+    listed = storage.catalog.list_aggregators(ORG, None, 100)
     assert [a.id for a in listed] == ["agg_a", "agg_b", "agg_c", "agg_d", "agg_e"]
     assert all(a.filter == RICH_FILTER for a in listed)
-    assert [a.id for a in storage.list_aggregators(OTHER, None, 100)] == ["agg_0"]
+    assert [a.id for a in storage.catalog.list_aggregators(OTHER, None, 100)] == ["agg_0"]
 
 
 def test_update_aggregator(storage: SqlStorage) -> None:
-    created = storage.create_aggregator(ORG, make_aggregator())
+    created = storage.catalog.create_aggregator(ORG, make_aggregator())
     time.sleep(0.002)
     new_filter = PropertyFilter("and", (Condition("region", "equals", "us"),))
     changed = make_aggregator(
@@ -229,97 +235,99 @@ def test_update_aggregator(storage: SqlStorage) -> None:
         display_name_property="",
         filter=new_filter,
     )
-    updated = storage.update_aggregator(ORG, changed)
+    updated = storage.catalog.update_aggregator(ORG, changed)
     assert updated is not None
     assert same_aggregator_fields(updated, changed)
     assert updated.created_at_us == created.created_at_us
     assert updated.updated_at_us > created.updated_at_us
-    assert storage.get_aggregator(ORG, "agg_api") == updated
+    assert storage.catalog.get_aggregator(ORG, "agg_api") == updated
     # Clearing the filter.
-    cleared = storage.update_aggregator(ORG, make_aggregator(filter=None))
+    cleared = storage.catalog.update_aggregator(ORG, make_aggregator(filter=None))
     assert cleared is not None and cleared.filter is None
     # Unknown id, or another organization's: nothing to update.
-    assert storage.update_aggregator(ORG, make_aggregator("agg_missing")) is None
-    assert storage.update_aggregator(OTHER, make_aggregator(name="hijack")) is None
-    got = storage.get_aggregator(ORG, "agg_api")
+    assert storage.catalog.update_aggregator(ORG, make_aggregator("agg_missing")) is None
+    assert storage.catalog.update_aggregator(OTHER, make_aggregator(name="hijack")) is None
+    got = storage.catalog.get_aggregator(ORG, "agg_api")
     assert got is not None and got.name == "API calls"
-    assert storage.get_aggregator(ORG, "agg_missing") is None
+    assert storage.catalog.get_aggregator(ORG, "agg_missing") is None
 
 
 def test_delete_aggregator_removes_its_filters(storage: SqlStorage) -> None:
-    storage.create_aggregator(ORG, make_aggregator("agg_1"))
-    storage.create_aggregator(ORG, make_aggregator("agg_2"))
+    storage.catalog.create_aggregator(ORG, make_aggregator("agg_1"))
+    storage.catalog.create_aggregator(ORG, make_aggregator("agg_2"))
     flt = PropertyFilter("and", (Condition("region", "equals", "eu"),))
-    storage.create_aggregator_filter(ORG, AggregatorFilter("flt_1a", "agg_1", "EU", flt))
-    storage.create_aggregator_filter(ORG, AggregatorFilter("flt_1b", "agg_1", "EU too", flt))
-    storage.create_aggregator_filter(ORG, AggregatorFilter("flt_2a", "agg_2", "EU", flt))
+    storage.catalog.create_aggregator_filter(ORG, AggregatorFilter("flt_1a", "agg_1", "EU", flt))
+    storage.catalog.create_aggregator_filter(ORG, AggregatorFilter("flt_1b", "agg_1", "EU too", flt))
+    storage.catalog.create_aggregator_filter(ORG, AggregatorFilter("flt_2a", "agg_2", "EU", flt))
 
-    assert storage.delete_aggregator(OTHER, "agg_1") is False
-    assert storage.get_aggregator(ORG, "agg_1") is not None
+    assert storage.catalog.delete_aggregator(OTHER, "agg_1") is False
+    assert storage.catalog.get_aggregator(ORG, "agg_1") is not None
 
-    assert storage.delete_aggregator(ORG, "agg_1") is True
-    assert storage.get_aggregator(ORG, "agg_1") is None
-    assert storage.list_aggregator_filters(ORG, "agg_1") == []
-    assert storage.get_aggregator_filter(ORG, "flt_1a") is None
-    assert storage.get_aggregator_filter(ORG, "flt_1b") is None
+    assert storage.catalog.delete_aggregator(ORG, "agg_1") is True
+    assert storage.catalog.get_aggregator(ORG, "agg_1") is None
+    assert storage.catalog.list_aggregator_filters(ORG, "agg_1") == []
+    assert storage.catalog.get_aggregator_filter(ORG, "flt_1a") is None
+    assert storage.catalog.get_aggregator_filter(ORG, "flt_1b") is None
     # The other aggregator and its filter are untouched.
-    assert storage.get_aggregator(ORG, "agg_2") is not None
-    assert [f.id for f in storage.list_aggregator_filters(ORG, "agg_2")] == ["flt_2a"]
-    assert storage.delete_aggregator(ORG, "agg_1") is False
-    assert storage.delete_aggregator(ORG, "agg_missing") is False
+    assert storage.catalog.get_aggregator(ORG, "agg_2") is not None
+    assert [f.id for f in storage.catalog.list_aggregator_filters(ORG, "agg_2")] == ["flt_2a"]
+    assert storage.catalog.delete_aggregator(ORG, "agg_1") is False
+    assert storage.catalog.delete_aggregator(ORG, "agg_missing") is False
     # The id is free again.
-    assert storage.create_aggregator(ORG, make_aggregator("agg_1")).id == "agg_1"
-    assert storage.list_aggregator_filters(ORG, "agg_1") == []
+    assert storage.catalog.create_aggregator(ORG, make_aggregator("agg_1")).id == "agg_1"
+    assert storage.catalog.list_aggregator_filters(ORG, "agg_1") == []
 
 
 # ---- aggregator filters --------------------------------------------------------------------
 
 
 def test_aggregator_filters_create_get_list(storage: SqlStorage) -> None:
-    storage.create_aggregator(ORG, make_aggregator("agg_1"))
-    storage.create_aggregator(ORG, make_aggregator("agg_2"))
+    storage.catalog.create_aggregator(ORG, make_aggregator("agg_1"))
+    storage.catalog.create_aggregator(ORG, make_aggregator("agg_2"))
     f_eu = PropertyFilter("and", (Condition("region", "equals", "eu"), Condition("size", "gte", 2.5)))
     f_or = PropertyFilter("or", (Condition("tier", "in", ["pro", 3, False]), Condition("x", "is_not_null")))
     before = time.time_ns() // 1000
-    b = storage.create_aggregator_filter(ORG, AggregatorFilter("flt_b", "agg_1", "Big EU", f_eu))
-    a = storage.create_aggregator_filter(ORG, AggregatorFilter("flt_a", "agg_1", "Pro or x", f_or))
+    b = storage.catalog.create_aggregator_filter(ORG, AggregatorFilter("flt_b", "agg_1", "Big EU", f_eu))
+    a = storage.catalog.create_aggregator_filter(ORG, AggregatorFilter("flt_a", "agg_1", "Pro or x", f_or))
     after = time.time_ns() // 1000
-    generated = storage.create_aggregator_filter(ORG, AggregatorFilter("", "agg_2", "Generated", f_eu))
+    generated = storage.catalog.create_aggregator_filter(
+        ORG, AggregatorFilter("", "agg_2", "Generated", f_eu)
+    )
     assert generated.id and generated.id not in ("flt_a", "flt_b")
     assert (b.id, b.aggregator_id, b.name, b.filter) == ("flt_b", "agg_1", "Big EU", f_eu)
     assert before <= b.created_at_us <= after
 
-    assert storage.get_aggregator_filter(ORG, "flt_a") == a
-    assert storage.get_aggregator_filter(ORG, "flt_b") == b
-    assert storage.get_aggregator_filter(ORG, generated.id) == generated
-    assert storage.get_aggregator_filter(ORG, "flt_missing") is None
-    assert storage.get_aggregator_filter(OTHER, "flt_a") is None
+    assert storage.catalog.get_aggregator_filter(ORG, "flt_a") == a
+    assert storage.catalog.get_aggregator_filter(ORG, "flt_b") == b
+    assert storage.catalog.get_aggregator_filter(ORG, generated.id) == generated
+    assert storage.catalog.get_aggregator_filter(ORG, "flt_missing") is None
+    assert storage.catalog.get_aggregator_filter(OTHER, "flt_a") is None
 
-    assert storage.list_aggregator_filters(ORG, "agg_1") == [a, b]
-    assert storage.list_aggregator_filters(ORG, "agg_2") == [generated]
-    assert storage.list_aggregator_filters(ORG, "agg_missing") == []
-    assert storage.list_aggregator_filters(OTHER, "agg_1") == []
+    assert storage.catalog.list_aggregator_filters(ORG, "agg_1") == [a, b]
+    assert storage.catalog.list_aggregator_filters(ORG, "agg_2") == [generated]
+    assert storage.catalog.list_aggregator_filters(ORG, "agg_missing") == []
+    assert storage.catalog.list_aggregator_filters(OTHER, "agg_1") == []
 
     with pytest.raises(AlreadyExists):
-        storage.create_aggregator_filter(ORG, AggregatorFilter("flt_a", "agg_2", "Taken", f_eu))
-    assert storage.get_aggregator_filter(ORG, "flt_a") == a
+        storage.catalog.create_aggregator_filter(ORG, AggregatorFilter("flt_a", "agg_2", "Taken", f_eu))
+    assert storage.catalog.get_aggregator_filter(ORG, "flt_a") == a
 
 
 def test_delete_aggregator_filter_requires_its_aggregator(storage: SqlStorage) -> None:
-    storage.create_aggregator(ORG, make_aggregator("agg_1"))
-    storage.create_aggregator(ORG, make_aggregator("agg_2"))
+    storage.catalog.create_aggregator(ORG, make_aggregator("agg_1"))
+    storage.catalog.create_aggregator(ORG, make_aggregator("agg_2"))
     flt = PropertyFilter("and", (Condition("region", "equals", "eu"),))
-    kept = storage.create_aggregator_filter(ORG, AggregatorFilter("flt_keep", "agg_1", "Keep", flt))
-    storage.create_aggregator_filter(ORG, AggregatorFilter("flt_1", "agg_1", "EU", flt))
+    kept = storage.catalog.create_aggregator_filter(ORG, AggregatorFilter("flt_keep", "agg_1", "Keep", flt))
+    storage.catalog.create_aggregator_filter(ORG, AggregatorFilter("flt_1", "agg_1", "EU", flt))
 
-    assert storage.delete_aggregator_filter(ORG, "agg_2", "flt_1") is False
-    assert storage.delete_aggregator_filter(OTHER, "agg_1", "flt_1") is False
-    assert storage.get_aggregator_filter(ORG, "flt_1") is not None
+    assert storage.catalog.delete_aggregator_filter(ORG, "agg_2", "flt_1") is False
+    assert storage.catalog.delete_aggregator_filter(OTHER, "agg_1", "flt_1") is False
+    assert storage.catalog.get_aggregator_filter(ORG, "flt_1") is not None
 
-    assert storage.delete_aggregator_filter(ORG, "agg_1", "flt_1") is True
-    assert storage.get_aggregator_filter(ORG, "flt_1") is None
-    assert storage.list_aggregator_filters(ORG, "agg_1") == [kept]
-    assert storage.delete_aggregator_filter(ORG, "agg_1", "flt_1") is False
+    assert storage.catalog.delete_aggregator_filter(ORG, "agg_1", "flt_1") is True
+    assert storage.catalog.get_aggregator_filter(ORG, "flt_1") is None
+    assert storage.catalog.list_aggregator_filters(ORG, "agg_1") == [kept]
+    assert storage.catalog.delete_aggregator_filter(ORG, "agg_1", "flt_1") is False
 
 
 # ---- ingestion -----------------------------------------------------------------------------
@@ -341,7 +349,7 @@ def test_ingest_accepts_and_stores_every_field(storage: SqlStorage) -> None:
         properties={"model": "gpt", "n": 3, "ratio": 0.25, "ok": True, "tags": ["a", "b"], "none": None},
     )
     bare = ev("cus_2", "login", T0 - 1)
-    outcomes = storage.ingest(ORG, [full, bare], NOW)
+    outcomes = storage.events.ingest(ORG, [full, bare], NOW)
     assert [o.status for o in outcomes] == ["ACCEPTED", "ACCEPTED"]
     id_full, id_bare = (o.event_id for o in outcomes)
     assert id_full and id_bare and id_full != id_bare
@@ -400,7 +408,7 @@ def test_ingest_duplicate_returns_first_id_and_stores_nothing(storage: SqlStorag
     [first] = ingest_ids(storage, [event])
     # Same content (properties in another order): DUPLICATE with the first id.
     again = ev(idempotency_key="k1", quantity="2", properties={"b": "x", "a": 1})
-    outcomes = storage.ingest(ORG, [again], NOW + 5)
+    outcomes = storage.events.ingest(ORG, [again], NOW + 5)
     assert [(o.status, o.event_id) for o in outcomes] == [("DUPLICATE", first)]
     stored = all_events(storage)
     assert [(e.id, e.ingested_at_us) for e in stored] == [(first, NOW)]
@@ -422,14 +430,14 @@ def test_ingest_duplicate_returns_first_id_and_stores_nothing(storage: SqlStorag
 def test_ingest_conflict_same_key_different_content(storage: SqlStorage, changed: dict[str, object]) -> None:
     base: dict[str, object] = {"idempotency_key": "k1", "quantity": "2", "properties": {"a": 1, "b": "x"}}
     [first] = ingest_ids(storage, [ev(**base)])  # type: ignore[arg-type]
-    outcomes = storage.ingest(ORG, [ev(**{**base, **changed})], NOW)  # type: ignore[arg-type]
+    outcomes = storage.events.ingest(ORG, [ev(**{**base, **changed})], NOW)  # type: ignore[arg-type]
     assert [o.status for o in outcomes] == ["CONFLICT"]
     stored = all_events(storage)
     assert [(e.id, e.quantity, e.customer_id, e.metric_key, e.properties) for e in stored] == [
         (first, "2", "cus_1", "api_call", {"a": 1, "b": "x"})
     ]
     # Nothing changes: not even the customer of the refused event is registered.
-    assert [c.id for c in storage.list_customers(ORG, None, 100)] == ["cus_1"]
+    assert [c.id for c in storage.catalog.list_customers(ORG, None, 100)] == ["cus_1"]
 
 
 def test_ingest_registers_only_the_customers_of_stored_events(storage: SqlStorage) -> None:
@@ -440,13 +448,13 @@ def test_ingest_registers_only_the_customers_of_stored_events(storage: SqlStorag
         ev(idempotency_key="k2", customer="cus_c"),  # ACCEPTED
         ev(idempotency_key="k2", customer="cus_d", quantity="7"),  # CONFLICT within the batch
     ]
-    assert [o.status for o in storage.ingest(ORG, batch, NOW)] == [
+    assert [o.status for o in storage.events.ingest(ORG, batch, NOW)] == [
         "DUPLICATE",
         "CONFLICT",
         "ACCEPTED",
         "CONFLICT",
     ]
-    assert [c.id for c in storage.list_customers(ORG, None, 100)] == ["cus_a", "cus_c"]
+    assert [c.id for c in storage.catalog.list_customers(ORG, None, 100)] == ["cus_a", "cus_c"]
 
 
 def test_ingest_duplicate_keys_within_one_batch(storage: SqlStorage) -> None:
@@ -455,7 +463,7 @@ def test_ingest_duplicate_keys_within_one_batch(storage: SqlStorage) -> None:
     c = ev(idempotency_key="k2", quantity="3")
     plain = ev(quantity="4")
     batch = [a, a, a_conflict, plain, c, plain, c]
-    outcomes = storage.ingest(ORG, batch, NOW)
+    outcomes = storage.events.ingest(ORG, batch, NOW)
     statuses = [o.status for o in outcomes]
     assert statuses == ["ACCEPTED", "DUPLICATE", "CONFLICT", "ACCEPTED", "ACCEPTED", "ACCEPTED", "DUPLICATE"]
     assert outcomes[1].event_id == outcomes[0].event_id
@@ -467,7 +475,7 @@ def test_ingest_duplicate_keys_within_one_batch(storage: SqlStorage) -> None:
     assert sorted(e.quantity for e in stored) == ["1", "3", "4", "4"]
 
     # Retrying the whole batch stores only the key-less events again.
-    retry = storage.ingest(ORG, batch, NOW + 1)
+    retry = storage.events.ingest(ORG, batch, NOW + 1)
     assert [o.status for o in retry] == [
         "DUPLICATE",
         "DUPLICATE",
@@ -492,20 +500,28 @@ def test_ingest_keys_are_per_organization(storage: SqlStorage) -> None:
 
 
 def test_ingest_registers_customers_on_first_sight(storage: SqlStorage) -> None:
-    storage.create_customer(ORG, Customer("cus_known", "Known Ltd", 7))
+    storage.catalog.create_customer(ORG, Customer("cus_known", "Known Ltd", 7))
     ingest_ids(storage, [ev("cus_new"), ev("cus_known"), ev("cus_new"), ev("cus_other_new")])
-    assert storage.get_customer(ORG, "cus_known") == Customer("cus_known", "Known Ltd", 7)
-    new = storage.get_customer(ORG, "cus_new")
+    assert storage.catalog.get_customer(ORG, "cus_known") == Customer("cus_known", "Known Ltd", 7)
+    new = storage.catalog.get_customer(ORG, "cus_new")
     assert new is not None and (new.id, new.name) == ("cus_new", "")
-    assert [c.id for c in storage.list_customers(ORG, None, 10)] == ["cus_known", "cus_new", "cus_other_new"]
-    assert storage.get_customer(OTHER, "cus_new") is None
+    assert [c.id for c in storage.catalog.list_customers(ORG, None, 10)] == [
+        "cus_known",
+        "cus_new",
+        "cus_other_new",
+    ]
+    assert storage.catalog.get_customer(OTHER, "cus_new") is None
     # Registering is idempotent.
     ingest_ids(storage, [ev("cus_new")])
-    assert [c.id for c in storage.list_customers(ORG, None, 10)] == ["cus_known", "cus_new", "cus_other_new"]
+    assert [c.id for c in storage.catalog.list_customers(ORG, None, 10)] == [
+        "cus_known",
+        "cus_new",
+        "cus_other_new",
+    ]
 
 
 def test_ingest_empty_batch(storage: SqlStorage) -> None:
-    assert storage.ingest(ORG, [], NOW) == []
+    assert storage.events.ingest(ORG, [], NOW) == []
     assert all_events(storage) == []
 
 
@@ -522,7 +538,7 @@ def test_ingest_concurrent_same_keys_store_each_key_once(storage: SqlStorage, wo
 
     def run(batch: list[NewEvent]) -> list[tuple[str, str, str]]:
         barrier.wait()
-        outcomes = storage.ingest(ORG, batch, NOW)
+        outcomes = storage.events.ingest(ORG, batch, NOW)
         return [(e.idempotency_key or "", o.status, o.event_id) for e, o in zip(batch, outcomes, strict=True)]
 
     with ThreadPoolExecutor(workers) as pool:
@@ -554,9 +570,9 @@ def test_organizations_never_see_each_other(storage: SqlStorage) -> None:
     assert all_events(storage, "org_nobody") == []
 
     query = CustomerEventQuery("cus_1", "api_call", T0, T0 + DAY)
-    total, page = storage.customer_events(OTHER, query, 100, 0, None)
+    total, page = storage.reads.customer_events(OTHER, query, 100, 0, None)
     assert (total, {e.id for e in page}) == (2, set(theirs))
-    assert storage.customer_events("org_nobody", query, 100, 0, None) == (0, [])
+    assert storage.reads.customer_events("org_nobody", query, 100, 0, None) == (0, [])
 
     agg = AggregateQuery(
         T0,
@@ -567,17 +583,17 @@ def test_organizations_never_see_each_other(storage: SqlStorage) -> None:
         "none",
         EventFilters(customer_id="cus_1"),
     )
-    assert [(r.group, r.value) for r in storage.aggregate(ORG, agg, None)] == [("", 6.0)]
-    assert [(r.group, r.value) for r in storage.aggregate(OTHER, agg, None)] == [("", 10.0)]
-    assert storage.aggregate("org_nobody", agg, None) == []
+    assert run_aggregate(storage, agg) == {("", expected_bucket_key(T0, "day", UTC)): Decimal(6)}
+    assert run_aggregate(storage, agg, OTHER) == {("", expected_bucket_key(T0, "day", UTC)): Decimal(10)}
+    assert storage.aggregates.aggregate("org_nobody", agg) == AggregateAnswer(0, [], [])
 
-    assert [c.id for c in storage.list_customers(OTHER, None, 10)] == ["cus_1"]
-    storage.create_aggregator(ORG, make_aggregator("agg_1"))
-    storage.create_aggregator_filter(ORG, AggregatorFilter("flt_1", "agg_1", "f", PropertyFilter()))
-    assert storage.list_aggregators(OTHER, None, 10) == []
-    assert storage.get_aggregator_filter(OTHER, "flt_1") is None
-    assert storage.delete_aggregator_filter(OTHER, "agg_1", "flt_1") is False
-    assert storage.get_aggregator_filter(ORG, "flt_1") is not None
+    assert [c.id for c in storage.catalog.list_customers(OTHER, None, 10)] == ["cus_1"]
+    storage.catalog.create_aggregator(ORG, make_aggregator("agg_1"))
+    storage.catalog.create_aggregator_filter(ORG, AggregatorFilter("flt_1", "agg_1", "f", PropertyFilter()))
+    assert storage.catalog.list_aggregators(OTHER, None, 10) == []
+    assert storage.catalog.get_aggregator_filter(OTHER, "flt_1") is None
+    assert storage.catalog.delete_aggregator_filter(OTHER, "agg_1", "flt_1") is False
+    assert storage.catalog.get_aggregator_filter(ORG, "flt_1") is not None
 
 
 # ---- customer events (ListCustomerUsageEvents) ---------------------------------------------
@@ -596,7 +612,7 @@ def test_customer_events_window_is_half_open_and_scoped(storage: SqlStorage) -> 
             ev(metric="login", ts=start + HOUR),  # another metric
         ],
     )
-    total, page = storage.customer_events(
+    total, page = storage.reads.customer_events(
         ORG, CustomerEventQuery("cus_1", "api_call", start, end), 50, 0, None
     )
     assert total == 3
@@ -620,19 +636,19 @@ def test_customer_events_order_and_offset_pagination(storage: SqlStorage) -> Non
     expected = [i for _, i in sorted(zip(stamps, ids, strict=True), reverse=True)]
     query = CustomerEventQuery("cus_1", "api_call", T0, T0 + HOUR)
 
-    total, page = storage.customer_events(ORG, query, 100, 0, None)
+    total, page = storage.reads.customer_events(ORG, query, 100, 0, None)
     assert (total, [e.id for e in page]) == (7, expected)
-    assert storage.customer_events(ORG, query, 3, 0, None)[1] == page[0:3]
-    assert [e.id for e in storage.customer_events(ORG, query, 3, 3, None)[1]] == expected[3:6]
-    assert [e.id for e in storage.customer_events(ORG, query, 3, 6, None)[1]] == expected[6:]
-    assert storage.customer_events(ORG, query, 3, 6, None)[0] == 7
-    assert storage.customer_events(ORG, query, 3, 7, None) == (7, [])
-    assert storage.customer_events(ORG, query, 3, 100, None) == (7, [])
-    assert storage.customer_events(ORG, query, 0, 0, None) == (7, [])
-    assert storage.customer_events(ORG, query, 0, 2, None) == (7, [])
+    assert storage.reads.customer_events(ORG, query, 3, 0, None)[1] == page[0:3]
+    assert [e.id for e in storage.reads.customer_events(ORG, query, 3, 3, None)[1]] == expected[3:6]
+    assert [e.id for e in storage.reads.customer_events(ORG, query, 3, 6, None)[1]] == expected[6:]
+    assert storage.reads.customer_events(ORG, query, 3, 6, None)[0] == 7
+    assert storage.reads.customer_events(ORG, query, 3, 7, None) == (7, [])
+    assert storage.reads.customer_events(ORG, query, 3, 100, None) == (7, [])
+    assert storage.reads.customer_events(ORG, query, 0, 0, None) == (7, [])
+    assert storage.reads.customer_events(ORG, query, 0, 2, None) == (7, [])
     # A window without events.
     empty = CustomerEventQuery("cus_1", "api_call", T0 + HOUR, T0 + 2 * HOUR)
-    assert storage.customer_events(ORG, empty, 10, 0, None) == (0, [])
+    assert storage.reads.customer_events(ORG, empty, 10, 0, None) == (0, [])
 
 
 # Each event is labelled; each filter case lists exactly the labels it must match.
@@ -739,7 +755,7 @@ def test_customer_events_property_filters(
     ids = ingest_ids(storage, events + noise)
     label_of = dict(zip(ids, labels, strict=False))
     query = CustomerEventQuery("cus_1", "api_call", T0, T0 + DAY, filters)
-    total, page = storage.customer_events(ORG, query, 100, 0, None)
+    total, page = storage.reads.customer_events(ORG, query, 100, 0, None)
     assert {label_of.get(e.id, e.id) for e in page} == expected
     assert total == len(expected) == len(page)
     # Order holds under filters too (timestamps increase with the label index).
@@ -764,7 +780,7 @@ def test_customer_events_exact_strings_and_big_numbers(storage: SqlStorage) -> N
 
     def match(*conditions: Condition) -> set[str]:
         query = CustomerEventQuery("cus_1", "api_call", T0, T0 + HOUR, (PropertyFilter("and", conditions),))
-        total, page = storage.customer_events(ORG, query, 100, 0, None)
+        total, page = storage.reads.customer_events(ORG, query, 100, 0, None)
         assert total == len(page)
         return {label_of[e.id] for e in page}
 
@@ -805,7 +821,7 @@ def test_list_events_keyset_never_repeats_or_skips_on_shared_timestamp(
     after: tuple[int, str] | None = None
     pages = 0
     while True:
-        page = storage.list_events(ORG, EventFilters(), after, limit, None)
+        page = storage.reads.list_events(ORG, EventFilters(), after, limit, None)
         assert len(page) <= limit
         if not page:
             break
@@ -823,18 +839,18 @@ def test_list_events_keyset_never_repeats_or_skips_on_shared_timestamp(
 def test_list_events_limit_and_position(storage: SqlStorage) -> None:
     ids = ingest_ids(storage, [ev(ts=T0 + i * SEC) for i in range(10)])
     newest = list(reversed(ids))
-    assert [e.id for e in storage.list_events(ORG, EventFilters(), None, 4, None)] == newest[:4]
+    assert [e.id for e in storage.reads.list_events(ORG, EventFilters(), None, 4, None)] == newest[:4]
     # `after` is exclusive; a position need not be an existing event.
     assert [
-        e.id for e in storage.list_events(ORG, EventFilters(), (T0 + 5 * SEC, ids[5]), 3, None)
+        e.id for e in storage.reads.list_events(ORG, EventFilters(), (T0 + 5 * SEC, ids[5]), 3, None)
     ] == newest[5:8]
-    assert [e.id for e in storage.list_events(ORG, EventFilters(), (T0 + 5 * SEC, "zzz"), 3, None)] == newest[
-        4:7
-    ]
-    assert [e.id for e in storage.list_events(ORG, EventFilters(), (T0 + 5 * SEC, ""), 3, None)] == newest[
-        5:8
-    ]
-    assert storage.list_events(ORG, EventFilters(), (T0, ids[0]), 3, None) == []
+    assert [
+        e.id for e in storage.reads.list_events(ORG, EventFilters(), (T0 + 5 * SEC, "zzz"), 3, None)
+    ] == newest[4:7]
+    assert [
+        e.id for e in storage.reads.list_events(ORG, EventFilters(), (T0 + 5 * SEC, ""), 3, None)
+    ] == newest[5:8]
+    assert storage.reads.list_events(ORG, EventFilters(), (T0, ids[0]), 3, None) == []
 
 
 LIST_EVENTS = [
@@ -878,12 +894,12 @@ def test_list_events_filters(storage: SqlStorage, filters: EventFilters, expecte
     ids = ingest_ids(storage, events)
     ingest_ids(storage, events, OTHER)  # the same events in another organization never show up
     label_of = {i: row[0] for i, row in zip(ids, LIST_EVENTS, strict=True)}
-    got = storage.list_events(ORG, filters, None, 100, None)
+    got = storage.reads.list_events(ORG, filters, None, 100, None)
     assert "".join(label_of[e.id] for e in got) == expected
     # Paging with filters: one at a time gives the same sequence.
     one_by_one: list[str] = []
     after: tuple[int, str] | None = None
-    while page := storage.list_events(ORG, filters, after, 1, None):
+    while page := storage.reads.list_events(ORG, filters, after, 1, None):
         one_by_one.append(label_of[page[0].id])
         after = (page[0].timestamp_us, page[0].id)
     assert "".join(one_by_one) == expected
@@ -926,8 +942,8 @@ def segments_for(tz: dt.tzinfo, since_us: int, until_us: int) -> tuple[OffsetSeg
 
 def expected_aggregate(
     events: list[NewEvent], query: AggregateQuery, tz: dt.tzinfo
-) -> dict[tuple[str, int], float]:
-    out: dict[tuple[str, int], float] = defaultdict(float)
+) -> dict[tuple[str, int], Decimal]:
+    out: dict[tuple[str, int], Decimal] = defaultdict(Decimal)
     for e in events:
         if not (query.since_us <= e.timestamp_us < query.until_us):
             continue
@@ -943,16 +959,27 @@ def expected_aggregate(
             group = "" if raw is None else ("true" if raw is True else "false" if raw is False else str(raw))
         else:
             group = ""
-        value = 1.0 if query.metric == "count" else float(e.quantity)
-        out[(group, expected_bucket_key(e.timestamp_us, query.bucket, tz))] += value
+        value = Decimal(1) if query.metric == "count" else Decimal(e.quantity)
+        cell = (group, expected_bucket_key(e.timestamp_us, query.bucket, tz))
+        out[cell] = EXACT.add(out[cell], value)
     return dict(out)
 
 
-def run_aggregate(storage: SqlStorage, query: AggregateQuery) -> dict[tuple[str, int], float]:
-    rows = storage.aggregate(ORG, query, None)
-    result = {(r.group, r.bucket_key): r.value for r in rows}
-    assert len(result) == len(rows), "one row per (group, bucket)"
-    assert all(r.value != 0 for r in rows), "buckets without events are absent"
+def run_aggregate(
+    storage: SqlStorage, query: AggregateQuery, org: str = ORG
+) -> dict[tuple[str, int], Decimal]:
+    """{(group, bucket key): exact value} of every group (the query keeps them all: top 0)."""
+    answer = storage.aggregates.aggregate(org, query)
+    assert answer.groups == len(answer.series), "every group is a series"
+    result: dict[tuple[str, int], Decimal] = {}
+    totals: dict[int, Decimal] = defaultdict(Decimal)
+    for cell in answer.cells:
+        key = answer.series[cell.series][0]
+        assert key is not None, "nothing folded"
+        result[(key, cell.bucket_key)] = Decimal(cell.value)
+        totals[cell.series] = EXACT.add(totals[cell.series], Decimal(cell.value))
+    assert len(result) == len(answer.cells), "one value per (group, bucket)"
+    assert [Decimal(total) for _, total in answer.series] == [totals[i] for i in range(len(answer.series))]
     return result
 
 
@@ -1017,7 +1044,11 @@ def test_aggregate_sums_quantities_exactly(storage: SqlStorage) -> None:
     q = AggregateQuery(
         since, until, "day", (OffsetSegment(since, 0),), "sum_quantity", "metric_key", EventFilters()
     )
-    assert run_aggregate(storage, q) == {("api_call", d): 0.3, ("m", d + 1): 1.0, ("big", d + 2): 1e-12}
+    assert run_aggregate(storage, q) == {
+        ("api_call", d): Decimal("0.3"),
+        ("m", d + 1): 1,
+        ("big", d + 2): Decimal("0.000000000001"),
+    }
 
 
 def test_aggregate_sum_quantity_by_metric_key_per_day(storage: SqlStorage) -> None:
@@ -1037,10 +1068,10 @@ def test_aggregate_sum_quantity_by_metric_key_per_day(storage: SqlStorage) -> No
 
     q = AggregateQuery(since, until, "day", seg, "sum_quantity", "metric_key", EventFilters())
     assert run_aggregate(storage, q) == {
-        ("api_call", d): 3.75,
-        ("api_call", d + 1): 0.125,
+        ("api_call", d): Decimal("3.75"),
+        ("api_call", d + 1): Decimal("0.125"),
         ("storage", d): 1000.0,
-        ("storage", d + 2): 0.5,
+        ("storage", d + 2): Decimal("0.5"),
         ("login", d + 1): 7.0,
     }
     assert run_aggregate(storage, q) == expected_aggregate(events, q, UTC)
@@ -1055,7 +1086,11 @@ def test_aggregate_sum_quantity_by_metric_key_per_day(storage: SqlStorage) -> No
     }
 
     q_none = AggregateQuery(since, until, "day", seg, "sum_quantity", "none", EventFilters())
-    assert run_aggregate(storage, q_none) == {("", d): 1003.75, ("", d + 1): 7.125, ("", d + 2): 0.5}
+    assert run_aggregate(storage, q_none) == {
+        ("", d): Decimal("1003.75"),
+        ("", d + 1): Decimal("7.125"),
+        ("", d + 2): Decimal("0.5"),
+    }
 
     # Filters: customer and metric keys.
     q_f = AggregateQuery(
@@ -1069,7 +1104,7 @@ def test_aggregate_sum_quantity_by_metric_key_per_day(storage: SqlStorage) -> No
     )
     assert run_aggregate(storage, q_f) == {
         ("storage", d): 1000.0,
-        ("storage", d + 2): 0.5,
+        ("storage", d + 2): Decimal("0.5"),
         ("login", d + 1): 3.0,
     }
     assert run_aggregate(storage, q_f) == expected_aggregate(events, q_f, UTC)
@@ -1242,7 +1277,7 @@ def test_aggregate_buckets_in_time_zones(
 def test_aggregate_empty(storage: SqlStorage) -> None:
     ingest_ids(storage, [ev(ts=T0)])
     q = AggregateQuery(T0 + 1, T0 + DAY, "hour", (OffsetSegment(T0 + 1, 0),), "count", "none", EventFilters())
-    assert storage.aggregate(ORG, q, None) == []
+    assert storage.aggregates.aggregate(ORG, q) == AggregateAnswer(0, [], [])
 
 
 # ---- deadlines -----------------------------------------------------------------------------
@@ -1266,19 +1301,19 @@ def test_aggregate_deadline_exceeded(storage: SqlStorage) -> None:
                     properties={"r": f"r{i % 11}"},
                 )
             )
-        storage.ingest(ORG, batch, NOW)
+        storage.events.ingest(ORG, batch, NOW)
     since, until = base, base + HEAVY_ROWS * 97 * SEC + 1
     segments = (OffsetSegment(since, HOUR), OffsetSegment(base + 400 * HOUR, 2 * HOUR))
     query = AggregateQuery(since, until, "week", segments, "sum_quantity", "dim:r", EventFilters())
     # Without a deadline the query completes (so a failure below is the deadline, not the query).
-    rows = storage.aggregate(ORG, query, 30.0)
-    assert sum(r.value for r in rows) == HEAVY_ROWS * 1.5
+    answer = storage.aggregates.aggregate(ORG, query, Deadline(30.0))
+    assert sum(Decimal(total) for _, total in answer.series) == HEAVY_ROWS * Decimal("1.5")
     started = time.monotonic()
     with pytest.raises(DeadlineExceeded):
-        storage.aggregate(ORG, query, 0.0005)
+        storage.aggregates.aggregate(ORG, query, Deadline(0.0005))
     assert time.monotonic() - started < 2.0
     # The storage stays usable after a cancelled statement.
-    assert len(storage.list_events(ORG, EventFilters(), None, 3, None)) == 3
+    assert len(storage.reads.list_events(ORG, EventFilters(), None, 3)) == 3
 
 
 def test_ingest_waiting_for_a_lock_stops_at_its_deadline(storage: SqlStorage, db_url: str) -> None:
@@ -1295,7 +1330,7 @@ def test_ingest_waiting_for_a_lock_stops_at_its_deadline(storage: SqlStorage, db
                 )
             started = time.monotonic()
             with pytest.raises(DeadlineExceeded):
-                storage.ingest(ORG, [ev()], NOW, timeout_s=0.3)
+                storage.events.ingest(ORG, [ev()], NOW, Deadline(0.3))
             waited = time.monotonic() - started
             conn.rollback()
     finally:

@@ -21,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 from pg_server import PgServer
 
+from server.deadline import Deadline
 from server.domain import AggregateQuery, Condition, CustomerEventQuery, EventFilters, PropertyFilter
 from server.logic import buckets
 from server.storage import rollups
@@ -69,7 +70,7 @@ def planned(pg_server: PgServer, _pg_template: str) -> Iterator[tuple[SqlStorage
     captured: list[tuple[str, Any]] = []
 
     def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, _ctx: Any, _many: bool) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
+        if statement.lstrip().upper().startswith(("SELECT", "WITH")):
             captured.append((statement, parameters))
 
     sa.event.listen(engine, "before_cursor_execute", capture)
@@ -152,13 +153,15 @@ def test_list_usage_events_uses_an_index(
 ) -> None:
     storage, captured = planned
     filters = LISTINGS[name]
-    first = storage.list_events(BIG, filters, None, 25, 30.0)
+    first = storage.reads.list_events(BIG, filters, None, 25, Deadline(30.0))
     assert first, "the data set has events for every listing"
     assert "Seq Scan" not in _scans_of_events(
-        storage, captured, lambda: storage.list_events(BIG, filters, None, 25, 30.0)
+        storage, captured, lambda: storage.reads.list_events(BIG, filters, None, 25, Deadline(30.0))
     )
     after = (first[-1].timestamp_us, first[-1].id)
-    scans = _scans_of_events(storage, captured, lambda: storage.list_events(BIG, filters, after, 25, 30.0))
+    scans = _scans_of_events(
+        storage, captured, lambda: storage.reads.list_events(BIG, filters, after, 25, Deadline(30.0))
+    )
     assert scans and "Seq Scan" not in scans, scans
 
 
@@ -177,7 +180,9 @@ def test_list_customer_usage_events_uses_an_index(
 ) -> None:
     storage, captured = planned
     query = CustomerEventQuery(customer, "m3", END_US - 90 * DAY_US, END_US, filters)
-    scans = _scans_of_events(storage, captured, lambda: storage.customer_events(BIG, query, 50, skip, 30.0))
+    scans = _scans_of_events(
+        storage, captured, lambda: storage.reads.customer_events(BIG, query, 50, skip, Deadline(30.0))
+    )
     assert scans and "Seq Scan" not in scans, scans
 
 
@@ -196,7 +201,9 @@ def test_aggregates_with_a_rollup_read_events_only_for_the_ragged_ends(
     storage, captured = planned
     query = ROLLUP_SERVED[name]
     assert rollups.rollup_window(query) is not None
-    scans = _scans_of_events(storage, captured, lambda: storage.aggregate(BIG, query, 30.0))
+    scans = _scans_of_events(
+        storage, captured, lambda: storage.aggregates.aggregate(BIG, query, Deadline(30.0))
+    )
     assert "Seq Scan" not in scans, scans
 
 
@@ -214,5 +221,7 @@ def test_aggregates_without_a_rollup_use_an_index(
     storage, captured = planned
     query = RAW_INDEXED[name]
     assert rollups.rollup_window(query) is None
-    scans = _scans_of_events(storage, captured, lambda: storage.aggregate(BIG, query, 30.0))
+    scans = _scans_of_events(
+        storage, captured, lambda: storage.aggregates.aggregate(BIG, query, Deadline(30.0))
+    )
     assert scans and "Seq Scan" not in scans, scans

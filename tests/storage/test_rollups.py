@@ -12,12 +12,14 @@ import datetime as dt
 import itertools
 import random
 from collections.abc import Iterator
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
 from rollup_check import assert_rollups_match_events
 
+from server.deadline import Deadline
 from server.domain import AggregateQuery, EventFilters, NewEvent
 from server.logic import buckets
 from server.storage import rollups, schema
@@ -77,15 +79,15 @@ def _load(engine: sa.Engine, count: int, seed: int) -> SqlStorage:
         assert rollups.add_dimension(conn, "tier", NOW_US)
     for i in range(0, count, 97):
         batch = events[i : i + 97]
-        storage.ingest(ORG, batch, NOW_US)
+        storage.events.ingest(ORG, batch, NOW_US)
         if i % 3 == 0:  # a retry: every event a DUPLICATE, nothing counted twice
-            assert {o.status for o in storage.ingest(ORG, batch, NOW_US)} == {"DUPLICATE"}
+            assert {o.status for o in storage.events.ingest(ORG, batch, NOW_US)} == {"DUPLICATE"}
         if i == 97 * 2:
             with engine.begin() as conn:
                 assert rollups.add_dimension(conn, "region", NOW_US)
                 assert not rollups.add_dimension(conn, "region", NOW_US)
     # Another organization's events are never counted in ORG's rollups.
-    storage.ingest("org_other", [_event(rng, n) for n in range(50)], NOW_US)
+    storage.events.ingest("org_other", [_event(rng, n) for n in range(50)], NOW_US)
     return storage
 
 
@@ -111,8 +113,10 @@ def _query(
     )
 
 
-def _answer(storage: SqlStorage, query: AggregateQuery) -> dict[tuple[str, int], float]:
-    return {(r.group, r.bucket_key): r.value for r in storage.aggregate(ORG, query, 30.0)}
+def _answer(storage: SqlStorage, query: AggregateQuery) -> dict[tuple[str | None, int], Decimal]:
+    """{(group, bucket key): exact value}, every group (top 0)."""
+    answer = storage.aggregates.aggregate(ORG, query, Deadline(30.0))
+    return {(answer.series[c.series][0], c.bucket_key): Decimal(c.value) for c in answer.cells}
 
 
 WINDOWS = [

@@ -117,24 +117,28 @@ class AggregateUsageRequest(_message.Message):
     def __init__(self, bucket: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metric: _Optional[str] = ..., group_by: _Optional[str] = ..., customer_id: _Optional[str] = ..., product_id: _Optional[str] = ..., subscription_id: _Optional[str] = ..., metric_key: _Optional[_Iterable[str]] = ..., top: _Optional[int] = ..., time_zone: _Optional[str] = ...) -> None: ...
 
 class AggregatePoint(_message.Message):
-    __slots__ = ("start", "value")
+    __slots__ = ("start", "value", "exact_value")
     START_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
+    EXACT_VALUE_FIELD_NUMBER: _ClassVar[int]
     start: _timestamp_pb2.Timestamp
     value: float
-    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., value: _Optional[float] = ...) -> None: ...
+    exact_value: str
+    def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., value: _Optional[float] = ..., exact_value: _Optional[str] = ...) -> None: ...
 
 class AggregateSeries(_message.Message):
-    __slots__ = ("key", "other", "total", "points")
+    __slots__ = ("key", "other", "total", "points", "exact_total")
     KEY_FIELD_NUMBER: _ClassVar[int]
     OTHER_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     POINTS_FIELD_NUMBER: _ClassVar[int]
+    EXACT_TOTAL_FIELD_NUMBER: _ClassVar[int]
     key: str
     other: bool
     total: float
     points: _containers.RepeatedCompositeFieldContainer[AggregatePoint]
-    def __init__(self, key: _Optional[str] = ..., other: _Optional[bool] = ..., total: _Optional[float] = ..., points: _Optional[_Iterable[_Union[AggregatePoint, _Mapping]]] = ...) -> None: ...
+    exact_total: str
+    def __init__(self, key: _Optional[str] = ..., other: _Optional[bool] = ..., total: _Optional[float] = ..., points: _Optional[_Iterable[_Union[AggregatePoint, _Mapping]]] = ..., exact_total: _Optional[str] = ...) -> None: ...
 
 class AggregateUsageResponse(_message.Message):
     __slots__ = ("bucket", "group_by", "metric", "series", "since", "until")

@@ -1,0 +1,105 @@
+"""What bounds the work of one call: the time it has left, and its cancellation by the client.
+
+The RPC adapters build a `Deadline` from the gRPC context (`Deadline.of_context`); the logic passes
+it to storage, which sets each statement's timeout from `timeout_s()` and, while a statement runs,
+registers how to stop it (`cancelling`). So a call whose client hung up or whose deadline passed
+stops in the database too, instead of running on for nobody (grpc calls the context's callbacks
+when a call ends for any reason: a cancelled or expired call ends at once, on another thread).
+
+`Deadline.none()` is the bound of work without a client (CLI, demo loading, tests): no timeout
+beyond the database's default, never cancelled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from server.errors import Cancelled, DeadlineExceeded
+
+# The least time a statement is given: a timeout of 0 means "none" to both databases.
+_MIN_TIMEOUT_S = 0.001
+
+
+class Deadline:
+    """The remaining time of one call (None: unbounded) and whether its client cancelled it."""
+
+    __slots__ = ("_expires", "_cancelled", "_lock", "_stops", "enforced")
+
+    def __init__(self, timeout_s: float | None = None, *, enforced: bool = False) -> None:
+        self._expires = None if timeout_s is None else time.monotonic() + timeout_s
+        self._cancelled = False
+        # True when something calls `cancel()` once the time is up (gRPC does, for the calls it
+        # serves): storage then need not also give the database a statement timeout.
+        self.enforced = enforced
+        self._lock = threading.Lock()
+        self._stops: list[Callable[[], None]] = []
+
+    @classmethod
+    def none(cls) -> Deadline:
+        return cls(None)
+
+    @classmethod
+    def of_context(cls, context: Any, cap_s: float) -> Deadline:
+        """The call's remaining deadline, at most `cap_s`, cancelled when the call ends early."""
+        left = context.time_remaining()
+        # Within the cap, gRPC itself ends the call when its deadline passes, and runs its callbacks.
+        deadline = cls(left, enforced=True) if left is not None and left <= cap_s else cls(cap_s)
+        # Also runs when the call ends normally: by then nothing is registered, so it stops nothing.
+        context.add_callback(deadline.cancel)
+        return deadline
+
+    def timeout_s(self) -> float | None:
+        """Seconds left (at least a millisecond), or None when unbounded."""
+        if self._expires is None:
+            return None
+        return max(_MIN_TIMEOUT_S, self._expires - time.monotonic())
+
+    @property
+    def expired(self) -> bool:
+        return self._expires is not None and time.monotonic() >= self._expires
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def check(self) -> None:
+        """Raise when the call was cancelled or ran out of time (between units of work)."""
+        if self.expired:
+            raise DeadlineExceeded("the call did not finish before its deadline")
+        if self._cancelled:
+            raise Cancelled("the call was cancelled by its client")
+
+    def stopped_error(self) -> DeadlineExceeded | Cancelled:
+        """The error of a statement the database stopped: its timeout, or a cancellation."""
+        if self._cancelled and not self.expired:
+            return Cancelled("the call was cancelled by its client")
+        return DeadlineExceeded("the query did not finish before the deadline")
+
+    def cancel(self) -> None:
+        """The client is gone: stop whatever runs for this call now."""
+        # Under the lock: `cancelling` cannot return (and its connection go back to the pool for
+        # another call) while a stop is running.
+        with self._lock:
+            self._cancelled = True
+            stops, self._stops = self._stops, []
+            for stop in stops:
+                stop()
+
+    @contextlib.contextmanager
+    def cancelling(self, stop: Callable[[], None]) -> Iterator[None]:
+        """While inside, a cancellation of the call runs `stop` (at most once)."""
+        with self._lock:
+            if self._cancelled:
+                raise Cancelled("the call was cancelled by its client")
+            self._stops.append(stop)
+        try:
+            yield
+        finally:
+            with self._lock:
+                # Removed under the lock: once this returns, `stop` can no longer run.
+                if stop in self._stops:
+                    self._stops.remove(stop)

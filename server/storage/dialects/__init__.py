@@ -1,0 +1,94 @@
+"""Every difference between PostgreSQL and SQLite, in one object per database, chosen once.
+
+`Dialect` names what differs; `PostgresDialect` (postgres.py) and `SqliteDialect` (sqlite.py) are
+the two answers, each module also holding the SQL text of the functions in storage/functions.py
+for its database. The rest of storage is dialect-neutral SQLAlchemy Core and asks the dialect
+object (`Database.dialect`) wherever the two differ: creating the engine, transactions with a
+deadline and their cancellation, reading errors, bulk writes, rollups and migrations.
+
+Known differences in answers (docs/api.md): array-valued dimension keys, and numbers of 2**53 or
+more, group under each database's own JSON text of the value (`[1,2]` / `1e+20` on SQLite,
+`[1, 2]` / `100000000000000000000` on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from server.deadline import Deadline
+
+
+class Failure(enum.Enum):
+    """What a driver error means for the call (Dialect.classify)."""
+
+    DEADLINE = "deadline"  # the statement was stopped by its timeout or a cancellation
+    RETRY = "retry"  # a deadlock or serialization failure: the transaction may simply run again
+    UNAVAILABLE = "unavailable"  # the database cannot be reached or used right now
+    OTHER = "other"  # a bug: INTERNAL
+
+
+class Dialect:
+    """The interface; see the two implementations."""
+
+    name: str
+    # Whether ingestion keeps the rollups (storage/rollups.py) and aggregates may read them.
+    keeps_rollups: bool
+
+    def create_engine(
+        self, url: sa.URL, pool_size: int, pool_timeout_s: float, timeout_s: float | None
+    ) -> Engine:
+        raise NotImplementedError
+
+    def transaction(
+        self, conn: Connection, deadline: Deadline, write: bool
+    ) -> contextlib.AbstractContextManager[Connection]:
+        """Run `conn` in a transaction (committed on success) bounded by `deadline`."""
+        raise NotImplementedError
+
+    def stopper(self, conn: Connection) -> Callable[[], None]:
+        """A function that stops the statement running on `conn`, from another thread."""
+        raise NotImplementedError
+
+    def classify(self, exc: sa.exc.DBAPIError) -> Failure:
+        raise NotImplementedError
+
+    def insert(self, table: sa.Table) -> Any:
+        """An INSERT that supports ON CONFLICT (`on_conflict_do_nothing/update`)."""
+        raise NotImplementedError
+
+    def insert_customers(self, conn: Connection, org: str, customer_ids: Sequence[str], now_us: int) -> None:
+        """Register the customers (sorted ids) that do not exist yet."""
+        raise NotImplementedError
+
+    def claim_keys(self, conn: Connection, org: str, claims: Sequence[tuple[str, str, str]]) -> set[str]:
+        """Claim (idempotency key, event id, content hash) rows, keys sorted; the keys this call won."""
+        raise NotImplementedError
+
+    def insert_events(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
+        """Insert event rows (tuples in schema.EVENT_COLUMNS order; new ids, nothing conflicts)."""
+        raise NotImplementedError
+
+    def lock_for_migration(self, conn: Connection) -> None:
+        """Serialise concurrent `migrate` runs for the rest of this transaction."""
+        raise NotImplementedError
+
+
+def dialect_of(engine: Engine) -> Dialect:
+    """The dialect object of an engine made by `create_engine` (or any engine of these databases)."""
+    return dialect_named(engine.dialect.name)
+
+
+def dialect_named(name: str) -> Dialect:
+    from server.storage.dialects.postgres import PostgresDialect
+    from server.storage.dialects.sqlite import SqliteDialect
+
+    for dialect in (PostgresDialect.INSTANCE, SqliteDialect.INSTANCE):
+        if dialect.name == name:
+            return dialect
+    raise ValueError(f"unsupported database {name!r}: use postgresql+psycopg or sqlite")

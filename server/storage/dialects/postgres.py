@@ -1,0 +1,206 @@
+"""PostgreSQL (psycopg 3): the engine, transactions, errors, bulk writes and SQL text of this database.
+
+- Reads run in autocommit, bounded by the connection's own `statement_timeout` (the default query
+  timeout) and by cancellation when the call ends early (server/deadline.py): no BEGIN, SET or
+  COMMIT round trips. A transaction gets `SET LOCAL statement_timeout` when its deadline is
+  shorter than the default and nothing else enforces it.
+- No pre-ping round trip on checkout: a pooled connection whose server side went away has a
+  readable socket (the server's goodbye or EOF) while it idles, which a zero-timeout poll sees.
+- Bulk writes take one round trip each: customers and idempotency claims as one INSERT .. SELECT
+  FROM unnest(arrays) .. ON CONFLICT DO NOTHING, events with COPY.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.compiler import compiles
+
+from server.deadline import Deadline
+from server.storage import functions as fn
+from server.storage import schema
+from server.storage.dialects import Dialect, Failure
+
+_DEFAULT_TIMEOUT = "usage_statement_timeout_s"
+_TEXT_ARRAY = postgresql.ARRAY(sa.Text)
+# pg_advisory_xact_lock key of migrations: any fixed bigint no other lock of this database uses.
+MIGRATION_LOCK_KEY = 0x75736167656D6967  # "usagemig"
+
+
+class PostgresDialect(Dialect):
+    name = "postgresql"
+    keeps_rollups = True
+    INSTANCE: PostgresDialect
+
+    def create_engine(
+        self, url: sa.URL, pool_size: int, pool_timeout_s: float, timeout_s: float | None
+    ) -> Engine:
+        if url.drivername == "postgresql":
+            url = url.set(drivername="postgresql+psycopg")
+        # Custom plans always: psycopg prepares repeated statements, and after a few executions
+        # PostgreSQL may switch to a generic plan that ignores the values; with customers of very
+        # different sizes (one heavy customer's count went from 80 ms to 700 ms) the values matter.
+        options = ["-c plan_cache_mode=force_custom_plan"]
+        if timeout_s is not None:
+            options.append(f"-c statement_timeout={max(1, int(timeout_s * 1000))}")
+        engine = sa.create_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=0,
+            pool_timeout=pool_timeout_s,
+            connect_args={
+                "connect_timeout": 5,
+                "application_name": "usage-service",
+                "options": " ".join(options),
+            },
+        )
+        sa.event.listen(engine, "checkout", _discard_if_closed_by_server)
+        return engine.execution_options(**{_DEFAULT_TIMEOUT: timeout_s})
+
+    @contextlib.contextmanager
+    def transaction(self, conn: Connection, deadline: Deadline, write: bool) -> Iterator[Connection]:
+        timeout = deadline.timeout_s()
+        default = conn.engine.get_execution_options().get(_DEFAULT_TIMEOUT)
+        own_timeout = timeout is not None and not deadline.enforced and (default is None or timeout < default)
+        if not write and not own_timeout:
+            # Under READ COMMITTED each statement of a transaction takes its own snapshot anyway,
+            # so a read loses no consistency in autocommit.
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
+            return
+        with conn.begin():
+            if own_timeout:
+                # Also bounds waits for locks held by other transactions.
+                conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, int(timeout * 1000))}")  # type: ignore[operator]
+            yield conn
+
+    def stopper(self, conn: Connection) -> Callable[[], None]:
+        raw = conn.connection.driver_connection
+        assert isinstance(raw, psycopg.Connection)
+
+        def stop() -> None:
+            # A cancel request on its own connection; the backend ignores one that arrives while it
+            # waits for a command, so a late request cannot stop a later statement.
+            with contextlib.suppress(psycopg.Error):
+                raw.cancel_safe(timeout=2.0)
+
+        return stop
+
+    def classify(self, exc: sa.exc.DBAPIError) -> Failure:
+        sqlstate = getattr(exc.orig, "sqlstate", None)
+        if sqlstate == "57014":  # query_canceled: statement_timeout or a cancel request
+            return Failure.DEADLINE
+        if sqlstate in ("40P01", "40001"):  # deadlock_detected, serialization_failure
+            return Failure.RETRY
+        if exc.connection_invalidated or isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError):
+            return Failure.UNAVAILABLE
+        return Failure.OTHER
+
+    def insert(self, table: sa.Table) -> Any:
+        return postgresql.insert(table)
+
+    def insert_customers(self, conn: Connection, org: str, customer_ids: Sequence[str], now_us: int) -> None:
+        u = _unnest(id=list(customer_ids))
+        select_ = sa.select(sa.literal(org), u.c.id, sa.literal(""), sa.literal(now_us, sa.BigInteger))
+        names = ["organization_id", "id", "name", "created_at_us"]
+        conn.execute(postgresql.insert(schema.customers).from_select(names, select_).on_conflict_do_nothing())
+
+    def claim_keys(self, conn: Connection, org: str, claims: Sequence[tuple[str, str, str]]) -> set[str]:
+        table = schema.idempotency_keys
+        keys, ids, hashes = (list(col) for col in zip(*claims, strict=True))
+        u = _unnest(k=keys, i=ids, h=hashes)
+        # ORDER BY: rows are inserted, and their keys locked, in one order in every transaction.
+        select_ = sa.select(sa.literal(org), u.c.k, u.c.i, u.c.h).order_by(u.c.k)
+        names = ["organization_id", "idempotency_key", "event_id", "content_hash"]
+        stmt = (
+            postgresql.insert(table)
+            .from_select(names, select_)
+            .on_conflict_do_nothing()
+            .returning(table.c.idempotency_key)
+        )
+        return set(conn.execute(stmt).scalars())
+
+    def insert_events(self, conn: Connection, rows: Sequence[Sequence[Any]]) -> None:
+        raw = conn.connection.driver_connection
+        assert isinstance(raw, psycopg.Connection)
+        statement = f"COPY events ({', '.join(schema.EVENT_COLUMNS)}) FROM STDIN"
+        try:
+            with raw.cursor() as cur, cur.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except psycopg.Error as exc:
+            # As SQLAlchemy would have wrapped it, so that classify() reads it like any other.
+            raise sa.exc.DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
+
+    def lock_for_migration(self, conn: Connection) -> None:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+
+
+PostgresDialect.INSTANCE = PostgresDialect()
+
+
+def _discard_if_closed_by_server(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+    """Pool checkout: an idle connection has nothing to read unless its server closed it (a
+    terminated backend, a restart); raising DisconnectionError makes the pool take another."""
+    try:
+        poll = select.poll()  # not select.select: it fails on descriptors past 1023
+        poll.register(dbapi_conn.fileno(), select.POLLIN)
+        events = poll.poll(0)
+    except (OSError, ValueError, psycopg.Error) as exc:
+        raise sa.exc.DisconnectionError("closed connection") from exc
+    if events:
+        raise sa.exc.DisconnectionError("the server closed this connection")
+
+
+def _unnest(**arrays: list[Any]) -> Any:
+    """FROM unnest(:a, :b, ...) AS u(a, b, ...) over text arrays bound as single parameters."""
+    call = sa.func.unnest(*(sa.bindparam(name, values, _TEXT_ARRAY) for name, values in arrays.items()))
+    return call.table_valued(*(sa.column(name, sa.Text) for name in arrays)).render_derived(name="u")
+
+
+# ---- SQL text of storage/functions.py -----------------------------------------------------------
+@compiles(fn.prop_type, "postgresql")
+def _prop_type(element: fn.prop_type, compiler: Any, **kw: Any) -> str:
+    col, key = element.parts(compiler, **kw)
+    return f"jsonb_typeof({col} -> {key})"
+
+
+@compiles(fn.prop_text, "postgresql")
+def _prop_text(element: fn.prop_text, compiler: Any, **kw: Any) -> str:
+    col, key = element.parts(compiler, **kw)
+    # "C" collation: strings compare exactly, byte by byte, whatever the database's locale.
+    return f'(({col} ->> {key}) COLLATE "C")'
+
+
+@compiles(fn.prop_number, "postgresql")
+def _prop_number(element: fn.prop_number, compiler: Any, **kw: Any) -> str:
+    col, key = element.parts(compiler, **kw)
+    return f"(CASE WHEN jsonb_typeof({col} -> {key}) = 'number' THEN ({col} ->> {key})::numeric END)"
+
+
+@compiles(fn.quantity_sum, "postgresql")
+def _quantity_sum(element: fn.quantity_sum, compiler: Any, **kw: Any) -> str:
+    return f"sum({element.argument(compiler, **kw)})"
+
+
+@compiles(fn.exact_text, "postgresql")
+def _exact_text(element: fn.exact_text, compiler: Any, **kw: Any) -> str:
+    # numeric::text never uses an exponent.
+    return f"({element.argument(compiler, **kw)})::text"
+
+
+@compiles(fn.exact_order, "postgresql")
+def _exact_order(element: fn.exact_order, compiler: Any, **kw: Any) -> str:
+    return element.argument(compiler, **kw)
+
+
+@compiles(fn.text_order, "postgresql")
+def _text_order(element: fn.text_order, compiler: Any, **kw: Any) -> str:
+    # UTF-8 bytes in "C" order are code points in order.
+    return f'(({element.argument(compiler, **kw)}) COLLATE "C")'
