@@ -30,6 +30,8 @@ import psycopg
 
 from bench import dataset as d
 from bench.dataset import Dataset
+from server.domain import NewEvent
+from server.wire import event_entry
 
 CHUNK_EVENTS = 20_000
 EVENT_COLUMNS = (
@@ -48,6 +50,7 @@ EVENT_COLUMNS = (
     "external_cost_currency",
     "wallet_currency",
     "properties",
+    "wire",
 )
 # Tables whose indexes are dropped around COPY (big and with random keys).
 REINDEXED_TABLES = ("events", "idempotency_keys")
@@ -160,6 +163,7 @@ class RowGenerator:
                 cost = f"{int(quantity) * 0.000002:.6f}".rstrip("0").rstrip(".")
                 cost_currency = "USD"
             event_id = f"evt_{bits(128):032x}"
+            ingested_at = ts + int(rnd() * 2_000_000)
             key = None
             if rnd() < d.IDEMPOTENCY_SHARE:
                 key = f"idem_{bits(96):024x}"
@@ -174,6 +178,26 @@ class RowGenerator:
                 if self._hash_checks:
                     self._check_hash(canonical, json.loads(text))
                 keys.append(f"{org}\t{key}\t{event_id}\t{self.hash(canonical)}\n")
+            # The stored wire form, written by the service's own server.wire (as ingestion does).
+            entry = event_entry(
+                org,
+                event_id,
+                NewEvent(
+                    cid,
+                    metric,
+                    ts,
+                    quantity,
+                    key,
+                    product,
+                    subscription,
+                    price_key,
+                    cost,
+                    cost_currency,
+                    wallet,
+                    json.loads(text),
+                ),
+                ingested_at,
+            )
             lines.append(
                 "\t".join(
                     (
@@ -182,7 +206,7 @@ class RowGenerator:
                         cid,
                         metric,
                         str(ts),
-                        str(ts + int(rnd() * 2_000_000)),
+                        str(ingested_at),
                         quantity,
                         product or _NULL,
                         subscription or _NULL,
@@ -192,6 +216,7 @@ class RowGenerator:
                         cost_currency or _NULL,
                         wallet or _NULL,
                         text,
+                        "\\\\x" + entry.hex(),  # bytea's hex input, its backslash escaped for COPY
                     )
                 )
             )
@@ -203,7 +228,6 @@ class RowGenerator:
     def _check_hash(self, canonical: str, properties: dict[str, Any]) -> None:
         """The fast content hash must equal the service's own (NewEvent.content_hash); if the
         service's definition changed, use it instead (slower, but the keys stay correct)."""
-        from server.domain import NewEvent
 
         self._hash_checks -= 1
         content = json.loads(canonical)

@@ -22,6 +22,8 @@ from usage.v1 import usage_service_pb2 as pb
 
 from bench import dataset as d
 from bench.generate import EVENT_COLUMNS, org_tables
+from server.domain import NewEvent
+from server.wire import event_entry
 
 INGEST_ORG = "org_bench_ingest"
 COPY_ORG = "org_bench_copy"
@@ -162,6 +164,22 @@ def copy_baseline(conninfo: str, n: int, batch_size: int) -> CopyResult:
             event_id = f"evt_{uuid.uuid4().hex}"
             props = row["properties"]
             prop_text = "{" + ",".join(f'"{k}":"{v}"' for k, v in props.items()) + "}"
+            # The same wire form the service stores (server/wire.py), computed off the clock.
+            entry = event_entry(
+                COPY_ORG,
+                event_id,
+                NewEvent(
+                    row["customer_id"],
+                    row["metric_key"],
+                    row["timestamp_us"],
+                    row["quantity"],
+                    row["idempotency_key"],
+                    row.get("product_id"),
+                    row.get("subscription_id"),
+                    properties=props,
+                ),
+                now_us,
+            )
             events.append(
                 "\t".join(
                     (
@@ -180,6 +198,7 @@ def copy_baseline(conninfo: str, n: int, batch_size: int) -> CopyResult:
                         "\\N",
                         "\\N",
                         prop_text,
+                        "\\\\x" + entry.hex(),
                     )
                 )
                 + "\n"

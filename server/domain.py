@@ -92,25 +92,6 @@ class NewEvent:
 
 
 @dataclasses.dataclass(frozen=True)
-class StoredEvent:
-    id: str
-    organization_id: str
-    customer_id: str
-    metric_key: str
-    quantity: str
-    timestamp_us: int
-    ingested_at_us: int
-    product_id: str | None = None
-    subscription_id: str | None = None
-    price_key: str | None = None
-    idempotency_key: str | None = None
-    external_cost_amount: str | None = None
-    external_cost_currency: str | None = None
-    wallet_currency: str | None = None
-    properties: dict[str, JsonValue] = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass(frozen=True)
 class IngestOutcome:
     status: IngestStatus
     event_id: str = ""
@@ -128,15 +109,34 @@ class EventFilters:
     occurred_before_us: int | None = None  # exclusive
 
 
-@dataclasses.dataclass(frozen=True)
-class CustomerEventQuery:
-    """ListCustomerUsageEvents after the aggregator and filters were resolved."""
+class PageRow(NamedTuple):
+    """One event of a page: its keyset position and its wire form (server/wire.py)."""
 
+    timestamp_us: int
+    id: str
+    wire: bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class CustomerPage:
+    """A ListCustomerUsageEvents answer, or what was not found (`missing`: "customer",
+    "aggregator" or "aggregator_filter"; then nothing else is set)."""
+
+    missing: str | None = None
+    total: int = 0
+    # (wire form, display name) of the page's events, newest first.
+    events: tuple[tuple[bytes, str], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class CustomerPageQuery:
     customer_id: str
-    metric_key: str
+    aggregator_id: str
+    aggregator_filter_id: str | None
     start_us: int
     end_us: int
-    filters: tuple[PropertyFilter, ...] = ()
+    take: int
+    skip: int
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,13 +10,7 @@ import re
 
 from server.deadline import Deadline
 from server.decimals import trim_decimal
-from server.domain import (
-    AggregateQuery,
-    CustomerEventQuery,
-    EventFilters,
-    PropertyFilter,
-    StoredEvent,
-)
+from server.domain import AggregateQuery, CustomerPageQuery, EventFilters
 from server.errors import InvalidArgument, NotFound
 from server.logic import buckets
 from server.logic.cursors import MALFORMED, CursorCodec, fingerprint
@@ -45,16 +39,11 @@ class CustomerEventsRequest:
 
 
 @dataclasses.dataclass(frozen=True)
-class NamedEvent:
-    event: StoredEvent
-    name: str
-
-
-@dataclasses.dataclass(frozen=True)
 class CustomerEventsPage:
     total: int
     skipped: int
-    events: list[NamedEvent]
+    # (wire form, display name) per event, newest first (server/wire.py).
+    events: tuple[tuple[bytes, str], ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +67,8 @@ class ListEventsRequest:
 
 @dataclasses.dataclass(frozen=True)
 class EventsPage:
-    events: list[StoredEvent]
+    # The events' wire forms, newest first (server/wire.py).
+    events: list[bytes]
     cursor: str
 
 
@@ -132,15 +122,6 @@ def parse_metric_keys(values: tuple[str, ...] | list[str], field: str = "metric_
     return tuple(sorted(keys))
 
 
-def event_name(event: StoredEvent, display_name_property: str) -> str:
-    """The aggregator's display property if a non-empty string, else payload `name`, else the metric key."""
-    for key in (display_name_property, "name"):
-        value = event.properties.get(key) if key else None
-        if isinstance(value, str) and value:
-            return value
-    return event.metric_key
-
-
 class UsageQueries:
     def __init__(
         self,
@@ -159,25 +140,24 @@ class UsageQueries:
     ) -> CustomerEventsPage:
         if req.end_us <= req.start_us:
             raise InvalidArgument.field("end_date", "must be after start_date")
-        if self._storage.catalog.get_customer(org, req.customer_id) is None:
-            raise NotFound("Customer not found", resource="customer")
-        aggregator = self._storage.catalog.get_aggregator(org, req.aggregator_id)
-        if aggregator is None:
-            raise NotFound("Aggregator not found", resource="aggregator")
-        filters: list[PropertyFilter] = [aggregator.filter] if aggregator.filter else []
-        if req.aggregator_filter_id is not None:
-            extra = self._storage.catalog.get_aggregator_filter(org, req.aggregator_filter_id)
-            if extra is None or extra.aggregator_id != aggregator.id:
-                raise NotFound("Aggregator filter not found", resource="aggregator_filter")
-            filters.append(extra.filter)
-        take = DEFAULT_TAKE if req.take is None else req.take
         skip = req.skip or 0
-        query = CustomerEventQuery(
-            req.customer_id, aggregator.event_type, req.start_us, req.end_us, tuple(filters)
+        query = CustomerPageQuery(
+            customer_id=req.customer_id,
+            aggregator_id=req.aggregator_id,
+            aggregator_filter_id=req.aggregator_filter_id,
+            start_us=req.start_us,
+            end_us=req.end_us,
+            take=DEFAULT_TAKE if req.take is None else req.take,
+            skip=skip,
         )
-        total, rows = self._storage.reads.customer_events(org, query, take, skip, deadline)
-        named = [NamedEvent(e, event_name(e, aggregator.display_name_property)) for e in rows]
-        return CustomerEventsPage(total=total, skipped=skip, events=named)
+        page = self._storage.reads.customer_page(org, query, deadline)
+        if page.missing == "customer":
+            raise NotFound("Customer not found", resource="customer")
+        if page.missing == "aggregator":
+            raise NotFound("Aggregator not found", resource="aggregator")
+        if page.missing == "aggregator_filter":
+            raise NotFound("Aggregator filter not found", resource="aggregator_filter")
+        return CustomerEventsPage(total=page.total, skipped=skip, events=page.events)
 
     def list_events(self, org: str, req: ListEventsRequest, deadline: Deadline | None = None) -> EventsPage:
         filters = _event_filters(
@@ -194,7 +174,7 @@ class UsageQueries:
         rows = self._storage.reads.list_events(org, filters, after, limit + 1, deadline)
         page, more = rows[:limit], len(rows) > limit
         cursor = self._cursors.encode(bound, [page[-1].timestamp_us, page[-1].id]) if more else ""
-        return EventsPage(page, cursor)
+        return EventsPage([r.wire for r in page], cursor)
 
     def aggregate(
         self, org: str, req: AggregateRequest, deadline: Deadline | None, now: dt.datetime

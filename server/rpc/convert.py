@@ -1,14 +1,14 @@
-"""Proto <-> domain conversions: timestamps (microseconds), Struct/Value (JSON values), filters,
-catalog resources and events. Pure functions, no logic."""
+"""Proto <-> domain conversions: timestamps (microseconds), Struct/Value (JSON values), filters and
+catalog resources. Pure functions, no logic. (Stored events travel in their wire form: server/wire.py.)"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
-from usage.v1 import catalog_pb2, events_pb2
+from usage.v1 import catalog_pb2
 
-from server.domain import Aggregator, AggregatorFilter, Condition, Customer, PropertyFilter, StoredEvent
+from server.domain import Aggregator, AggregatorFilter, Condition, Customer, PropertyFilter
 
 _US = 1_000_000
 
@@ -44,12 +44,6 @@ def _plain(v: struct_pb2.Value) -> Any:
 
 def struct_to_dict(s: struct_pb2.Struct) -> dict[str, Any]:
     return {k: _plain(v) for k, v in s.fields.items()}
-
-
-def dict_to_struct(d: dict[str, Any]) -> struct_pb2.Struct:
-    s = struct_pb2.Struct()
-    s.update(d)
-    return s
 
 
 def value_to_python(v: struct_pb2.Value, present: bool) -> Any:
@@ -139,32 +133,6 @@ def aggregator_filter_to_proto(f: AggregatorFilter) -> catalog_pb2.AggregatorFil
         filter=filter_to_proto(f.filter),
         created_at=us_to_ts(f.created_at_us),
     )
-
-
-def event_to_proto(e: StoredEvent) -> events_pb2.UsageEvent:
-    out = events_pb2.UsageEvent(
-        id=e.id,
-        organization_id=e.organization_id,
-        customer_id=e.customer_id,
-        metric_key=e.metric_key,
-        quantity=e.quantity,
-        timestamp=us_to_ts(e.timestamp_us),
-        ingested_at=us_to_ts(e.ingested_at_us),
-        properties=dict_to_struct(e.properties),
-    )
-    for name in (
-        "product_id",
-        "subscription_id",
-        "price_key",
-        "idempotency_key",
-        "external_cost_amount",
-        "external_cost_currency",
-        "wallet_currency",
-    ):
-        value = getattr(e, name)
-        if value is not None:
-            setattr(out, name, value)
-    return out
 
 
 def optional(msg: Any, field: str) -> Any:

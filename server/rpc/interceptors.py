@@ -134,5 +134,17 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         return grpc.unary_unary_rpc_method_handler(
             behavior,
             request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
+            response_serializer=_serializer(handler.response_serializer),
         )
+
+
+def _serializer(serialize: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
+    """The method's serializer, letting through a response a servicer already serialized (the event
+    lists answer with their events' stored bytes: server/wire.py)."""
+    if serialize is None:
+        return None
+
+    def serialize_or_pass(response: Any) -> bytes:
+        return response if type(response) is bytes else serialize(response)
+
+    return serialize_or_pass

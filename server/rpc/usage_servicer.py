@@ -7,10 +7,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from usage.v1 import pagination_pb2
 from usage.v1 import usage_service_pb2 as pb
 from usage.v1 import usage_service_pb2_grpc as pb_grpc
 
+from server import wire
 from server.deadline import Deadline
 from server.errors import FieldViolation, InvalidArgument
 from server.logic.buckets import to_us
@@ -64,18 +64,15 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
             ),
             Deadline.of_context(context, self._timeout),
         )
-        return pb.ListCustomerUsageEventsResponse(
-            meta=pb.PageMeta(total=page.total, taken=len(page.events), skipped=page.skipped),
-            data=[
-                pb.CustomerUsageEvent(
-                    id=n.event.id,
-                    name=n.name,
-                    timestamp=convert.us_to_ts(n.event.timestamp_us),
-                    payload=convert.dict_to_struct(n.event.properties),
-                )
-                for n in page.events
-            ],
+        response = pb.ListCustomerUsageEventsResponse(
+            meta=pb.PageMeta(total=page.total, taken=len(page.events), skipped=page.skipped)
         )
+        stored = wire.decode(w for w, _ in page.events)
+        for event, (_, name) in zip(stored, page.events, strict=True):
+            out = response.data.add(id=event.id, name=name)
+            out.timestamp.CopyFrom(event.timestamp)
+            out.payload.CopyFrom(event.properties)
+        return response
 
     def ListUsageEvents(self, request, context):  # noqa: N802
         validation.check(request)
@@ -90,10 +87,8 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
             ),
             Deadline.of_context(context, self._timeout),
         )
-        return pb.ListUsageEventsResponse(
-            data=[convert.event_to_proto(e) for e in page.events],
-            pagination=pagination_pb2.Pagination(cursor=page.cursor, has_more=bool(page.cursor)),
-        )
+        # The response as the bytes it serializes to: the events as stored (server/wire.py).
+        return wire.list_response(page.events, page.cursor)
 
     def AggregateUsage(self, request, context):  # noqa: N802
         validation.check(request)

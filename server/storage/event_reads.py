@@ -1,28 +1,38 @@
 """Reading events: the organization's keyset pages (ListUsageEvents) and one customer's offset pages
 of one aggregator's events with their exact total (ListCustomerUsageEvents).
 
-Both are answered by the indexes of schema.py, newest first by (timestamp, id); property filters are
-compiled to SQL (filters.py), never evaluated in Python.
+Both are answered by the indexes of schema.py, newest first by (timestamp, id), and return each
+event's stored wire form (server/wire.py), not its columns: a page is sent as stored. Property
+filters are compiled to SQL (filters.py), never evaluated in Python.
+
+The hot statements are built once per shape (which filters are present) and run as `Prepared`
+statements on the driver's cursor (engine.py). A customer page is one connection and two round
+trips: the catalog lookups in one statement, then the total and the page in another.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+import json
 from typing import Any
 
 import sqlalchemy as sa
 
 from server.deadline import Deadline
-from server.decimals import canonical_decimal
-from server.domain import CustomerEventQuery, EventFilters, StoredEvent
+from server.domain import CustomerPage, CustomerPageQuery, EventFilters, PageRow, PropertyFilter
 from server.storage import schema
-from server.storage.engine import Database
+from server.storage.catalog_store import filter_from_json
+from server.storage.engine import Database, Prepared
 from server.storage.filters import compile_filter
+from server.storage.functions import prop_text, prop_type
 
 E = schema.events
+A = schema.aggregators
+F = schema.aggregator_filters
+C = schema.customers
 
 
-def event_where(org: str, f: EventFilters) -> list[Any]:
+def event_where(org: Any, f: EventFilters) -> list[Any]:
     """The WHERE terms of ListUsageEvents' (and AggregateUsage's) filters."""
     where: list[Any] = [E.c.organization_id == org]
     if f.customer_id is not None:
@@ -46,6 +56,7 @@ class EventReads:
     def __init__(self, db: Database) -> None:
         self._db = db
 
+    # ---- ListUsageEvents ------------------------------------------------------------------------
     def list_events(
         self,
         org: str,
@@ -53,68 +64,167 @@ class EventReads:
         after: tuple[int, str] | None,
         limit: int,
         deadline: Deadline | None = None,
-    ) -> list[StoredEvent]:
+    ) -> list[PageRow]:
         """Events strictly after the keyset position `after` (timestamp_us, id), newest first."""
-        stmt = sa.select(E).where(*event_where(org, filters))
+        f = filters
+        keys = f.metric_keys
+        values: dict[str, Any] = {"org": org, "limit": limit}
+        values.update((f"k{i}", k) for i, k in enumerate(keys))
+        for name in (
+            "customer_id",
+            "product_id",
+            "subscription_id",
+            "occurred_after_us",
+            "occurred_before_us",
+        ):
+            value = getattr(f, name)
+            if value is not None:
+                values[name] = value
         if after is not None:
-            stmt = stmt.where(
-                sa.tuple_(E.c.timestamp_us, E.c.id) < sa.tuple_(sa.literal(after[0]), sa.literal(after[1]))
+            values["after_ts"], values["after_id"] = after
+        shape = (*(name in values for name in _OPTIONAL_FILTERS), len(keys), after is not None)
+        with self._db.read(deadline) as conn:
+            rows = self._list_statement(shape).fetch(self._db, conn, values)
+        return [PageRow(*row) for row in rows]
+
+    @functools.lru_cache(maxsize=512)  # noqa: B019 (one EventReads per database, for the process's life)
+    def _list_statement(self, shape: tuple[Any, ...]) -> Prepared:
+        *present, n_keys, has_after = shape
+        p = sa.bindparam
+        stmt = sa.select(E.c.timestamp_us, E.c.id, E.c.wire).where(E.c.organization_id == p("org"))
+        for name, here in zip(_OPTIONAL_FILTERS, present, strict=True):
+            if here:
+                stmt = stmt.where(_OPTIONAL_FILTERS[name](p(name)))
+        if n_keys:
+            stmt = stmt.where(E.c.metric_key.in_([p(f"k{i}") for i in range(n_keys)]))
+        if has_after:
+            stmt = stmt.where(sa.tuple_(E.c.timestamp_us, E.c.id) < sa.tuple_(p("after_ts"), p("after_id")))
+        stmt = stmt.order_by(E.c.timestamp_us.desc(), E.c.id.desc()).limit(p("limit"))
+        return Prepared(self._db.engine, stmt)
+
+    # ---- ListCustomerUsageEvents ----------------------------------------------------------------
+    def customer_page(self, org: str, q: CustomerPageQuery, deadline: Deadline | None = None) -> CustomerPage:
+        with self._db.read(deadline) as conn:
+            values: dict[str, Any] = {"org": org, "customer": q.customer_id, "aggregator": q.aggregator_id}
+            values["filter"] = q.aggregator_filter_id or ""
+            ((customer, event_type, display, agg_filter, filter_owner, extra_filter),) = (
+                self._lookup_statement().fetch(self._db, conn, values)
             )
-        stmt = stmt.order_by(E.c.timestamp_us.desc(), E.c.id.desc()).limit(limit)
-        with self._db.read(deadline) as conn:
-            return [stored_event(r) for r in conn.execute(stmt).all()]
+            if customer is None:
+                return CustomerPage("customer")
+            if event_type is None:
+                return CustomerPage("aggregator")
+            filters = [_filter(agg_filter)]
+            if q.aggregator_filter_id is not None:
+                if filter_owner != q.aggregator_id:
+                    return CustomerPage("aggregator_filter")
+                filters.append(_filter(extra_filter))
+            values = {
+                "org": org,
+                "customer": q.customer_id,
+                "metric": event_type,
+                "start": q.start_us,
+                "end": q.end_us,
+                "take": q.take,
+                "skip": q.skip,
+                "display": display,
+            }
+            conditions = [f for f in filters if f is not None and f.conditions]
+            if conditions:
+                # Filters differ per aggregator: SQLAlchemy's own statement cache handles them.
+                stmt = _page_statement([compile_filter(E.c.properties, f) for f in conditions])
+                rows: list[Any] = list(conn.execute(stmt, values).all())
+            else:
+                rows = self._unfiltered_page_statement().fetch(self._db, conn, values)
+        total = int(rows[0][0])
+        return CustomerPage(None, total, tuple((wire, name) for _, wire, name in rows if wire is not None))
 
-    def customer_events(
-        self, org: str, query: CustomerEventQuery, take: int, skip: int, deadline: Deadline | None = None
-    ) -> tuple[int, list[StoredEvent]]:
-        """(total matching, the page) ordered by timestamp desc, id desc."""
-        where = sa.and_(
-            E.c.organization_id == org,
-            E.c.customer_id == query.customer_id,
-            E.c.metric_key == query.metric_key,
-            E.c.timestamp_us >= query.start_us,
-            E.c.timestamp_us < query.end_us,
-            *[compile_filter(E.c.properties, f) for f in query.filters],
+    @functools.lru_cache(maxsize=1)  # noqa: B019
+    def _lookup_statement(self) -> Prepared:
+        p = sa.bindparam
+        one = sa.select(sa.literal_column("1").label("one")).subquery("one")
+        customer = (
+            sa.select(sa.literal_column("1"))
+            .where(C.c.organization_id == p("org"), C.c.id == p("customer"))
+            .scalar_subquery()
         )
-        with self._db.read(deadline) as conn:
-            total = conn.execute(sa.select(sa.func.count()).select_from(E).where(where)).scalar_one()
-            rows: Sequence[Any] = []
-            if take > 0 and skip < total:
-                # The skipped rows are walked in the index alone (an index-only scan when no property
-                # filter needs the row); only the page's rows are then read from the table.
-                page = (
-                    sa.select(E.c.timestamp_us, E.c.id)
-                    .where(where)
-                    .order_by(E.c.timestamp_us.desc(), E.c.id.desc())
-                    .limit(take)
-                    .offset(skip)
-                    .subquery("page")
-                )
-                rows = conn.execute(
-                    sa.select(E)
-                    .join(page, sa.and_(E.c.organization_id == org, E.c.id == page.c.id))
-                    .order_by(page.c.timestamp_us.desc(), page.c.id.desc())
-                ).all()
-        return int(total), [stored_event(r) for r in rows]
+        stmt = sa.select(
+            customer.label("customer"),
+            A.c.event_type,
+            A.c.display_name_property,
+            A.c.filter,
+            F.c.aggregator_id,
+            F.c.filter.label("extra_filter"),
+        ).select_from(
+            one.outerjoin(A, sa.and_(A.c.organization_id == p("org"), A.c.id == p("aggregator"))).outerjoin(
+                F, sa.and_(F.c.organization_id == p("org"), F.c.id == p("filter"))
+            )
+        )
+        return Prepared(self._db.engine, stmt)
+
+    @functools.lru_cache(maxsize=1)  # noqa: B019
+    def _unfiltered_page_statement(self) -> Prepared:
+        return Prepared(self._db.engine, _page_statement([]))
 
 
-def stored_event(r: Any) -> StoredEvent:
-    return StoredEvent(
-        id=r.id,
-        organization_id=r.organization_id,
-        customer_id=r.customer_id,
-        metric_key=r.metric_key,
-        quantity=canonical_decimal(r.quantity),
-        timestamp_us=r.timestamp_us,
-        ingested_at_us=r.ingested_at_us,
-        product_id=r.product_id,
-        subscription_id=r.subscription_id,
-        price_key=r.price_key,
-        idempotency_key=r.idempotency_key,
-        external_cost_amount=None
-        if r.external_cost_amount is None
-        else canonical_decimal(r.external_cost_amount),
-        external_cost_currency=r.external_cost_currency,
-        wallet_currency=r.wallet_currency,
-        properties=r.properties or {},
+def _page_statement(conditions: list[Any]) -> sa.Select[Any]:
+    """(total, wire, name) rows of a customer page: the total on every row, and one row with no
+    event when the page is empty (so the total always comes back)."""
+    p = sa.bindparam
+    where = [
+        E.c.organization_id == p("org"),
+        E.c.customer_id == p("customer"),
+        E.c.metric_key == p("metric"),
+        E.c.timestamp_us >= p("start"),
+        E.c.timestamp_us < p("end"),
+        *conditions,
+    ]
+    total = sa.select(sa.func.count()).select_from(E).where(*where).scalar_subquery()
+    # The skipped rows are walked in the index alone (an index-only scan when no property filter
+    # needs the row); only the page's rows are then read from the table.
+    page = (
+        sa.select(E.c.timestamp_us, E.c.id)
+        .where(*where)
+        .order_by(E.c.timestamp_us.desc(), E.c.id.desc())
+        .limit(p("take"))
+        .offset(p("skip"))
+        .subquery("page")
     )
+    one = sa.select(sa.literal_column("1").label("one")).subquery("one")
+    paged = E.alias("paged")
+    return (
+        sa.select(total.label("total"), paged.c.wire, _display_name(paged, p("display", type_=sa.String)))
+        .select_from(
+            one.outerjoin(page, sa.true()).outerjoin(
+                paged, sa.and_(paged.c.organization_id == p("org"), paged.c.id == page.c.id)
+            )
+        )
+        .order_by(page.c.timestamp_us.desc(), page.c.id.desc())
+    )
+
+
+def _display_name(events: Any, display_property: Any) -> Any:
+    """The aggregator's display property when it is a non-empty string, else the payload's `name`
+    when it is a non-empty string, else the metric key."""
+
+    def non_empty_string(key: Any) -> Any:
+        text = prop_text(events.c.properties, key)
+        return sa.case((sa.and_(prop_type(events.c.properties, key) == "string", text != ""), text))
+
+    return sa.func.coalesce(
+        non_empty_string(display_property), non_empty_string("name"), events.c.metric_key
+    ).label("name")
+
+
+def _filter(value: Any) -> PropertyFilter | None:
+    # Through the driver's own cursor, JSON comes back decoded on PostgreSQL, as text on SQLite.
+    return filter_from_json(json.loads(value) if isinstance(value, str) else value)
+
+
+_OPTIONAL_FILTERS = {
+    "customer_id": lambda v: E.c.customer_id == v,
+    "product_id": lambda v: E.c.product_id == v,
+    "subscription_id": lambda v: E.c.subscription_id == v,
+    "occurred_after_us": lambda v: E.c.timestamp_us >= v,
+    "occurred_before_us": lambda v: E.c.timestamp_us < v,
+}

@@ -20,6 +20,7 @@ from server.domain import IngestOutcome, NewEvent
 from server.storage import rollups, schema
 from server.storage.dialects import Failure
 from server.storage.engine import Database
+from server.wire import event_entry
 
 # A deadlock or serialization failure rolls the whole batch back: it simply runs again.
 _RETRIES = 3
@@ -126,6 +127,7 @@ def event_row(org: str, event_id: str, e: NewEvent, now_us: int) -> tuple[Any, .
         e.external_cost_currency,
         e.wallet_currency,
         json.dumps(e.properties, ensure_ascii=False, separators=(",", ":")),
+        event_entry(org, event_id, e, now_us),
     )
 
 

@@ -18,11 +18,12 @@ from server.domain import (
     Aggregator,
     AggregatorFilter,
     Customer,
-    CustomerEventQuery,
+    CustomerPage,
+    CustomerPageQuery,
     EventFilters,
     IngestOutcome,
     NewEvent,
-    StoredEvent,
+    PageRow,
 )
 
 
@@ -60,14 +61,15 @@ class EventReadStorage(Protocol):
         after: tuple[int, str] | None,
         limit: int,
         deadline: Deadline | None = None,
-    ) -> list[StoredEvent]:
+    ) -> list[PageRow]:
         """Events strictly after the keyset position `after` (timestamp_us, id), newest first."""
         ...
 
-    def customer_events(
-        self, org: str, query: CustomerEventQuery, take: int, skip: int, deadline: Deadline | None = None
-    ) -> tuple[int, list[StoredEvent]]:
-        """(total matching, the page) ordered by timestamp desc, id desc."""
+    def customer_page(
+        self, org: str, query: CustomerPageQuery, deadline: Deadline | None = None
+    ) -> CustomerPage:
+        """One customer's events of one aggregator (and optionally one of its filters) in a window:
+        the total and the page (timestamp desc, id desc), or what was not found. One connection."""
         ...
 
 

@@ -38,14 +38,14 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def upgrade(engine: Engine) -> str:
-    """Apply every pending migration; returns the revision now current."""
+def upgrade(engine: Engine, revision: str = "head") -> str:
+    """Apply the pending migrations up to `revision` (default: all); returns the revision now current."""
     cfg = _config()
     with engine.begin() as conn:
         dialect_of(engine).lock_for_migration(conn)  # released at commit or rollback
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
-    return head_revision()
+        command.upgrade(cfg, revision)
+    return head_revision() if revision == "head" else revision
 
 
 def is_current(engine: Engine) -> bool:

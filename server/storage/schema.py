@@ -71,6 +71,8 @@ events = sa.Table(
     sa.Column("external_cost_currency", sa.String(3)),
     sa.Column("wallet_currency", sa.String(3)),
     sa.Column("properties", Json, nullable=False),
+    # The event as list responses send it (server/wire.py): filled at ingestion, never changed.
+    sa.Column("wire", sa.LargeBinary, nullable=False),
 )
 
 # Column order of event rows (COPY, INSERT): event_store.event_row builds them so.

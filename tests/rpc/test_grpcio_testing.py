@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 import grpc_testing
 import pytest
+from google.protobuf import message_factory
 from grpc_harness import at, event, ts
 from usage.v1 import catalog_pb2, catalog_service_pb2, usage_service_pb2
 from usage.v1 import catalog_service_pb2 as cpb
@@ -89,8 +90,14 @@ def test_server(servicers) -> grpc_testing.Server:
 
 
 def call(test_server: grpc_testing.Server, service: Any, method: str, request: Any):
-    rpc = test_server.invoke_unary_unary(service.methods_by_name[method], (), request, 10)
-    return rpc.termination()  # (response, trailing_metadata, code, details)
+    descriptor = service.methods_by_name[method]
+    rpc = test_server.invoke_unary_unary(descriptor, (), request, 10)
+    response, trailing, code, details = rpc.termination()
+    if isinstance(response, bytes):
+        # The event lists answer with their serialized response (server/wire.py); grpcio-testing
+        # hands over what the servicer returned, without the serializer the real server applies.
+        response = message_factory.GetMessageClass(descriptor.output_type).FromString(response)
+    return response, trailing, code, details
 
 
 def test_ingest_then_list_and_aggregate(test_server: grpc_testing.Server) -> None:

@@ -462,6 +462,29 @@ def test_list_events_catalog_cursor_is_not_an_events_cursor(org_a: Client) -> No
     expect_invalid(org_a.usage.ListUsageEvents, pb.ListUsageEventsRequest(cursor=cursor), "cursor")
 
 
+@pytest.mark.parametrize(
+    ("given", "canonical"),
+    [
+        ("1.50", "1.5"),
+        ("1", "1"),
+        ("1000", "1000"),
+        ("2.000", "2"),
+        ("0.000001", "0.000001"),
+        ("123456789.123456789", "123456789.123456789"),
+        ("0", "0"),
+        ("-0.0", "0"),
+        ("-3.10", "-3.1"),
+        ("00012345678901234567890.123456789010", "12345678901234567890.12345678901"),
+    ],
+)
+def test_quantities_are_stored_and_returned_canonical(org_a: Client, given: str, canonical: str) -> None:
+    (event_id,) = org_a.ingest_ok(
+        [event(timestamp=START, quantity=given, external_cost_amount=given, external_cost_currency="EUR")]
+    )
+    (stored,) = org_a.usage.ListUsageEvents(pb.ListUsageEventsRequest()).data
+    assert (stored.id, stored.quantity, stored.external_cost_amount) == (event_id, canonical, canonical)
+
+
 def test_list_events_returns_every_field(org_a: Client) -> None:
     before_us = time.time_ns() // 1000
     (full_id,) = org_a.ingest_ok(
@@ -496,8 +519,8 @@ def test_list_events_returns_every_field(org_a: Client) -> None:
     assert full.idempotency_key == "key-1"
     assert full.external_cost_currency == "EUR"
     assert full.wallet_currency == "USD"
-    assert float(full.quantity) == 2.5
-    assert float(full.external_cost_amount) == 0.125
+    assert full.quantity == "2.5"
+    assert full.external_cost_amount == "0.125"
     assert to_dt(full.timestamp) == START + H
     assert json_format.MessageToDict(full.properties) == {"region": "eu", "n": 1}
     for e in (full, bare):

@@ -58,6 +58,10 @@ class Dialect:
     def classify(self, exc: sa.exc.DBAPIError) -> Failure:
         raise NotImplementedError
 
+    def fetch(self, conn: Connection, sql: str, params: Any) -> list[tuple[Any, ...]]:
+        """Run compiled SQL on the driver's own cursor: every row, as tuples (engine.Prepared)."""
+        raise NotImplementedError
+
     def insert(self, table: sa.Table) -> Any:
         """An INSERT that supports ON CONFLICT (`on_conflict_do_nothing/update`)."""
         raise NotImplementedError

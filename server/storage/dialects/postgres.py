@@ -102,6 +102,15 @@ class PostgresDialect(Dialect):
             return Failure.UNAVAILABLE
         return Failure.OTHER
 
+    def fetch(self, conn: Connection, sql: str, params: Any) -> list[tuple[Any, ...]]:
+        raw = conn.connection.driver_connection
+        assert isinstance(raw, psycopg.Connection)
+        try:
+            # prepare=True: parsed once per connection; plans stay custom (plan_cache_mode above).
+            return raw.execute(sql, params, prepare=True).fetchall()
+        except psycopg.Error as exc:
+            raise sa.exc.DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
+
     def insert(self, table: sa.Table) -> Any:
         return postgresql.insert(table)
 

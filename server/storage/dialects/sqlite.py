@@ -121,6 +121,14 @@ class SqliteDialect(Dialect):
             return Failure.UNAVAILABLE
         return Failure.OTHER
 
+    def fetch(self, conn: Connection, sql: str, params: Any) -> list[tuple[Any, ...]]:
+        raw = conn.connection.driver_connection
+        assert isinstance(raw, sqlite3.Connection)
+        try:
+            return raw.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise sa.exc.DBAPIError.instance(sql, params, exc, sqlite3.Error) from exc
+
     def insert(self, table: sa.Table) -> Any:
         return sqlite.insert(table)
 

@@ -1,0 +1,70 @@
+"""Each event's wire form, kept in its row (`events.wire`): what list responses send, stored once.
+
+An event never changes after ingestion, so its serialized `UsageEvent` is computed once, at
+ingestion, and a page of ListUsageEvents is the concatenation of its events' stored forms instead
+of rows turned into objects turned into messages (the cost that dominated a page).
+
+The stored form is one ENTRY of a `repeated UsageEvent` field numbered 1: its tag, its length and
+the serialized UsageEvent, exactly the bytes `ListUsageEventsResponse(data=[event])` serializes to.
+Protobuf's encoding makes concatenated entries the serialization of all of them in order, and a
+message's fields may come in any order, so
+
+    ListUsageEventsResponse bytes = b"".join(entries) + ListUsageEventsResponse(pagination=...) bytes
+
+with every byte produced by the protobuf library. `decode` reads entries back as UsageEvents.
+
+When UsageEvent changes in a way that alters stored events, a migration rewrites the column (as
+0003 filled it): the column is a copy of the row in another form, never a source of truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from usage.v1 import events_pb2, pagination_pb2, usage_service_pb2
+
+from server.domain import NewEvent
+
+_OPTIONAL = (
+    "product_id",
+    "subscription_id",
+    "price_key",
+    "idempotency_key",
+    "external_cost_amount",
+    "external_cost_currency",
+    "wallet_currency",
+)
+
+
+def event_entry(org: str, event_id: str, e: NewEvent, ingested_at_us: int) -> bytes:
+    """The stored wire form of an event being ingested (`e` checked and canonical)."""
+    holder = usage_service_pb2.ListUsageEventsResponse()
+    out = holder.data.add(
+        id=event_id,
+        organization_id=org,
+        customer_id=e.customer_id,
+        metric_key=e.metric_key,
+        quantity=e.quantity,
+    )
+    out.timestamp.FromMicroseconds(e.timestamp_us)
+    out.ingested_at.FromMicroseconds(ingested_at_us)
+    for name in _OPTIONAL:
+        value = getattr(e, name)
+        if value is not None:
+            setattr(out, name, value)
+    out.properties.SetInParent()  # present even when empty: `"properties": {}` in JSON
+    out.properties.update(e.properties)
+    return holder.SerializeToString()
+
+
+def decode(entries: Iterable[bytes]) -> Sequence[events_pb2.UsageEvent]:
+    """The UsageEvents of stored entries, in order (one parse for all of them)."""
+    return usage_service_pb2.ListUsageEventsResponse.FromString(b"".join(entries)).data
+
+
+def list_response(entries: Sequence[bytes], cursor: str) -> bytes:
+    """The serialized ListUsageEventsResponse of a page: its events' entries, then its pagination."""
+    tail = usage_service_pb2.ListUsageEventsResponse(
+        pagination=pagination_pb2.Pagination(cursor=cursor, has_more=bool(cursor))
+    )
+    return b"".join(entries) + tail.SerializeToString()
