@@ -80,15 +80,46 @@ class NewEvent:
     external_cost_currency: str | None = None
     wallet_currency: str | None = None
     properties: dict[str, JsonValue] = dataclasses.field(default_factory=dict)
+    # `properties` as canonical JSON (keys sorted, compact, not ASCII-escaped) when the ingest checks
+    # computed it already: the content hash and the stored row reuse it instead of serializing again.
+    properties_json: str | None = dataclasses.field(default=None, compare=False, repr=False)
+    # The properties as the request carried them (a serialized google.protobuf.Struct), when they
+    # came from one: the stored wire form (server/wire.py) copies them instead of rebuilding them.
+    properties_wire: bytes | None = dataclasses.field(default=None, compare=False, repr=False)
+
+    def canonical_properties(self) -> str:
+        if self.properties_json is not None:
+            return self.properties_json
+        return json.dumps(self.properties, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
     def content_hash(self) -> str:
-        """A digest of everything but the idempotency key: equal digests mean a true duplicate."""
-        # Shallow (asdict would deep-copy the properties first); json.dumps walks them anyway.
-        content = {
-            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "idempotency_key"
+        """A digest of everything but the idempotency key: equal digests mean a true duplicate.
+
+        The digest is SHA-256 of json.dumps(content, sort_keys=True, separators=(",", ":"),
+        ensure_ascii=False): stored with each idempotency key, it must never change shape. The
+        properties' JSON is spliced in where a placeholder was serialized (no field may hold a NUL
+        character, so the placeholder is unique), not serialized a second time.
+        """
+        content = {  # every field but the idempotency key and the cached forms of the properties
+            "customer_id": self.customer_id,
+            "external_cost_amount": self.external_cost_amount,
+            "external_cost_currency": self.external_cost_currency,
+            "metric_key": self.metric_key,
+            "price_key": self.price_key,
+            "product_id": self.product_id,
+            "properties": _PROPERTIES_PLACEHOLDER,
+            "quantity": self.quantity,
+            "subscription_id": self.subscription_id,
+            "timestamp_us": self.timestamp_us,
+            "wallet_currency": self.wallet_currency,
         }
-        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        canonical = text.replace(_PROPERTIES_PLACEHOLDER_JSON, self.canonical_properties(), 1)
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+_PROPERTIES_PLACEHOLDER = "\x00properties\x00"
+_PROPERTIES_PLACEHOLDER_JSON = json.dumps(_PROPERTIES_PLACEHOLDER)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,7 +21,7 @@ from server.storage.interface import EventStorage
 MAX_PROPERTIES = 64
 MAX_PROPERTIES_BYTES = 16 * 1024
 MAX_ARRAY_ITEMS = 100
-_KEY_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_KEY_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _SAFE_INT = 2**53
 
 
@@ -38,9 +38,14 @@ class EventResult:
     violations: tuple[FieldViolation, ...] = ()
 
 
+_NUL = "\x00"
+
+
 def _scalar(value: Any) -> tuple[JsonValue, str | None]:
     """A property scalar in canonical form (integral floats become ints), or an error."""
-    if isinstance(value, bool | str):
+    if type(value) is str:  # most values: one check
+        return value, ("must not contain NUL characters" if _NUL in value else None)
+    if isinstance(value, bool):
         return value, None
     if isinstance(value, int | float):
         if not math.isfinite(value):
@@ -53,7 +58,14 @@ def _scalar(value: Any) -> tuple[JsonValue, str | None]:
     return None, "values must be strings, numbers, booleans or arrays of those"
 
 
-def normalize_properties(props: dict[str, Any]) -> tuple[dict[str, JsonValue], list[FieldViolation]]:
+def normalize_properties(
+    props: dict[str, Any],
+) -> tuple[dict[str, JsonValue], str, list[FieldViolation]]:
+    """The properties in canonical form, their canonical JSON text (keys sorted, compact: what the
+    content hash digests and the database stores), and what is wrong with them.
+
+    Canonical form changes no value a Struct holds (a whole float becomes an int, the same double),
+    but one: -0.0 becomes 0 (see `changes_struct_values`)."""
     out: dict[str, JsonValue] = {}
     violations: list[FieldViolation] = []
     if len(props) > MAX_PROPERTIES:
@@ -83,9 +95,23 @@ def normalize_properties(props: dict[str, Any]) -> tuple[dict[str, JsonValue], l
             violations.append(FieldViolation(field, err))
         else:
             out[key] = norm
-    if not violations and len(json.dumps(out, separators=(",", ":"))) > MAX_PROPERTIES_BYTES:
+    if violations:
+        return out, "", violations
+    text = json.dumps(out, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    # The bound counts the JSON with non-ASCII characters escaped (as it always has).
+    size = len(text) if text.isascii() else len(json.dumps(out, separators=(",", ":")))
+    if size > MAX_PROPERTIES_BYTES:
         violations.append(FieldViolation("properties", f"at most {MAX_PROPERTIES_BYTES} bytes serialized"))
-    return out, violations
+    return out, text, violations
+
+
+def changes_struct_values(props: dict[str, Any]) -> bool:
+    """Whether canonical form changes a value of the request's Struct: only a negative zero does."""
+    for value in props.values():
+        for v in value if isinstance(value, list) else (value,):
+            if type(v) is float and v == 0.0 and math.copysign(1.0, v) < 0:
+                return True
+    return False
 
 
 def check_event(
@@ -103,17 +129,26 @@ def check_event(
                 "external_cost_currency", "external_cost_amount and external_cost_currency go together"
             )
         )
-    properties, prop_violations = normalize_properties(draft.properties)
+    properties, properties_json, prop_violations = normalize_properties(draft.properties)
     violations += prop_violations
     if violations:
         return None, violations
-    event = dataclasses.replace(
-        draft,
+    cost = draft.external_cost_amount
+    event = NewEvent(
+        customer_id=draft.customer_id,
+        metric_key=draft.metric_key,
+        timestamp_us=draft.timestamp_us,
         quantity=canonical_decimal(draft.quantity or "1"),
-        external_cost_amount=(
-            canonical_decimal(draft.external_cost_amount) if draft.external_cost_amount is not None else None
-        ),
+        idempotency_key=draft.idempotency_key,
+        product_id=draft.product_id,
+        subscription_id=draft.subscription_id,
+        price_key=draft.price_key,
+        external_cost_amount=canonical_decimal(cost) if cost is not None else None,
+        external_cost_currency=draft.external_cost_currency,
+        wallet_currency=draft.wallet_currency,
         properties=properties,
+        properties_json=properties_json,
+        properties_wire=None if changes_struct_values(draft.properties) else draft.properties_wire,
     )
     return event, []
 

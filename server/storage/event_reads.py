@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from server.deadline import Deadline
 from server.domain import CustomerPage, CustomerPageQuery, EventFilters, PageRow, PropertyFilter
-from server.storage import schema
+from server.storage import rollups, schema
 from server.storage.catalog_store import filter_from_json
 from server.storage.engine import Database, Prepared
 from server.storage.filters import compile_filter
@@ -30,6 +30,7 @@ E = schema.events
 A = schema.aggregators
 F = schema.aggregator_filters
 C = schema.customers
+_HOUR_US = rollups.HOUR_US
 
 
 def event_where(org: Any, f: EventFilters) -> list[Any]:
@@ -102,6 +103,21 @@ class EventReads:
         stmt = stmt.order_by(E.c.timestamp_us.desc(), E.c.id.desc()).limit(p("limit"))
         return Prepared(self._db.engine, stmt)
 
+    # ---- the organization's data version ----------------------------------------------------------
+    def data_version(self, org: str, deadline: Deadline | None = None) -> int:
+        """Incremented by every transaction that changes the organization's events (0: none yet)."""
+        with self._db.read(deadline) as conn:
+            rows = self._version_statement().fetch(self._db, conn, {"org": org})
+        return int(rows[0][0]) if rows else 0
+
+    @functools.lru_cache(maxsize=1)  # noqa: B019
+    def _version_statement(self) -> Prepared:
+        v = schema.organization_versions.c
+        return Prepared(
+            self._db.engine,
+            sa.select(v.data_version).where(v.organization_id == sa.bindparam("org", type_=sa.String)),
+        )
+
     # ---- ListCustomerUsageEvents ----------------------------------------------------------------
     def customer_page(self, org: str, q: CustomerPageQuery, deadline: Deadline | None = None) -> CustomerPage:
         with self._db.read(deadline) as conn:
@@ -132,10 +148,14 @@ class EventReads:
             conditions = [f for f in filters if f is not None and f.conditions]
             if conditions:
                 # Filters differ per aggregator: SQLAlchemy's own statement cache handles them.
-                stmt = _page_statement([compile_filter(E.c.properties, f) for f in conditions])
+                stmt = _page_statement([compile_filter(E.c.properties, f) for f in conditions], False)
                 rows: list[Any] = list(conn.execute(stmt, values).all())
             else:
-                rows = self._unfiltered_page_statement().fetch(self._db, conn, values)
+                # Whole hours counted by the customer rollup, the ragged ends from the events.
+                values["first_hour"] = -(-q.start_us // _HOUR_US) * _HOUR_US
+                values["end_hour"] = q.end_us // _HOUR_US * _HOUR_US
+                from_rollup = self._db.dialect.keeps_rollups and values["first_hour"] < values["end_hour"]
+                rows = self._unfiltered_page_statement(from_rollup).fetch(self._db, conn, values)
         total = int(rows[0][0])
         return CustomerPage(None, total, tuple((wire, name) for _, wire, name in rows if wire is not None))
 
@@ -162,24 +182,46 @@ class EventReads:
         )
         return Prepared(self._db.engine, stmt)
 
-    @functools.lru_cache(maxsize=1)  # noqa: B019
-    def _unfiltered_page_statement(self) -> Prepared:
-        return Prepared(self._db.engine, _page_statement([]))
+    @functools.lru_cache(maxsize=2)  # noqa: B019
+    def _unfiltered_page_statement(self, from_rollup: bool) -> Prepared:
+        return Prepared(self._db.engine, _page_statement([], from_rollup))
 
 
-def _page_statement(conditions: list[Any]) -> sa.Select[Any]:
+def _page_statement(conditions: list[Any], total_from_rollup: bool) -> sa.Select[Any]:
     """(total, wire, name) rows of a customer page: the total on every row, and one row with no
-    event when the page is empty (so the total always comes back)."""
+    event when the page is empty (so the total always comes back).
+
+    `total_from_rollup`: the events of whole hours [first_hour, end_hour) are counted from
+    rollup_customer_hourly, only the window's ragged ends from the events (a heavy customer's total
+    then costs what a light one's does); without property conditions only, which the rollup cannot
+    apply."""
     p = sa.bindparam
-    where = [
-        E.c.organization_id == p("org"),
-        E.c.customer_id == p("customer"),
-        E.c.metric_key == p("metric"),
-        E.c.timestamp_us >= p("start"),
-        E.c.timestamp_us < p("end"),
-        *conditions,
-    ]
-    total = sa.select(sa.func.count()).select_from(E).where(*where).scalar_subquery()
+    mine = [E.c.organization_id == p("org"), E.c.customer_id == p("customer"), E.c.metric_key == p("metric")]
+    where = [*mine, E.c.timestamp_us >= p("start"), E.c.timestamp_us < p("end"), *conditions]
+    if total_from_rollup:
+        r = rollups.C.c
+        whole_hours = sa.select(sa.func.coalesce(sa.func.sum(r.event_count), 0)).where(
+            r.organization_id == p("org"),
+            r.customer_id == p("customer"),
+            r.metric_key == p("metric"),
+            r.hour_us >= p("first_hour"),
+            r.hour_us < p("end_hour"),
+        )
+        head = (
+            sa.select(sa.func.count())
+            .select_from(E)
+            .where(*mine, E.c.timestamp_us >= p("start"), E.c.timestamp_us < p("first_hour"))
+        )
+        tail = (
+            sa.select(sa.func.count())
+            .select_from(E)
+            .where(*mine, E.c.timestamp_us >= p("end_hour"), E.c.timestamp_us < p("end"))
+        )
+        total: Any = sa.cast(
+            whole_hours.scalar_subquery() + head.scalar_subquery() + tail.scalar_subquery(), sa.BigInteger
+        )
+    else:
+        total = sa.select(sa.func.count()).select_from(E).where(*where).scalar_subquery()
     # The skipped rows are walked in the index alone (an index-only scan when no property filter
     # needs the row); only the page's rows are then read from the table.
     page = (

@@ -7,7 +7,6 @@ the customers of the stored events and, where the dialect keeps them, adds the e
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -92,7 +91,20 @@ class EventStore:
             dialect.insert_events(conn, [event_row(org, ids[i], events[i], now_us) for i in to_store])
             if dialect.keeps_rollups:
                 rollups.add_events(conn, org, [events[i] for i in to_store])
+            # Last: the row lock is held only from here to the commit.
+            bump_version(conn, dialect, org)
         return outcomes
+
+
+def bump_version(conn: Connection, dialect: Any, org: str) -> None:
+    """Increment the organization's data version, in the transaction that changed its events."""
+    v = schema.organization_versions
+    stmt = dialect.insert(v).values(organization_id=org, data_version=1)
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[v.c.organization_id], set_={"data_version": v.c.data_version + 1}
+        )
+    )
 
 
 def _claims_of(conn: Connection, org: str, keys: list[str]) -> dict[str, tuple[str, str]]:
@@ -126,7 +138,7 @@ def event_row(org: str, event_id: str, e: NewEvent, now_us: int) -> tuple[Any, .
         e.external_cost_amount,
         e.external_cost_currency,
         e.wallet_currency,
-        json.dumps(e.properties, ensure_ascii=False, separators=(",", ":")),
+        e.canonical_properties(),
         event_entry(org, event_id, e, now_us),
     )
 

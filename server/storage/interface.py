@@ -65,6 +65,11 @@ class EventReadStorage(Protocol):
         """Events strictly after the keyset position `after` (timestamp_us, id), newest first."""
         ...
 
+    def data_version(self, org: str, deadline: Deadline | None = None) -> int:
+        """A counter incremented by every transaction that changes the organization's events: an
+        answer computed from the events at one version stays right while it is unchanged."""
+        ...
+
     def customer_page(
         self, org: str, query: CustomerPageQuery, deadline: Deadline | None = None
     ) -> CustomerPage:

@@ -1,21 +1,24 @@
 """Rollups: hourly counts and exact quantity sums that answer AggregateUsage without the events.
 
-Two tables (schema.py): per (organization, UTC hour, metric key), and per (organization, rolled-up
-property key, UTC hour, property value, metric key). Ingestion updates both in its own transaction,
-from the rows it has just inserted and with the same SQL expressions the raw aggregate uses, so at
-every instant they are exactly the sums of the committed events. `rebuild` recomputes them from the
-events (after a restore, or to check them); `add_dimension` starts rolling up one more property key
-and backfills it. PostgreSQL only (schema.py says why).
+Three tables (schema.py): per (organization, UTC hour, metric key); per (organization, rolled-up
+property key, UTC hour, property value, metric key); and per (organization, customer, metric key,
+UTC hour). Ingestion updates all three in its own transaction, in one statement, from the batch it
+has just inserted and with the same SQL expressions the raw aggregate uses, so at every instant
+they are exactly the sums of the committed events. `rebuild` recomputes them from the events (after
+a restore, or to check them); `add_dimension` starts rolling up one more property key and
+backfills it. PostgreSQL only (the dialect's `keeps_rollups`; schema.py says why).
 
-`rollup_window` decides when a rollup may answer: an event's hour must decide its bucket, so no
-customer/product/subscription filter (rollups do not keep them), every UTC offset of the time zone
-a whole number of hours changing on whole hours, and for dim:KEY a rolled-up KEY. The whole hours
-of the window come from the rollup, its ragged ends (under an hour each: `until` defaults to now)
-from the events.
+`rollup_window` decides when a rollup may answer: an event's hour must decide its bucket, so every
+UTC offset of the time zone a whole number of hours changing on whole hours; no product or
+subscription filter (rollups do not keep them); a customer filter only without dim:KEY (the
+customer rollup keeps metric keys, not properties); and for dim:KEY a rolled-up KEY. The whole
+hours of the window come from the rollup, its ragged ends (under an hour each: `until` defaults to
+now) from the events.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,7 +34,9 @@ HOUR_US = 3_600_000_000
 E = schema.events
 M = schema.rollup_metric_hourly
 D = schema.rollup_dimension_hourly
+C = schema.rollup_customer_hourly
 K = schema.rollup_dimensions
+TABLES = (M, D, C)
 
 # Integer constants inlined, not bound: the same expression then reads the same in SELECT and GROUP BY.
 _HOUR = sa.literal_column(str(HOUR_US), sa.BigInteger)
@@ -50,7 +55,9 @@ def dimension_value(properties: Any, key: Any) -> Any:
 def rollup_window(query: AggregateQuery) -> tuple[int, int] | None:
     """[start, end): the whole UTC hours of the query's window a rollup can answer, or None."""
     f = query.filters
-    if f.customer_id is not None or f.product_id is not None or f.subscription_id is not None:
+    if f.product_id is not None or f.subscription_id is not None:
+        return None
+    if f.customer_id is not None and query.group_by.startswith("dim:"):
         return None
     if any(s.offset_us % HOUR_US for s in query.segments):
         return None
@@ -72,16 +79,18 @@ def dimensions(conn: Connection) -> list[str]:
 
 
 # ---- maintenance ------------------------------------------------------------------------------
-# Deltas are computed from a "source" with the columns organization_id, hour_us, metric_key,
-# quantity (NUMERIC(38,12), as events store it) and properties (JSONB): either the events table
-# (rebuild, backfill) or the batch being ingested, sent as one JSON document. One SQL expression
-# per rollup column for both, so a batch adds exactly what a recount would.
+# Deltas are computed from a "source" with the columns organization_id, customer_id, hour_us,
+# metric_key, quantity (NUMERIC(38,12), as events store it) and properties (JSONB): either the
+# events table (rebuild, backfill) or the batch being ingested, sent as one JSON document (built
+# from the properties' JSON the ingest checks already made). One SQL expression per rollup column
+# for both, so a batch adds exactly what a recount would.
 
 
 def _events_source(where: Sequence[Any]) -> Any:
     return (
         sa.select(
             E.c.organization_id,
+            E.c.customer_id,
             hour_of(E.c.timestamp_us).label("hour_us"),
             E.c.metric_key,
             E.c.quantity,
@@ -92,22 +101,29 @@ def _events_source(where: Sequence[Any]) -> Any:
     )
 
 
+def _batch_json(events: Sequence[NewEvent]) -> str:
+    """The batch as one JSON array, the properties' canonical JSON spliced in (not serialized again)."""
+    dumps = json.dumps
+    return (
+        "["
+        + ",".join(
+            f'{{"h":{e.timestamp_us - e.timestamp_us % HOUR_US},"c":{dumps(e.customer_id)},'
+            f'"m":{dumps(e.metric_key)},"q":"{e.quantity}","p":{e.canonical_properties()}}}'
+            for e in events
+        )
+        + "]"
+    )
+
+
 def _batch_source(org: str, events: Sequence[NewEvent]) -> Any:
     # Read back from the parameters, not from events: a lookup of the batch's ids in events would
     # depend on the planner choosing the primary key.
-    rows = [
-        {
-            "h": e.timestamp_us - e.timestamp_us % HOUR_US,
-            "m": e.metric_key,
-            "q": e.quantity,
-            "p": e.properties,
-        }
-        for e in events
-    ]
+    document = sa.cast(sa.bindparam("batch", _batch_json(events), sa.Text), postgresql.JSONB)
     batch = (
-        sa.func.jsonb_to_recordset(sa.bindparam("batch", rows, postgresql.JSONB))
+        sa.func.jsonb_to_recordset(document)
         .table_valued(
             sa.column("h", sa.BigInteger),
+            sa.column("c", sa.Text),
             sa.column("m", sa.Text),
             sa.column("q", sa.Text),
             sa.column("p", postgresql.JSONB),
@@ -116,11 +132,12 @@ def _batch_source(org: str, events: Sequence[NewEvent]) -> Any:
     )
     return sa.select(
         sa.literal(org, sa.String).label("organization_id"),
+        batch.c.c.label("customer_id"),
         batch.c.h.label("hour_us"),
         batch.c.m.label("metric_key"),
         sa.cast(batch.c.q, schema.events.c.quantity.type).label("quantity"),
         batch.c.p.label("properties"),
-    ).subquery("src")
+    ).cte("src")
 
 
 def _metric_deltas(src: Any) -> sa.Select[Any]:
@@ -149,6 +166,17 @@ def _dimension_deltas(src: Any, where: Sequence[Any] = ()) -> sa.Select[Any]:
     )
 
 
+def _customer_deltas(src: Any) -> sa.Select[Any]:
+    keys = [src.c.organization_id, src.c.customer_id, src.c.metric_key, src.c.hour_us]
+    return (
+        sa.select(
+            *keys, sa.func.count().label("event_count"), sa.func.sum(src.c.quantity).label("quantity_sum")
+        )
+        .group_by(*keys)
+        .order_by(*keys)
+    )
+
+
 def _add(table: sa.Table, deltas: sa.Select[Any]) -> Any:
     """INSERT the deltas, adding them to the rows that exist."""
     names = [c.name for c in table.columns]
@@ -163,20 +191,25 @@ def _add(table: sa.Table, deltas: sa.Select[Any]) -> Any:
 
 
 def add_events(conn: Connection, org: str, events: Sequence[NewEvent]) -> None:
-    """Add the events just inserted in this transaction to every rollup."""
-    conn.execute(_add(M, _metric_deltas(_batch_source(org, events))))
-    # Read after the events were inserted: a dimension added concurrently (add_dimension holds a
-    # SHARE lock on events while it backfills) is either backfilled with them or seen here.
-    conn.execute(_add(D, _dimension_deltas(_batch_source(org, events))))
+    """Add the events just inserted in this transaction to every rollup: one statement, the batch
+    parsed once (data-modifying CTEs run exactly once each)."""
+    src = _batch_source(org, events)
+    metric = _add(M, _metric_deltas(src)).returning(sa.literal_column("1")).cte("add_metric")
+    customer = _add(C, _customer_deltas(src)).returning(sa.literal_column("1")).cte("add_customer")
+    # The statement starts after the events were inserted: a dimension added concurrently
+    # (add_dimension holds a SHARE lock on events while it backfills) is backfilled with them or
+    # read here, never missed.
+    conn.execute(_add(D, _dimension_deltas(src)).add_cte(metric, customer))
 
 
 def rebuild(conn: Connection) -> None:
     """Recompute every rollup from the events."""
     conn.exec_driver_sql("LOCK TABLE events IN SHARE MODE")  # no ingestion meanwhile
-    conn.execute(sa.delete(M))
-    conn.execute(sa.delete(D))
+    for table in TABLES:
+        conn.execute(sa.delete(table))
     conn.execute(_add(M, _metric_deltas(_events_source([]))))
     conn.execute(_add(D, _dimension_deltas(_events_source([]))))
+    conn.execute(_add(C, _customer_deltas(_events_source([]))))
 
 
 def add_dimension(conn: Connection, key: str, now_us: int) -> bool:
@@ -205,7 +238,12 @@ def source(query: AggregateQuery, org: str, start: int, end: int) -> tuple[Any, 
     """(hour column, group expression, value column, WHERE, whether each row is one group's hour)
     of the rollup serving `query`."""
     group: Any
-    if query.group_by.startswith("dim:"):
+    if query.filters.customer_id is not None:
+        table = C
+        group = C.c.metric_key if query.group_by == "metric_key" else sa.literal("")
+        where = [C.c.customer_id == query.filters.customer_id]
+        one_row_per_cell = query.group_by == "metric_key"
+    elif query.group_by.startswith("dim:"):
         table, group = D, D.c.dim_value
         where = [D.c.dim_key == query.group_by[4:]]
         one_row_per_cell = False  # a value's hour has a row per metric key

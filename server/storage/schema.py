@@ -136,8 +136,9 @@ sa.Index(
 )
 
 # ---- rollups (storage/rollups.py): hourly counts and exact sums, kept in the ingest transaction.
-# Filled and read on PostgreSQL only: SQLite keeps quantities as text and sums them as REAL, so a
-# running sum there could drift from the raw answer; the embedded store answers from raw events.
+# Filled and read on PostgreSQL only: SQLite keeps quantities as text (decimal_sum adds them exactly
+# at read time), which a running sum in a column could not keep exact; the embedded store answers
+# from the events, which at its sizes takes milliseconds.
 
 # Per organization, UTC hour and metric key.
 rollup_metric_hourly = sa.Table(
@@ -164,6 +165,20 @@ rollup_dimension_hourly = sa.Table(
     sa.Column("quantity_sum", sa.Numeric(asdecimal=True), nullable=False),
 )
 
+# Per organization, customer, metric key and UTC hour: one customer's totals (ListCustomerUsageEvents
+# of an aggregator without a property filter; AggregateUsage filtered by customer) without counting
+# that customer's events.
+rollup_customer_hourly = sa.Table(
+    "rollup_customer_hourly",
+    metadata,
+    sa.Column("organization_id", sa.String(128), primary_key=True),
+    sa.Column("customer_id", sa.String(128), primary_key=True),
+    sa.Column("metric_key", sa.String(128), primary_key=True),
+    sa.Column("hour_us", sa.BigInteger, primary_key=True),
+    sa.Column("event_count", sa.BigInteger, nullable=False),
+    sa.Column("quantity_sum", sa.Numeric(asdecimal=True), nullable=False),
+)
+
 # The property keys that rollup_dimension_hourly covers, for every organization
 # (`usage-service rollups add-dimension KEY` backfills one).
 rollup_dimensions = sa.Table(
@@ -171,4 +186,14 @@ rollup_dimensions = sa.Table(
     metadata,
     sa.Column("dim_key", sa.String(64), primary_key=True),
     sa.Column("created_at_us", sa.BigInteger, nullable=False),
+)
+
+# Per organization, a counter that every transaction changing its events increments (ingestion,
+# in the same transaction): answers computed at one version stay right while it is unchanged
+# (logic/answer_cache.py keeps AggregateUsage answers by it).
+organization_versions = sa.Table(
+    "organization_versions",
+    metadata,
+    sa.Column("organization_id", sa.String(128), primary_key=True),
+    sa.Column("data_version", sa.BigInteger, nullable=False),
 )

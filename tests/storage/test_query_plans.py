@@ -194,6 +194,7 @@ ROLLUP_SERVED = {
     "90 days daily sum by rolled-up dim": _aggregate("day", 90, "dim:region", "sum_quantity"),
     "weekly in Paris": _aggregate("week", 84, "none", zone="Europe/Paris"),
     "hourly of two metrics": _aggregate("hour", 30, "none", metric_keys=("m1", "m2")),
+    "one customer by metric": _aggregate("day", 90, "metric_key", customer_id="cus_3"),
 }
 
 
@@ -211,7 +212,7 @@ def test_aggregates_with_a_rollup_read_events_only_for_the_ragged_ends(
 
 
 RAW_INDEXED = {
-    "one customer": _aggregate("day", 90, "metric_key", customer_id="cus_3"),
+    "one customer by a property": _aggregate("day", 90, "dim:region", customer_id="cus_3"),
     "one product": _aggregate("day", 90, "none", product_id="prod_2"),
     "Kolkata, one week": _aggregate("hour", 7, "none", zone="Asia/Kolkata"),
 }

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from rollup_check import assert_rollups_match_events
 
 from server.deadline import Deadline
-from server.domain import AggregateQuery, EventFilters, NewEvent
+from server.domain import AggregateQuery, Aggregator, CustomerPageQuery, EventFilters, NewEvent
 from server.logic import buckets
 from server.storage import rollups, schema
 from server.storage.engine import make_engine
@@ -199,17 +199,57 @@ def test_removed_dimension_is_answered_from_events(engine: sa.Engine) -> None:
     assert_rollups_match_events(engine)
 
 
+@postgres_only
+def test_customer_page_totals_from_the_rollup_equal_counts_of_events(engine: sa.Engine) -> None:
+    """ListCustomerUsageEvents without property conditions counts whole hours from the customer
+    rollup and the ragged ends from the events: the same totals as counting every event."""
+    storage = _load(engine, 1_500, seed=11)
+    windows = [*WINDOWS, (START - dt.timedelta(days=1), START)]
+    # Events on and around every window's bounds: the ragged ends count, the outside does not.
+    edges = [
+        NewEvent(customer, metric, buckets.to_us(t) + delta)
+        for customer, metric, (since, until) in itertools.product(["cus_0", "cus_3"], ["m1", "m2"], windows)
+        for t in (since, until)
+        for delta in (-1, 0, 1, 60_000_000)
+    ]
+    storage.events.ingest(ORG, edges, NOW_US)
+    e = schema.events.c
+    checked = 0
+    with engine.connect() as conn:
+        for customer, metric, (since, until) in itertools.product(["cus_0", "cus_3"], ["m1", "m2"], windows):
+            agg_id = f"agg_{metric}"
+            if storage.catalog.get_aggregator(ORG, agg_id) is None:
+                storage.catalog.create_aggregator(ORG, Aggregator(agg_id, agg_id, metric))
+            start_us, end_us = buckets.to_us(since), buckets.to_us(until)
+            page = storage.reads.customer_page(
+                ORG, CustomerPageQuery(customer, agg_id, None, start_us, end_us, 5, 0)
+            )
+            counted = conn.execute(
+                sa.select(sa.func.count()).where(
+                    e.organization_id == ORG,
+                    e.customer_id == customer,
+                    e.metric_key == metric,
+                    e.timestamp_us >= start_us,
+                    e.timestamp_us < end_us,
+                )
+            ).scalar_one()
+            assert page.total == counted, (customer, metric, since, until)
+            checked += counted
+    assert checked > 100
+
+
 def test_rollup_window() -> None:
     utc = _query("hour", "UTC", *WINDOWS[1], "count", "none", EventFilters())
     start, end = rollups.rollup_window(utc) or (0, 0)
     assert start == buckets.to_us(START + dt.timedelta(hours=6))
     assert end == buckets.to_us(START + dt.timedelta(days=9))
-    for filters in (
-        EventFilters(customer_id="c"),
-        EventFilters(product_id="p"),
-        EventFilters(subscription_id="s"),
-    ):
+    for filters in (EventFilters(product_id="p"), EventFilters(subscription_id="s")):
         assert rollups.rollup_window(_query("hour", "UTC", *WINDOWS[0], "count", "none", filters)) is None
+    # One customer: the customer rollup keeps metric keys, not properties.
+    one = EventFilters(customer_id="c")
+    for group_by in ("none", "metric_key"):
+        assert rollups.rollup_window(_query("hour", "UTC", *WINDOWS[0], "count", group_by, one)) is not None
+    assert rollups.rollup_window(_query("hour", "UTC", *WINDOWS[0], "count", "dim:region", one)) is None
     assert rollups.rollup_window(_query("hour", "UTC", *WINDOWS[2], "count", "none", EventFilters())) is None
     assert (
         rollups.rollup_window(_query("day", "Asia/Kolkata", *WINDOWS[0], "count", "none", EventFilters()))
