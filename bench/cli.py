@@ -254,10 +254,14 @@ def run_all(args: argparse.Namespace, db: Database, workdir: pathlib.Path, resul
     sql = clients.SqlTarget(db.conninfo)
     bare_proc: service.ServerProcess | None = None
     try:
-        created = clients.create_aggregator(
-            server.target, auth.metadata(BIG_ORG), scenarios.AGGREGATOR_ID, Dataset.aggregator_metric
-        )
-        print(f"  aggregator {scenarios.AGGREGATOR_ID}: {created}", flush=True)
+        for aggregator_id, equals in (
+            (scenarios.AGGREGATOR_ID, None),
+            (scenarios.FILTERED_AGGREGATOR_ID, scenarios.FILTERED_AGGREGATOR_EQUALS),
+        ):
+            created = clients.create_aggregator(
+                server.target, auth.metadata(BIG_ORG), aggregator_id, Dataset.aggregator_metric, equals
+            )
+            print(f"  aggregator {aggregator_id}: {created}", flush=True)
         captured = capture(chosen, svc, sql)
         factory = ingest.BatchFactory(args.batch_size)
         if "ingest" in args.groups:
@@ -268,6 +272,7 @@ def run_all(args: argparse.Namespace, db: Database, workdir: pathlib.Path, resul
         bare_proc = start_bare(workdir, captured)
         bare = clients.GrpcTarget(bare_proc.target, ())
         results["scenarios"] = run_queries(args, chosen, svc, bare, sql, captured)
+        results["unloaded"] = run_unloaded(args, chosen, svc, bare)
         if "ingest" in args.groups:
             results["ingest"] = run_ingest(
                 args, db, server, ingest_svc, bare, factory, captured["ingest"].check
@@ -367,7 +372,7 @@ def run_queries(
         run = functools.partial(
             driver.run, concurrency=conc, duration_s=args.duration, warmup_s=args.warmup, min_calls=min_calls
         )
-        st = run(svc.caller_factory(s.method, s.request))
+        st = run(svc.caller_factory(s.method, s.request_for or s.request))
         svc.close()
         bt = run(bare.caller_factory(s.method, s.request, scenario=s.name))
         bare.close()
@@ -380,6 +385,35 @@ def run_queries(
             if stats.first_error:
                 print(f"    {label} error: {stats.first_error}", flush=True)
         rows.append(row)
+    return rows
+
+
+def run_unloaded(
+    args: argparse.Namespace,
+    chosen: list[scenarios.Scenario],
+    svc: clients.GrpcTarget,
+    bare: clients.GrpcTarget,
+) -> list[dict[str, Any]]:
+    """The list scenarios with ONE caller: the latency of a call on an idle server, service and
+    bare gRPC alike (a call's own cost, without queueing behind the others)."""
+    rows = []
+    listed = [s for s in chosen if s.group in ("list", "customer")]
+    if listed:
+        print("== unloaded: 1 caller, list scenarios (service, then bare gRPC)", flush=True)
+    for s in listed:
+        run = functools.partial(driver.run, concurrency=1, duration_s=args.duration, warmup_s=args.warmup)
+        st = run(svc.caller_factory(s.method, s.request))
+        svc.close()
+        bt = run(bare.caller_factory(s.method, s.request, scenario=s.name))
+        bare.close()
+        row: dict[str, Any] = {
+            "scenario": s.name,
+            "service": st.as_dict(),
+            "bare": bt.as_dict(),
+            "ratio_p50": report._num(report.ratio(st.p50_ms, bt.p50_ms)),
+        }
+        rows.append(row)
+        print(report.unloaded_line(row), flush=True)
     return rows
 
 
@@ -502,6 +536,10 @@ def print_summary(args: argparse.Namespace, results: dict[str, Any]) -> None:
         print(report.QUERY_HEADER)
         for r in results["scenarios"]:
             print(report.query_row(r))
+    if results.get("unloaded"):
+        print("unloaded (1 caller): p50 ms, service / bare gRPC")
+        for r in results["unloaded"]:
+            print(report.unloaded_line(r))
     if results.get("ingest"):
         for line in report.ingest_lines(results["ingest"]):
             print(line)

@@ -78,21 +78,27 @@ class GrpcTarget:
 
 
 def create_aggregator(
-    target: str, metadata: tuple[tuple[str, str], ...], aggregator_id: str, metric: str
+    target: str,
+    metadata: tuple[tuple[str, str], ...],
+    aggregator_id: str,
+    metric: str,
+    equals: tuple[str, str] | None = None,
 ) -> str:
-    """The aggregator of the ListCustomerUsageEvents scenarios, through CatalogService/CreateAggregator
-    (ALREADY_EXISTS on a rerun over kept data is fine)."""
+    """An aggregator of the ListCustomerUsageEvents scenarios, through CatalogService/CreateAggregator
+    (ALREADY_EXISTS on a rerun over kept data is fine); `equals`: its own filter, property = value."""
     with channel(target) as ch:
         stub = catalog_service_pb2_grpc.CatalogServiceStub(ch)
-        request = catalog_service_pb2.CreateAggregatorRequest(
-            aggregator=catalog_pb2.Aggregator(
-                id=aggregator_id,
-                name="API calls (bench)",
-                event_type=metric,
-                operation="count",
-                display_name_property="endpoint",
-            )
+        aggregator = catalog_pb2.Aggregator(
+            id=aggregator_id,
+            name="API calls (bench)",
+            event_type=metric,
+            operation="count",
+            display_name_property="endpoint",
         )
+        if equals is not None:
+            condition = aggregator.filter.fields.add(property=equals[0], operator="equals")
+            condition.value.string_value = equals[1]
+        request = catalog_service_pb2.CreateAggregatorRequest(aggregator=aggregator)
         try:
             stub.CreateAggregator(request, metadata=metadata, timeout=30)
             return "created"

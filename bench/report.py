@@ -67,6 +67,15 @@ def query_row(r: dict[str, Any]) -> str:
     )
 
 
+def unloaded_line(r: dict[str, Any]) -> str:
+    """One line of the unloaded (1 caller) list latencies."""
+    service, bare = _f(r["service"]["p50_ms"]), _f(r["bare"]["p50_ms"])
+    return (
+        f"  {r['scenario'][:48]:<48} p50 {fmt_ms(service):>6} ms  bare {fmt_ms(bare):>6} ms  "
+        f"service/bare {fmt_ratio(_f(r['ratio_p50']))}"
+    )
+
+
 def query_result(
     name: str,
     group: str,

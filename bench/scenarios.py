@@ -9,14 +9,19 @@ SQL baselines are written the obvious way, straight on the `events` table:
 - lists: SELECT <all columns> ... ORDER BY timestamp_us DESC, id DESC LIMIT n with the same filters;
 - ListCustomerUsageEvents: count(*) of the window, then the page (LIMIT take OFFSET skip);
 - AggregateUsage: GROUP BY over raw events, buckets with date_trunc(unit, to_timestamp(..), zone);
-  no top-N folding (the service folds in Python; the database returns every group).
+  no top-N folding (the database returns every group).
+
+AggregateUsage scenarios come twice: as dashboards send them (the same request again: answered
+from the answer cache while the data is unchanged), and "fresh" (`until` one microsecond later at
+each call, so every call computes its answer: the cost of a first view).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
+import itertools
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from typing import Any
 
 from google.protobuf import timestamp_pb2
@@ -27,6 +32,9 @@ from bench import dataset as d
 HOUR_US = 3_600_000_000
 DAY_US = 24 * HOUR_US
 AGGREGATOR_ID = "agg_bench_api_calls"
+# The same metric with a property filter of its own: its customer pages count events, not rollups.
+FILTERED_AGGREGATOR_ID = "agg_bench_api_get"
+FILTERED_AGGREGATOR_EQUALS = ("method", "GET")
 ROW_COLUMNS = (
     "organization_id, id, customer_id, metric_key, timestamp_us, ingested_at_us, quantity, product_id, "
     "subscription_id, price_key, idempotency_key, external_cost_amount, external_cost_currency, "
@@ -46,6 +54,8 @@ class Scenario:
     sql: list[tuple[str, tuple[Any, ...]]]  # statements run in order by one baseline call
     check: Check
     note: str = ""
+    # When set, the service gets a new request from it at each call (instead of `request`).
+    request_for: Callable[[], Any] | None = None
 
 
 def ts(us: int) -> timestamp_pb2.Timestamp:
@@ -72,11 +82,10 @@ def _same_total_and_ids(response: Any, rows: list[Rows]) -> str | None:
 
 
 def _same_sum(response: Any, rows: list[Rows]) -> str | None:
-    got = sum(s.total for s in response.series)
-    want = sum(float(r[2] or 0) for r in rows[0])
-    if math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-6):
-        return None
-    return f"sum of all buckets differs: service {got:.6f}, SQL {want:.6f}"
+    """The exact sum of every series' exact total equals SQL's exact sum of every bucket."""
+    got = sum((Decimal(s.exact_total) for s in response.series), Decimal(0))
+    want = sum((Decimal(r[2] or 0) for r in rows[0]), Decimal(0))
+    return None if got == want else f"sum of all buckets differs: service {got}, SQL {want}"
 
 
 # ---- ListUsageEvents --------------------------------------------------------------------------
@@ -140,10 +149,12 @@ def list_scenarios(end_us: int) -> list[Scenario]:
 
 
 # ---- ListCustomerUsageEvents ------------------------------------------------------------------
-def _customer(name: str, customer: str, skip: int, start_us: int, end_us: int, take: int = 50) -> Scenario:
+def _customer(
+    name: str, customer: str, skip: int, start_us: int, end_us: int, take: int = 50, filtered: bool = False
+) -> Scenario:
     request = pb.ListCustomerUsageEventsRequest(
         id=customer,
-        aggregator_id=AGGREGATOR_ID,
+        aggregator_id=FILTERED_AGGREGATOR_ID if filtered else AGGREGATOR_ID,
         start_date=ts(start_us),
         end_date=ts(end_us),
         take=take,
@@ -153,6 +164,9 @@ def _customer(name: str, customer: str, skip: int, start_us: int, end_us: int, t
         "organization_id = %s AND customer_id = %s AND metric_key = %s "
         "AND timestamp_us >= %s AND timestamp_us < %s"
     )
+    if filtered:
+        prop, value = FILTERED_AGGREGATOR_EQUALS
+        where += f" AND properties ->> '{prop}' = '{value}'"
     params = (d.BIG_ORG, customer, d.Dataset.aggregator_metric, start_us, end_us)
     return Scenario(
         f"ListCustomerUsageEvents {name}",
@@ -168,7 +182,7 @@ def _customer(name: str, customer: str, skip: int, start_us: int, end_us: int, t
             ),
         ],
         _same_total_and_ids,
-        "90-day window, take 50",
+        "90-day window, take 50" + (", aggregator filter method=GET" if filtered else ""),
     )
 
 
@@ -180,6 +194,7 @@ def customer_scenarios(end_us: int) -> list[Scenario]:
         _customer("heavy skip=1000", heavy, 1000, start, end_us),
         _customer("heavy skip=10000", heavy, 10000, start, end_us),
         _customer("light skip=0", light, 0, start, end_us),
+        _customer("heavy skip=0, filtered aggregator", heavy, 0, start, end_us, filtered=True),
     ]
 
 
@@ -193,6 +208,8 @@ def _aggregate(
     metric: str,
     group_by: str,
     time_zone: str = "UTC",
+    fresh: bool = False,
+    **filters: str,
 ) -> Scenario:
     request = pb.AggregateUsageRequest(
         bucket=bucket,
@@ -202,26 +219,44 @@ def _aggregate(
         group_by=group_by,
         time_zone=time_zone,
     )
+    for column, value in filters.items():
+        setattr(request, column, value)
     if group_by == "metric_key":
         group_sql: str = "metric_key"
         params: tuple[Any, ...] = ()
+    elif group_by == "none":
+        group_sql, params = "''", ()
     else:
         group_sql = "properties ->> %s"
         params = (group_by[4:],)
     value_sql = "count(*)" if metric == "count" else "sum(quantity)"
+    filter_sql = "".join(f" AND {column} = %s" for column in filters)
     sql = (
         f"SELECT {group_sql} AS grp, date_trunc(%s, to_timestamp(timestamp_us / 1000000.0), %s) AS bucket, "
         f"{value_sql} FROM events "
-        "WHERE organization_id = %s AND timestamp_us >= %s AND timestamp_us < %s GROUP BY 1, 2"
+        f"WHERE organization_id = %s AND timestamp_us >= %s AND timestamp_us < %s{filter_sql} GROUP BY 1, 2"
     )
+    request_for = None
+    if fresh:
+        # A new `until` at each call (one microsecond later): no two calls ask the same question.
+        later = itertools.count(1)
+
+        def request_for() -> pb.AggregateUsageRequest:
+            fresh_request = pb.AggregateUsageRequest()
+            fresh_request.CopyFrom(request)
+            fresh_request.until.CopyFrom(ts(until_us + next(later)))
+            return fresh_request
+
+        name, note = f"{name}, fresh", f"{note}; a new until each call"
     return Scenario(
         f"AggregateUsage {name}",
         "aggregate",
         "AggregateUsage",
         request,
-        [(sql, (*params, bucket, time_zone, d.BIG_ORG, since_us, until_us))],
+        [(sql, (*params, bucket, time_zone, d.BIG_ORG, since_us, until_us, *filters.values()))],
         _same_sum,
         note,
+        request_for,
     )
 
 
@@ -229,54 +264,110 @@ def aggregate_scenarios(end_us: int) -> list[Scenario]:
     hour_start = end_us - 30 * DAY_US
     day_end = (end_us // DAY_US + 1) * DAY_US
     day_start = day_end - 90 * DAY_US
-    return [
+    ds = d.Dataset
+    out = []
+    for fresh in (False, True):
+        out += [
+            _aggregate(
+                "(a) 30d hourly count, metric_key",
+                "720 buckets",
+                "hour",
+                hour_start,
+                end_us,
+                "count",
+                "metric_key",
+                fresh=fresh,
+            ),
+            _aggregate(
+                "(b) 90d daily sum, dim:region",
+                "sum_quantity, 90 buckets",
+                "day",
+                day_start,
+                day_end,
+                "sum_quantity",
+                "dim:region",
+                fresh=fresh,
+            ),
+            _aggregate(
+                "(c) 90d daily count, dim:endpoint",
+                "a dimension without rollup",
+                "day",
+                day_start,
+                day_end,
+                "count",
+                "dim:endpoint",
+                fresh=fresh,
+            ),
+            _aggregate(
+                "(c2) 90d daily count, dim:user_id",
+                "high cardinality (~100k values), top 8 + Other",
+                "day",
+                day_start,
+                day_end,
+                "count",
+                "dim:user_id",
+                fresh=fresh,
+            ),
+            _aggregate(
+                "(d) = (a) in Europe/Paris",
+                "DST time zone",
+                "hour",
+                hour_start,
+                end_us,
+                "count",
+                "metric_key",
+                "Europe/Paris",
+                fresh=fresh,
+            ),
+        ]
+    # Stated paths (each fresh): a zone of half-hour offsets and the three filters.
+    out += [
         _aggregate(
-            "(a) 30d hourly count, metric_key",
-            "720 buckets",
+            "(e) = (a) in Asia/Kolkata",
+            "half-hour offset: raw events",
             "hour",
             hour_start,
             end_us,
             "count",
             "metric_key",
+            "Asia/Kolkata",
+            fresh=True,
         ),
         _aggregate(
-            "(b) 90d daily sum, dim:region",
-            "sum_quantity, 90 buckets",
+            "(f) 90d daily sum by metric_key, customer=heavy",
+            "the customer rollup",
             "day",
             day_start,
             day_end,
             "sum_quantity",
-            "dim:region",
-        ),
-        _aggregate(
-            "(c) 90d daily count, dim:endpoint",
-            "a dimension without rollup",
-            "day",
-            day_start,
-            day_end,
-            "count",
-            "dim:endpoint",
-        ),
-        _aggregate(
-            "(c2) 90d daily count, dim:user_id",
-            "high cardinality (~100k values), top 8 + Other",
-            "day",
-            day_start,
-            day_end,
-            "count",
-            "dim:user_id",
-        ),
-        _aggregate(
-            "(d) = (a) in Europe/Paris",
-            "DST time zone",
-            "hour",
-            hour_start,
-            end_us,
-            "count",
             "metric_key",
-            "Europe/Paris",
+            fresh=True,
+            customer_id=ds.heavy_customer,
+        ),
+        _aggregate(
+            "(g) 90d daily count, product_id",
+            "raw events, product index",
+            "day",
+            day_start,
+            day_end,
+            "count",
+            "none",
+            fresh=True,
+            product_id=ds.list_product,
+        ),
+        _aggregate(
+            "(h) 90d daily count, subscription_id",
+            "raw events, subscription index",
+            "day",
+            day_start,
+            day_end,
+            "count",
+            "none",
+            fresh=True,
+            subscription_id="sub_00001",
         ),
     ]
+    return out
 
 
 def all_scenarios(data_end_us: int) -> list[Scenario]:

@@ -17,6 +17,7 @@ from usage.v1 import catalog_service_pb2, catalog_service_pb2_grpc, usage_servic
 
 from server.auth import TokenVerifier
 from server.config import Settings
+from server.logic.answer_cache import AnswerCache
 from server.logic.catalog import Catalog
 from server.logic.cursors import CursorCodec
 from server.logic.ingest import Ingestion
@@ -107,9 +108,14 @@ def create_server(
             ("grpc.so_reuseport", 1 if reuse_port else 0),
         ],
     )
+    answers = AnswerCache(settings.aggregate_cache_mb << 20) if settings.aggregate_cache_mb > 0 else None
+    if answers is not None:
+        observability.watch_answer_cache(answers)
     usage_service_pb2_grpc.add_UsageServiceServicer_to_server(
         UsageServicer(
-            UsageQueries(storage, cursors, settings.max_aggregate_buckets, settings.max_aggregate_points),
+            UsageQueries(
+                storage, cursors, settings.max_aggregate_buckets, settings.max_aggregate_points, answers
+            ),
             Ingestion(storage.events, settings.max_future_skew_s),
             settings.default_query_timeout_s,
             on_ingested=observability.count_ingested,

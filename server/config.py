@@ -137,6 +137,13 @@ class Settings:
             "groups would exceed it is refused before the answer is built"
         },
     )
+    aggregate_cache_mb: int = dataclasses.field(
+        default=64,
+        metadata={
+            "help": "MiB of encoded AggregateUsage answers kept per server process, each valid while "
+            "its organization's events are unchanged (requests with an explicit until); 0: off"
+        },
+    )
     max_future_skew_s: int = dataclasses.field(
         default=300, metadata={"help": "seconds into the future an event timestamp may be"}
     )

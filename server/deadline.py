@@ -32,8 +32,9 @@ class Deadline:
     def __init__(self, timeout_s: float | None = None, *, enforced: bool = False) -> None:
         self._expires = None if timeout_s is None else time.monotonic() + timeout_s
         self._cancelled = False
-        # True when something calls `cancel()` once the time is up (gRPC does, for the calls it
-        # serves): storage then need not also give the database a statement timeout.
+        # True when storage need not give the database a statement timeout of its own: gRPC ends
+        # the call (and calls `cancel()`) at its deadline, or the limit is the server's cap, which
+        # every database connection applies to each statement already (default_query_timeout_s).
         self.enforced = enforced
         self._lock = threading.Lock()
         self._stops: list[Callable[[], None]] = []
@@ -44,10 +45,10 @@ class Deadline:
 
     @classmethod
     def of_context(cls, context: Any, cap_s: float) -> Deadline:
-        """The call's remaining deadline, at most `cap_s`, cancelled when the call ends early."""
+        """The call's remaining deadline, at most `cap_s` (the database's own statement timeout),
+        cancelled when the call ends early."""
         left = context.time_remaining()
-        # Within the cap, gRPC itself ends the call when its deadline passes, and runs its callbacks.
-        deadline = cls(left, enforced=True) if left is not None and left <= cap_s else cls(cap_s)
+        deadline = cls(cap_s if left is None else min(left, cap_s), enforced=True)
         # Also runs when the call ends normally: by then nothing is registered, so it stops nothing.
         context.add_callback(deadline.cancel)
         return deadline

@@ -39,7 +39,8 @@ STORAGE_LOGGER = "server.storage.engine"  # translate_errors logs each failure t
 
 
 def _not_from_the_monitor(record: logging.LogRecord) -> bool:
-    return record.threadName != THREAD_NAME
+    # Filters run on the logging thread; records carry no thread name (configure_logging).
+    return threading.current_thread().name != THREAD_NAME
 
 
 class Pingable(Protocol):

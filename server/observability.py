@@ -8,9 +8,10 @@
   request_id (the caller's `x-request-id` when it is a sane token, else a generated one; the server
   returns it as response metadata), peer, and trace_id when tracing is on; like every JSON line, the
   pid of the process that served it.
-- OpenTelemetry: when `opentelemetry` is importable each RPC runs in a SERVER span (W3C
-  `traceparent` from the request metadata is honoured); exporters are the deployment's choice
-  (`opentelemetry-instrument` or the SDK). Without the package nothing is traced.
+- OpenTelemetry: when `opentelemetry` is importable and a tracer provider is installed before the
+  server is built (`opentelemetry-instrument`, or the SDK's `trace.set_tracer_provider` at start),
+  each RPC runs in a SERVER span (W3C `traceparent` from the request metadata is honoured);
+  exporters are the deployment's choice. Without them nothing is traced, at no cost per call.
 - `serve_metrics(host, port)`: `/metrics` over HTTP (port 0 picks a free one).
 """
 
@@ -30,7 +31,7 @@ from typing import Any
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import QueuePool
@@ -90,6 +91,25 @@ class PoolCollector(Collector):
         return [size, out, idle]
 
 
+class AnswerCacheCollector(Collector):
+    """The answer cache's hits, misses and size (logic/answer_cache.py), read when Prometheus scrapes."""
+
+    def __init__(self, cache: Any) -> None:
+        self._cache = cache
+
+    def collect(self) -> Iterable[Any]:
+        requests = CounterMetricFamily(
+            "usage_answer_cache_requests",
+            "AggregateUsage answers looked up in the answer cache, by result (hit, miss).",
+            labels=["result"],
+        )
+        requests.add_metric(["hit"], self._cache.hits)
+        requests.add_metric(["miss"], self._cache.misses)
+        size = GaugeMetricFamily("usage_answer_cache_bytes", "Bytes of answers kept in the answer cache.")
+        size.add_metric([], self._cache.size_bytes)
+        return [requests, size]
+
+
 class Observability:
     """The metrics registry, RPC instrumentation and tracer of one server instance."""
 
@@ -117,31 +137,54 @@ class Observability:
         if engine is not None:
             r.register(PoolCollector(engine))
         self._tracer = _otel_tracer(tracer_provider) if tracing else None
+        self._by_method: dict[str, _MethodMetrics] = {}
 
     @property
     def tracing(self) -> bool:
         return self._tracer is not None
 
+    def watch_answer_cache(self, cache: Any) -> None:
+        self.registry.register(AnswerCacheCollector(cache))
+
     def count_ingested(self, statuses: Iterable[str]) -> None:
         for status in statuses:
             self.ingested.labels(status.lower()).inc()
 
+    def _children(self, method: str) -> _MethodMetrics:
+        """The labelled metrics of one method (a lookup of labels costs more than the update)."""
+        children = self._by_method.get(method)
+        if children is None:
+            service, name = split_method(method)
+            children = _MethodMetrics(
+                service,
+                name,
+                self.started.labels(service, name),
+                self.in_flight.labels(service, name),
+                self.latency.labels(service, name),
+                {},
+            )
+            self._by_method[method] = children
+        return children
+
     @contextlib.contextmanager
     def rpc(self, record: RpcRecord, metadata: Mapping[str, Any]) -> Iterator[RpcRecord]:
         """Count, time, trace and log the RPC run inside; the caller fills `record` as it learns."""
-        service, name = split_method(record.method)
-        self.started.labels(service, name).inc()
-        in_flight = self.in_flight.labels(service, name)
-        in_flight.inc()
+        m = self._children(record.method)
+        m.started.inc()
+        m.in_flight.inc()
         start = time.perf_counter()
-        with self._span(record.method, service, name, metadata) as span:
+        with self._span(record.method, m.service, m.name, metadata) as span:
             try:
                 yield record
             finally:
                 elapsed = time.perf_counter() - start
-                in_flight.dec()
-                self.handled.labels(service, name, record.code.name).inc()
-                self.latency.labels(service, name).observe(elapsed)
+                m.in_flight.dec()
+                code = record.code.name
+                handled = m.handled.get(code)
+                if handled is None:
+                    handled = m.handled[code] = self.handled.labels(m.service, m.name, code)
+                handled.inc()
+                m.latency.observe(elapsed)
                 trace_id = _end_span(span, record)
                 _log_rpc(record, elapsed, trace_id)
 
@@ -168,6 +211,16 @@ class Observability:
 
 
 @dataclasses.dataclass
+class _MethodMetrics:
+    service: str
+    name: str
+    started: Any
+    in_flight: Any
+    latency: Any
+    handled: dict[str, Any]  # by status code name
+
+
+@dataclasses.dataclass
 class MetricsServer:
     httpd: Any
     thread: threading.Thread
@@ -182,10 +235,14 @@ class MetricsServer:
 
 
 def _otel_tracer(provider: Any) -> Any:
+    """The tracer of the given provider, else of the global one when an SDK installed it; None
+    when nothing would record (each no-op span still cost 25 us a call)."""
     try:
         from opentelemetry import trace
     except ImportError:  # tracing is optional: install opentelemetry-api (+ an SDK) to enable it
         return None
+    if provider is None and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return None  # no SDK provider installed before the server was built (see the module doc)
     return trace.get_tracer("usage-service", tracer_provider=provider)
 
 
@@ -265,4 +322,9 @@ def configure_logging(log_format: str) -> None:
     else:
         raise ValueError(f"log format must be json or text, not {log_format!r}")
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    # What no line shows is not computed for every record (the logging HOWTO's "Optimization"):
+    # the caller's file and line (a walk of the stack), thread names, multiprocessing names.
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logMultiprocessing = False
     logging.getLogger("alembic").setLevel(logging.WARNING)

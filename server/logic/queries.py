@@ -7,12 +7,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
+from collections.abc import Callable
 
 from server.deadline import Deadline
 from server.decimals import trim_decimal
 from server.domain import AggregateQuery, CustomerPageQuery, EventFilters
 from server.errors import InvalidArgument, NotFound
 from server.logic import buckets
+from server.logic.answer_cache import AnswerCache
 from server.logic.cursors import MALFORMED, CursorCodec, fingerprint
 from server.storage.interface import Storage
 
@@ -129,11 +131,35 @@ class UsageQueries:
         cursors: CursorCodec,
         max_aggregate_buckets: int,
         max_aggregate_points: int = 0,
+        answers: AnswerCache | None = None,
     ) -> None:
         self._storage = storage
         self._cursors = cursors
         self._max_buckets = max_aggregate_buckets
         self._max_points = max_aggregate_points  # 0: no bound
+        self._answers = answers  # None: every aggregate is computed
+
+    def aggregate_encoded(
+        self,
+        org: str,
+        req: AggregateRequest,
+        deadline: Deadline | None,
+        now: dt.datetime,
+        encode: Callable[[AggregateResult], bytes],
+    ) -> bytes:
+        """`encode(aggregate(...))`, kept in the answer cache while the organization's data is
+        unchanged (logic/answer_cache.py says why that is never stale). An answer whose window
+        ends at `now` (no `until`) depends on the clock and is always computed."""
+        if self._answers is None or req.until_us is None:
+            return encode(self.aggregate(org, req, deadline, now))
+        key = ("AggregateUsage", org, req)
+        version = self._storage.reads.data_version(org, deadline)  # before computing: see the module
+        kept = self._answers.get(key, version)
+        if kept is not None:
+            return kept
+        data = encode(self.aggregate(org, req, deadline, now))
+        self._answers.put(key, version, data)
+        return data
 
     def list_customer_events(
         self, org: str, req: CustomerEventsRequest, deadline: Deadline | None = None
@@ -164,7 +190,8 @@ class UsageQueries:
             req.filters, req.occurred_after_us, req.occurred_before_us, "occurred_before"
         )
         limit = min(req.limit or DEFAULT_LIMIT, MAX_LIMIT)
-        bound = fingerprint(org, "ListUsageEvents", dataclasses.asdict(filters))
+        # The filters' fields by name, as dataclasses.asdict would give them (without its deep copy).
+        bound = fingerprint(org, "ListUsageEvents", filters.__dict__)
         after: tuple[int, str] | None = None
         if req.cursor:
             position = self._cursors.decode(req.cursor, bound)

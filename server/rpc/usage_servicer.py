@@ -17,6 +17,7 @@ from server.logic.buckets import to_us
 from server.logic.ingest import EventDraft, Ingestion
 from server.logic.queries import (
     AggregateRequest,
+    AggregateResult,
     CustomerEventsRequest,
     FilterRequest,
     ListEventsRequest,
@@ -92,7 +93,8 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
 
     def AggregateUsage(self, request, context):  # noqa: N802
         validation.check(request)
-        result = self._queries.aggregate(
+        # The serialized response: it may come from the answer cache as it was sent before.
+        return self._queries.aggregate_encoded(
             current_org(),
             AggregateRequest(
                 bucket=request.bucket,
@@ -106,27 +108,14 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
             ),
             Deadline.of_context(context, self._timeout),
             dt.datetime.now(dt.UTC),
+            _encode_aggregate,
         )
-        response = pb.AggregateUsageResponse(
-            bucket=result.bucket,
-            group_by=result.group_by,
-            metric=result.metric,
-            since=convert.us_to_ts(to_us(result.since)),
-            until=convert.us_to_ts(to_us(result.until)),
-        )
-        starts = [convert.us_to_ts(to_us(s)) for s in result.starts]
-        for s in result.series:
-            series = response.series.add(key=s.key, other=s.other, total=float(s.total), exact_total=s.total)
-            points = series.points
-            for start, value in zip(starts, s.values, strict=True):
-                points.add(start=start, value=float(value), exact_value=value)
-        return response
 
     def IngestUsageEvents(self, request, context):  # noqa: N802
         # Violations inside events[i] reject that event only; any other violation rejects the batch.
         by_event: dict[int, list[FieldViolation]] = {}
         batch_level: list[FieldViolation] = []
-        for v in validation.violations(request):
+        for v in validation.violations(request, json_checked=True):
             head, _, rest = v.field.partition(".")
             if head.startswith("events[") and rest:
                 by_event.setdefault(int(head[7:-1]), []).append(FieldViolation(rest, v.description))
@@ -146,6 +135,7 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
                     timestamp_us=convert.ts_to_us(e.timestamp),
                     quantity=e.quantity,
                     properties=convert.struct_to_dict(e.properties),
+                    properties_wire=e.properties.SerializeToString(),
                     idempotency_key=optional(e, "idempotency_key"),
                     product_id=optional(e, "product_id"),
                     subscription_id=optional(e, "subscription_id"),
@@ -178,3 +168,20 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
 def _bound(request: Any, field: str) -> int | None:
     """An optional window bound in microseconds (rounded up: see convert.bound_to_us)."""
     return convert.bound_to_us(getattr(request, field)) if request.HasField(field) else None
+
+
+def _encode_aggregate(result: AggregateResult) -> bytes:
+    response = pb.AggregateUsageResponse(
+        bucket=result.bucket,
+        group_by=result.group_by,
+        metric=result.metric,
+        since=convert.us_to_ts(to_us(result.since)),
+        until=convert.us_to_ts(to_us(result.until)),
+    )
+    starts = [convert.us_to_ts(to_us(s)) for s in result.starts]
+    for s in result.series:
+        series = response.series.add(key=s.key, other=s.other, total=float(s.total), exact_total=s.total)
+        points = series.points
+        for start, value in zip(starts, s.values, strict=True):
+            points.add(start=start, value=float(value), exact_value=value)
+    return response.SerializeToString()

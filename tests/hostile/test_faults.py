@@ -228,13 +228,23 @@ def test_a_connection_that_dies_after_checkout_answers_unavailable(running_pg: P
         upgrade(engine)
         storage.ping()
 
-        def terminate_backends() -> None:
+        def terminate_backends(wait: bool = False) -> None:
             with pg.admin_connection() as admin:
                 admin.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                     " WHERE datname = %s AND pid <> pg_backend_pid()",
                     (name,),
                 )
+                if wait:  # until they have exited (and closed their sockets)
+                    wait_until(
+                        lambda: (
+                            admin.execute(
+                                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)
+                            ).fetchone()[0]
+                            == 0
+                        ),
+                        "the terminated backends to exit",
+                    )
 
         # Killed between checkout and the next statement: Unavailable, no driver text.
         with pytest.raises(Unavailable) as caught, storage.db.write(Deadline(10)) as conn:
@@ -253,7 +263,7 @@ def test_a_connection_that_dies_after_checkout_answers_unavailable(running_pg: P
         with engine.connect() as a, engine.connect() as b:
             a.execute(sa.text("SELECT 1"))
             b.execute(sa.text("SELECT 1"))
-        terminate_backends()
+        terminate_backends(wait=True)
         assert storage.catalog.list_customers("org_x", None, 10) == []
         storage.ping()
     finally:

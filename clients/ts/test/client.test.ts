@@ -86,6 +86,9 @@ test("ingest, then read back with every query RPC", async () => {
   });
   const series = Object.fromEntries(agg.series.map((s) => [s.key, s.points.map((p) => p.value)]));
   assert.deepEqual(series, { api_call: [3, 0], storage_gb: [0, 1.5] });
+  // The exact sums, as canonical decimal strings, beside the doubles.
+  const exact = Object.fromEntries(agg.series.map((s) => [s.key, [s.exactTotal, ...s.points.map((p) => p.exactValue)]]));
+  assert.deepEqual(exact, { api_call: ["3", "3", "0"], storage_gb: ["1.5", "0", "1.5"] });
   await catalog.deleteAggregator({ id: aggregatorId });
 });
 

@@ -71,8 +71,18 @@ class PostgresDialect(Dialect):
         own_timeout = timeout is not None and not deadline.enforced and (default is None or timeout < default)
         if not write and not own_timeout:
             # Under READ COMMITTED each statement of a transaction takes its own snapshot anyway,
-            # so a read loses no consistency in autocommit.
-            yield conn.execution_options(isolation_level="AUTOCOMMIT")
+            # so a read loses no consistency in autocommit. Set on the driver's connection and
+            # back, not through execution_options(isolation_level=...), whose clone of the
+            # Connection and reset at checkin cost more than a page's query (a read issues no
+            # BEGIN, so SQLAlchemy's own transaction bookkeeping stays true either way).
+            raw = conn.connection.driver_connection
+            assert isinstance(raw, psycopg.Connection)
+            raw.autocommit = True
+            try:
+                yield conn
+            finally:
+                with contextlib.suppress(psycopg.Error):  # a broken connection is discarded anyway
+                    raw.autocommit = False
             return
         with conn.begin():
             if own_timeout:
