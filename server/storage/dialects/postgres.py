@@ -44,12 +44,13 @@ class PostgresDialect(Dialect):
     ) -> Engine:
         if url.drivername == "postgresql":
             url = url.set(drivername="postgresql+psycopg")
-        # Custom plans always: psycopg prepares repeated statements, and after a few executions
-        # PostgreSQL may switch to a generic plan that ignores the values; with customers of very
-        # different sizes (one heavy customer's count went from 80 ms to 700 ms) the values matter.
-        options = ["-c plan_cache_mode=force_custom_plan"]
-        if timeout_s is not None:
-            options.append(f"-c statement_timeout={max(1, int(timeout_s * 1000))}")
+        # Prepared statements: only the hot, value-independent ones of engine.Prepared (pages,
+        # lookups), whose plans PostgreSQL may then keep generic (planning a page cost more than
+        # running it). Everything else runs unprepared, so planned for its values: psycopg would
+        # otherwise prepare any statement run 5 times, and a generic plan for a count over one
+        # customer's events ignores that customers differ in size (a heavy one's count went from
+        # 80 ms to 700 ms that way).
+        options = [f"-c statement_timeout={max(1, int(timeout_s * 1000))}"] if timeout_s is not None else []
         engine = sa.create_engine(
             url,
             pool_size=pool_size,
@@ -59,6 +60,7 @@ class PostgresDialect(Dialect):
                 "connect_timeout": 5,
                 "application_name": "usage-service",
                 "options": " ".join(options),
+                "prepare_threshold": None,
             },
         )
         sa.event.listen(engine, "checkout", _discard_if_closed_by_server)
@@ -116,7 +118,8 @@ class PostgresDialect(Dialect):
         raw = conn.connection.driver_connection
         assert isinstance(raw, psycopg.Connection)
         try:
-            # prepare=True: parsed once per connection; plans stay custom (plan_cache_mode above).
+            # prepare=True: parsed once per connection, and planned generically once PostgreSQL
+            # finds the generic plan as good as the custom ones (plan_cache_mode auto).
             return raw.execute(sql, params, prepare=True).fetchall()
         except psycopg.Error as exc:
             raise sa.exc.DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
