@@ -10,16 +10,31 @@ import datetime as dt
 import pathlib
 import re
 import time
+from collections.abc import Iterable
+from typing import Any
 
 import jwt
 
 from server.config import Settings
-from server.errors import Unauthenticated
+from server.errors import InvalidArgument, Unauthenticated
 
 _ORG_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
 _ASYMMETRIC = ["RS256", "ES256"]
 # Verified tokens remembered per verifier (TokenVerifier.organization).
 VERIFIED_TOKENS_KEPT = 10_000
+
+
+def single_authorization(metadata: Iterable[tuple[str, Any]]) -> str | None:
+    """The one `authorization` value of a call's metadata (None when absent). Two are refused, never
+    resolved by picking one: a proxy that adds its own credential beside the caller's (or an HTTP
+    request with `Authorization` and `Grpc-Metadata-Authorization`) must not act as either."""
+    values = [v for k, v in metadata if k == "authorization"]
+    if len(values) > 1:
+        raise InvalidArgument(
+            f"the call carries {len(values)} authorization headers: send exactly one bearer token",
+            reason=InvalidArgument.AMBIGUOUS_CREDENTIALS,
+        )
+    return values[0] if values else None
 
 
 class TokenVerifier:

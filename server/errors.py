@@ -8,10 +8,23 @@ from __future__ import annotations
 
 import dataclasses
 from http import HTTPStatus
+from typing import Any
 
 import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 ERROR_DOMAIN = "usage.v1"
+# The longest text an error carries per field violation (a message: twice that), and the most
+# violations it lists: messages echo at most a clipped part of the input, and statuses travel in
+# trailers that clients cap (8-16 KiB), where a longer one turns into a client-side RESOURCE_EXHAUSTED.
+MAX_TEXT = 256
+MAX_VIOLATIONS = 20
+
+
+def clip(text: str, limit: int = MAX_TEXT) -> str:
+    """`text`, cut to `limit` characters (ending in `...` when cut)."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +56,9 @@ class InvalidArgument(ServiceError):
     code = grpc.StatusCode.INVALID_ARGUMENT
     http_status = HTTPStatus.BAD_REQUEST
     reason = "INVALID_ARGUMENT"
+    # Finer reasons, where no field can be named:
+    MALFORMED = "MALFORMED_REQUEST"  # bytes that are no protobuf message of the request's type
+    AMBIGUOUS_CREDENTIALS = "CREDENTIALS_AMBIGUOUS"  # more than one authorization header
 
     @classmethod
     def of(cls, violations: list[FieldViolation] | tuple[FieldViolation, ...]) -> InvalidArgument:
@@ -54,6 +70,27 @@ class InvalidArgument(ServiceError):
     @classmethod
     def field(cls, field: str, description: str) -> InvalidArgument:
         return cls.of([FieldViolation(field, description)])
+
+
+class BodyTooLarge(InvalidArgument):
+    """HTTP gateway: a request body over its limit."""
+
+    http_status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    reason = "BODY_TOO_LARGE"
+
+
+class HeadersTooLarge(InvalidArgument):
+    """HTTP gateway: headers it would forward as metadata over the limit gRPC puts on metadata."""
+
+    http_status = HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
+    reason = "HEADERS_TOO_LARGE"
+
+
+class UnsupportedMediaType(InvalidArgument):
+    """HTTP gateway: a request body that is not declared as JSON."""
+
+    http_status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+    reason = "UNSUPPORTED_MEDIA_TYPE"
 
 
 class NotFound(ServiceError):
@@ -144,3 +181,24 @@ GRPC_TO_HTTP: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DATA_LOSS: 500,
 }
+
+
+def status_proto(error: ServiceError) -> status_pb2.Status:
+    """A `google.rpc.Status` of the error: ErrorInfo (its stable reason, the resource of a NotFound)
+    and, for invalid input, BadRequest with the first MAX_VIOLATIONS violations; texts clipped."""
+    metadata = {"resource": error.resource} if isinstance(error, NotFound) and error.resource else {}
+    details: list[Any] = [
+        error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=metadata)
+    ]
+    if error.violations:
+        violations = [
+            error_details_pb2.BadRequest.FieldViolation(field=clip(v.field), description=clip(v.description))
+            for v in error.violations[:MAX_VIOLATIONS]
+        ]
+        details.append(error_details_pb2.BadRequest(field_violations=violations))
+    packed = []
+    for detail in details:
+        packed.append(any_pb2.Any())
+        packed[-1].Pack(detail)
+    code = getattr(code_pb2, error.code.name)
+    return status_pb2.Status(code=code, message=clip(error.message, 2 * MAX_TEXT), details=packed)

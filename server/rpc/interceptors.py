@@ -3,6 +3,10 @@ domain errors to gRPC statuses with rich details, and the observation of each un
 JSON log line, a trace span; see server/observability.py) under a request id that is returned to the
 caller as the `x-request-id` response header. Servicers read the caller's organization with
 `current_org()` and never set codes themselves.
+
+Requests are deserialized here, inside the observed call, rather than by grpc: bytes that do not
+parse (invalid UTF-8 in a string, a truncated message, nesting past protobuf's depth limit) are
+INVALID_ARGUMENT saying so, where grpc would answer INTERNAL "Exception deserializing request!".
 """
 
 from __future__ import annotations
@@ -13,12 +17,11 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.protobuf.message import DecodeError
 from grpc_status import rpc_status
 
-from server.auth import TokenVerifier
-from server.errors import ERROR_DOMAIN, Internal, NotFound, ServiceError
+from server.auth import TokenVerifier, single_authorization
+from server.errors import Internal, InvalidArgument, ServiceError, clip, status_proto
 from server.observability import (
     INFRASTRUCTURE_PREFIXES,
     REQUEST_ID_HEADER,
@@ -38,43 +41,32 @@ def current_org() -> str:
     return _ORG.get()
 
 
-# The status travels in trailers, which clients cap (8-16 KiB): long echoes of hostile input or
-# thousands of violations would turn INVALID_ARGUMENT into a client-side RESOURCE_EXHAUSTED.
-MAX_VIOLATIONS = 20
-MAX_TEXT = 256
+# What protobuf's decoder (upb) says, in the words of the API.
+_DECODE_PROBLEMS = (
+    ("UTF-8", "a string field is not valid UTF-8"),
+    ("MaxDepth", "messages are nested more than 100 levels deep"),
+    ("corrupt", "the message is truncated or corrupt"),
+)
 
 
-def _clip(text: str, limit: int = MAX_TEXT) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def deserialize(deserializer: Callable[[bytes], Any] | None, raw: bytes, method: str) -> Any:
+    """The request message of `raw` bytes, or InvalidArgument saying why they do not parse."""
+    if deserializer is None:
+        return raw
+    try:
+        return deserializer(raw)
+    except DecodeError as exc:
+        text = str(exc)
+        problem = next((p for key, p in _DECODE_PROBLEMS if key in text), "the message cannot be parsed")
+        raise InvalidArgument(
+            f"the request of {method.rsplit('/', 1)[-1]} is not a valid protobuf message: {problem}",
+            reason=InvalidArgument.MALFORMED,
+        ) from None
 
 
 def to_status(error: ServiceError) -> grpc.Status:
-    """A gRPC status with ErrorInfo (stable reason) and, for invalid input, BadRequest violations
-    (the first MAX_VIOLATIONS, texts clipped to MAX_TEXT characters)."""
-    details = []
-    metadata = {"resource": error.resource} if isinstance(error, NotFound) and error.resource else {}
-    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=metadata)
-    details.append(info)
-    if error.violations:
-        details.append(
-            error_details_pb2.BadRequest(
-                field_violations=[
-                    error_details_pb2.BadRequest.FieldViolation(
-                        field=_clip(v.field), description=_clip(v.description)
-                    )
-                    for v in error.violations[:MAX_VIOLATIONS]
-                ]
-            )
-        )
-    packed = []
-    for d in details:
-        a = any_pb2.Any()
-        a.Pack(d)
-        packed.append(a)
-    code = getattr(code_pb2, error.code.name)
-    return rpc_status.to_status(
-        status_pb2.Status(code=code, message=_clip(error.message, 2 * MAX_TEXT), details=packed)
-    )
+    """The gRPC status of a domain error, with its rich details (errors.status_proto)."""
+    return rpc_status.to_status(status_proto(error))
 
 
 class ServiceInterceptor(grpc.ServerInterceptor):
@@ -93,21 +85,24 @@ class ServiceInterceptor(grpc.ServerInterceptor):
         method = details.method
         public = method.startswith(INFRASTRUCTURE_PREFIXES)
         inner = handler.unary_unary
+        request_deserializer = handler.request_deserializer
         verifier = self._verifier
         observability = self._observability
         admission = self._admission
 
-        def behavior(request: Any, context: grpc.ServicerContext) -> Any:
-            metadata = dict(context.invocation_metadata())
+        def behavior(raw: bytes, context: grpc.ServicerContext) -> Any:
+            pairs = context.invocation_metadata()
+            metadata = dict(pairs)
             record = RpcRecord(method=method, request_id=request_id(metadata), peer=context.peer())
             context.send_initial_metadata(((REQUEST_ID_HEADER, record.request_id),))
             with observability.rpc(record, metadata):
                 try:
+                    request = deserialize(request_deserializer, raw, method)
                     if public:  # health and reflection: never counted against the bound
                         response = inner(request, context)
                     else:
                         with admission.admit(context.time_remaining()):
-                            record.organization = verifier.organization(metadata.get("authorization"))
+                            record.organization = verifier.organization(single_authorization(pairs))
                             token = _ORG.set(record.organization)
                             try:
                                 response = inner(request, context)
@@ -126,15 +121,13 @@ class ServiceInterceptor(grpc.ServerInterceptor):
                         # raises NotImplementedError after UNIMPLEMENTED, as Health/List does):
                         # answer that code, without grpc's "Exception calling application" traceback.
                         record.code = aborted
-                        context.abort(aborted, _clip(context.details() or aborted.name))  # type: ignore[attr-defined]
+                        context.abort(aborted, clip(context.details() or aborted.name))  # type: ignore[attr-defined]
                     log.exception("unexpected error in %s (request_id %s)", method, record.request_id)
                     record.code = grpc.StatusCode.INTERNAL
                     context.abort_with_status(to_status(Internal()))
 
         return grpc.unary_unary_rpc_method_handler(
-            behavior,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=_serializer(handler.response_serializer),
+            behavior, request_deserializer=None, response_serializer=_serializer(handler.response_serializer)
         )
 
 
