@@ -143,6 +143,22 @@ def test_scheme_is_case_insensitive_and_the_token_works(harness: Harness) -> Non
         assert list(page.data) == []
 
 
+def test_two_credentials_are_refused_whichever_they_are(harness: Harness) -> None:
+    """Issue 11: the last of two authorization headers was served. Neither is chosen now, even when both
+    are valid (a proxy adding its own credential beside the caller's must not act as either)."""
+    a, b = harness.token("org_a"), harness.token("org_b")
+    harness.client("org_a").ingest(event())
+    for pair in ((a, b), (a, a), (a, "not-a-jwt"), ("not-a-jwt", a)):
+        metadata = tuple(("authorization", f"Bearer {t}") for t in pair)
+        got = expect_error(
+            harness.raw_client(metadata).usage.ListUsageEvents,
+            pb.ListUsageEventsRequest(),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        )
+        assert got.reason == "CREDENTIALS_AMBIGUOUS"
+        assert "2 authorization headers" in got.message
+
+
 def test_health_and_reflection_need_no_token(harness: Harness) -> None:
     health = health_pb2_grpc.HealthStub(harness.channel)
     for service in ("", "usage.v1.UsageService", "usage.v1.CatalogService"):
