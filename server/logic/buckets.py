@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
+import importlib.resources
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from server.domain import OffsetSegment
@@ -31,14 +33,27 @@ def from_us(us: int) -> dt.datetime:
     return _EPOCH + dt.timedelta(microseconds=us)
 
 
+@functools.cache
+def iana_zone_names() -> frozenset[str]:
+    """The zone names of the IANA time zone database (the `tzdata` package's list, links such as
+    `US/Eastern` included), less `Factory`, a placeholder without a place. What else a system's
+    zoneinfo directory holds (`localtime`, `posixrules`, the `right/` and `posix/` copies) is no
+    IANA name, though ZoneInfo would open it as a file."""
+    names = importlib.resources.files("tzdata").joinpath("zones").read_text(encoding="utf-8").split()
+    return frozenset(names) - {"Factory"}
+
+
 def zone(name: str, field: str = "time_zone") -> ZoneInfo:
     """The IANA zone `name` (default UTC), or InvalidArgument naming `field`."""
     if not name:
         name = "UTC"
+    problem = f"unknown time zone {name[:64]!r}: use an IANA name such as UTC or Europe/Paris"
+    if name not in iana_zone_names():
+        raise InvalidArgument.field(field, problem)
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise InvalidArgument.field(field, f"unknown IANA time zone {name!r}") from None
+        raise InvalidArgument.field(field, problem) from None
 
 
 def _offset_us(tz: ZoneInfo, t: dt.datetime) -> int:

@@ -27,6 +27,8 @@ OTHER_KEY = "Other"
 AGGREGATE_MIN_US = 0
 AGGREGATE_MAX_US = 221_845_392_000_000_000  # 9000-01-01T00:00:00Z
 _METRIC_KEY_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,128}$")
+# Distinct metric keys a filter may name, comma-separated ones included (each is a bound parameter).
+MAX_METRIC_KEYS = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +123,10 @@ def parse_metric_keys(values: tuple[str, ...] | list[str], field: str = "metric_
                     f"invalid metric key {piece[:64]!r}: 1-128 characters of [A-Za-z0-9_.:/-]",
                 )
             keys.add(piece)
+            if len(keys) > MAX_METRIC_KEYS:
+                raise InvalidArgument.field(
+                    f"{field}[{i}]", f"at most {MAX_METRIC_KEYS} metric keys, comma-separated ones included"
+                )
     return tuple(sorted(keys))
 
 

@@ -1,13 +1,17 @@
 """Request validation with protovalidate: the constraints declared in the protos, as FieldViolations
 with dotted paths (`events[3].timestamp`, `aggregator.filter.fields[0].operator`).
 
-One rule is not expressible there: no string anywhere in a request (ids, names, filter values,
-property keys and values) may hold a NUL character, which PostgreSQL cannot store in text or jsonb.
-Both databases reject it the same way, as INVALID_ARGUMENT naming the field.
+Two rules are not expressible there, and hold for every field of every request:
+- no string (ids, names, filter values, property keys and values) may hold a NUL character, which
+  PostgreSQL cannot store in text or jsonb; both databases reject it the same way;
+- every `google.protobuf.Timestamp` must be one its own definition allows: seconds within years
+  0001-9999 and nanos 0-999,999,999 (protovalidate compares times but does not check this; an
+  out-of-range time would overflow the databases' microsecond integers, or shift by whole seconds).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -69,6 +73,51 @@ def _nul_paths(message: Message, prefix: str = "", json_checked: bool = False) -
                 yield here
 
 
+# google.protobuf.Timestamp's own range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+TIMESTAMP_MIN_SECONDS = -62_135_596_800
+TIMESTAMP_MAX_SECONDS = 253_402_300_799
+_BAD_TIMESTAMP = "must be a valid timestamp between 0001-01-01 and 9999-12-31, with nanos 0-999999999"
+_TIMESTAMP = "google.protobuf.Timestamp"
+
+
+@functools.cache
+def _timestamp_chains(descriptor: Any) -> tuple[tuple[Any, ...], ...]:
+    """The chains of fields from a message type to each Timestamp inside it (JSON values hold none;
+    the request types are not recursive), computed once per type: only these are visited."""
+    chains: list[tuple[Any, ...]] = []
+    for field in descriptor.fields:
+        kind = field.message_type
+        if kind is None or kind.full_name in _JSON_TYPES:
+            continue
+        if kind.full_name == _TIMESTAMP:
+            chains.append((field,))
+        else:
+            chains += [(field, *rest) for rest in _timestamp_chains(kind)]
+    return tuple(chains)
+
+
+def _bad_timestamps(message: Message) -> Iterator[str]:
+    """The paths of the Timestamps of `message` outside their defined range."""
+    for chain in _timestamp_chains(message.DESCRIPTOR):
+        yield from _walk_to_timestamps(message, chain, "")
+
+
+def _walk_to_timestamps(message: Any, chain: tuple[Any, ...], prefix: str) -> Iterator[str]:
+    field, rest = chain[0], chain[1:]
+    value = getattr(message, field.name)
+    if field.is_repeated:
+        items: Any = ((f"{prefix}{field.name}[{i}]", item) for i, item in enumerate(value))
+    else:
+        items = [(prefix + field.name, value)] if message.HasField(field.name) else []
+    for path, item in items:
+        if rest:
+            yield from _walk_to_timestamps(item, rest, path + ".")
+        elif not (
+            TIMESTAMP_MIN_SECONDS <= item.seconds <= TIMESTAMP_MAX_SECONDS and 0 <= item.nanos <= 999_999_999
+        ):
+            yield path
+
+
 def violations(message: Message, json_checked: bool = False) -> list[FieldViolation]:
     """Every constraint the message breaks, with the path of the field and the rule's message.
 
@@ -85,6 +134,7 @@ def violations(message: Message, json_checked: bool = False) -> list[FieldViolat
             FieldViolation(p, "must not contain NUL characters")
             for p in _nul_paths(message, "", json_checked)
         ]
+    found += [FieldViolation(path, _BAD_TIMESTAMP) for path in _bad_timestamps(message)]
     return found
 
 

@@ -27,7 +27,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16usage/v1/catalog.proto\x12\x08usage.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"}\n\x08\x43ustomer\x12)\n\x02id\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x18\x18\x80\x01\x32\x13^[A-Za-z0-9_.:@-]*$\x12\x16\n\x04name\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x02\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc5\x01\n\x0b\x46ilterField\x12.\n\x08property\x18\x01 \x01(\tB\x1c\xbaH\x19r\x17\x10\x01\x18@2\x11^[A-Za-z0-9_.-]+$\x12_\n\x08operator\x18\x02 \x01(\tBM\xbaHJrHR\x06\x65qualsR\nnot_equalsR\x02inR\x06not_inR\x02gtR\x03gteR\x02ltR\x03lteR\x07is_nullR\x0bis_not_null\x12%\n\x05value\x18\x03 \x01(\x0b\x32\x16.google.protobuf.Value\"`\n\x06\x46ilter\x12%\n\x0b\x63onditional\x18\x01 \x01(\tB\x10\xbaH\rr\x0bR\x00R\x03\x61ndR\x02or\x12/\n\x06\x66ields\x18\x02 \x03(\x0b\x32\x15.usage.v1.FilterFieldB\x08\xbaH\x05\x92\x01\x02\x10\x32\"\xb3\x03\n\nAggregator\x12)\n\x02id\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x18\x18\x80\x01\x32\x13^[A-Za-z0-9_.:@-]*$\x12\x18\n\x04name\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80\x02\x12\x33\n\nevent_type\x18\x03 \x01(\tB\x1f\xbaH\x1cr\x1a\x10\x01\x18\x80\x01\x32\x13^[A-Za-z0-9_.:/-]+$\x12$\n\toperation\x18\x04 \x01(\tB\x11\xbaH\x0er\x0cR\x05\x63ountR\x03sum\x12,\n\x08property\x18\x05 \x01(\tB\x1a\xbaH\x17r\x15\x18@2\x11^[A-Za-z0-9_.-]*$\x12\x1a\n\tunit_name\x18\x06 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12\x39\n\x15\x64isplay_name_property\x18\x07 \x01(\tB\x1a\xbaH\x17r\x15\x18@2\x11^[A-Za-z0-9_.-]*$\x12 \n\x06\x66ilter\x18\x08 \x01(\x0b\x32\x10.usage.v1.Filter\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd4\x01\n\x10\x41ggregatorFilter\x12)\n\x02id\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x18\x18\x80\x01\x32\x13^[A-Za-z0-9_.:@-]*$\x12!\n\raggregator_id\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80\x01\x12\x18\n\x04name\x18\x03 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80\x02\x12(\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x10.usage.v1.FilterB\x06\xbaH\x03\xc8\x01\x01\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16usage/v1/catalog.proto\x12\x08usage.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"}\n\x08\x43ustomer\x12)\n\x02id\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x18\x18\x80\x01\x32\x13^[A-Za-z0-9_.:@-]*$\x12\x16\n\x04name\x18\x02 \x01(\tB\x08\xbaH\x05r\x03\x18\x80\x02\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe6\x03\n\x0b\x46ilterField\x12.\n\x08property\x18\x01 \x01(\tB\x1c\xbaH\x19r\x17\x10\x01\x18@2\x11^[A-Za-z0-9_.-]+$\x12_\n\x08operator\x18\x02 \x01(\tBM\xbaHJrHR\x06\x65qualsR\nnot_equalsR\x02inR\x06not_inR\x02gtR\x03gteR\x02ltR\x03lteR\x07is_nullR\x0bis_not_null\x12\xc5\x02\n\x05value\x18\x03 \x01(\x0b\x32\x16.google.protobuf.ValueB\x9d\x02\xbaH\x99\x02\xba\x01\x95\x02\n\x11\x66ilter_value.size\x12omust be a string of at most 4096 characters or a list of at most 100 items (strings of at most 4096 characters)\x1a\x8e\x01type(this) == string ? size(this) <= 4096 : type(this) == list ? size(this) <= 100 && this.all(x, type(x) != string || size(x) <= 4096) : true\"`\n\x06\x46ilter\x12%\n\x0b\x63onditional\x18\x01 \x01(\tB\x10\xbaH\rr\x0bR\x00R\x03\x61ndR\x02or\x12/\n\x06\x66ields\x18\x02 \x03(\x0b\x32\x15.usage.v1.FilterFieldB\x08\xbaH\x05\x92\x01\x02\x10\x32\"\xb3\x03\n\nAggregator\x12)\n\x02id\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x18\x18\x80\x01\x32\x13^[A-Za-z0-9_.:@-]*$\x12\x18\n\x04name\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80\x02\x12\x33\n\nevent_type\x18\x03 \x01(\tB\x1f\xbaH\x1cr\x1a\x10\x01\x18\x80\x01\x32\x13^[A-Za-z0-9_.:/-]+$\x12$\n\toperation\x18\x04 \x01(\tB\x11\xbaH\x0er\x0cR\x05\x63ountR\x03sum\x12,\n\x08property\x18\x05 \x01(\tB\x1a\xbaH\x17r\x15\x18@2\x11^[A-Za-z0-9_.-]*$\x12\x1a\n\tunit_name\x18\x06 \x01(\tB\x07\xbaH\x04r\x02\x18@\x12\x39\n\x15\x64isplay_name_property\x18\x07 \x01(\tB\x1a\xbaH\x17r\x15\x18@2\x11^[A-Za-z0-9_.-]*$\x12 \n\x06\x66ilter\x18\x08 \x01(\x0b\x32\x10.usage.v1.Filter\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd4\x01\n\x10\x41ggregatorFilter\x12)\n\x02id\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x18\x18\x80\x01\x32\x13^[A-Za-z0-9_.:@-]*$\x12!\n\raggregator_id\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80\x01\x12\x18\n\x04name\x18\x03 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80\x02\x12(\n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x10.usage.v1.FilterB\x06\xbaH\x03\xc8\x01\x01\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,6 +42,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FILTERFIELD'].fields_by_name['property']._serialized_options = b'\272H\031r\027\020\001\030@2\021^[A-Za-z0-9_.-]+$'
   _globals['_FILTERFIELD'].fields_by_name['operator']._loaded_options = None
   _globals['_FILTERFIELD'].fields_by_name['operator']._serialized_options = b'\272HJrHR\006equalsR\nnot_equalsR\002inR\006not_inR\002gtR\003gteR\002ltR\003lteR\007is_nullR\013is_not_null'
+  _globals['_FILTERFIELD'].fields_by_name['value']._loaded_options = None
+  _globals['_FILTERFIELD'].fields_by_name['value']._serialized_options = b'\272H\231\002\272\001\225\002\n\021filter_value.size\022omust be a string of at most 4096 characters or a list of at most 100 items (strings of at most 4096 characters)\032\216\001type(this) == string ? size(this) <= 4096 : type(this) == list ? size(this) <= 100 && this.all(x, type(x) != string || size(x) <= 4096) : true'
   _globals['_FILTER'].fields_by_name['conditional']._loaded_options = None
   _globals['_FILTER'].fields_by_name['conditional']._serialized_options = b'\272H\rr\013R\000R\003andR\002or'
   _globals['_FILTER'].fields_by_name['fields']._loaded_options = None
@@ -71,11 +73,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CUSTOMER']._serialized_start=128
   _globals['_CUSTOMER']._serialized_end=253
   _globals['_FILTERFIELD']._serialized_start=256
-  _globals['_FILTERFIELD']._serialized_end=453
-  _globals['_FILTER']._serialized_start=455
-  _globals['_FILTER']._serialized_end=551
-  _globals['_AGGREGATOR']._serialized_start=554
-  _globals['_AGGREGATOR']._serialized_end=989
-  _globals['_AGGREGATORFILTER']._serialized_start=992
-  _globals['_AGGREGATORFILTER']._serialized_end=1204
+  _globals['_FILTERFIELD']._serialized_end=742
+  _globals['_FILTER']._serialized_start=744
+  _globals['_FILTER']._serialized_end=840
+  _globals['_AGGREGATOR']._serialized_start=843
+  _globals['_AGGREGATOR']._serialized_end=1278
+  _globals['_AGGREGATORFILTER']._serialized_start=1281
+  _globals['_AGGREGATORFILTER']._serialized_end=1493
 # @@protoc_insertion_point(module_scope)

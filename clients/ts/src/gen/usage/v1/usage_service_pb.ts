@@ -232,6 +232,7 @@ export type ListUsageEventsRequest = Message<"usage.v1.ListUsageEventsRequest"> 
 
   /**
    * Only events of these metric keys; each value may be a comma-separated list.
+   * At most 100 distinct keys in all, comma-separated ones included.
    *
    * @generated from field: repeated string metric_key = 6;
    */
@@ -353,6 +354,7 @@ export type AggregateUsageRequest = Message<"usage.v1.AggregateUsageRequest"> & 
 
   /**
    * Only events of these metric keys; each value may be a comma-separated list.
+   * At most 100 distinct keys in all, comma-separated ones included.
    *
    * @generated from field: repeated string metric_key = 9;
    */
