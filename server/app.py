@@ -123,7 +123,7 @@ def create_server(
         server,
     )
     catalog_service_pb2_grpc.add_CatalogServiceServicer_to_server(
-        CatalogServicer(Catalog(storage.catalog, cursors)), server
+        CatalogServicer(Catalog(storage.catalog, cursors), settings.default_query_timeout_s), server
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -46,7 +46,10 @@ class Deadline:
     @classmethod
     def of_context(cls, context: Any, cap_s: float) -> Deadline:
         """The call's remaining deadline, at most `cap_s` (the database's own statement timeout),
-        cancelled when the call ends early."""
+        cancelled when the call ends early. Without a context (a servicer called directly, as in
+        tests) just the cap, enforced by the database."""
+        if context is None:
+            return cls(cap_s)
         left = context.time_remaining()
         deadline = cls(cap_s if left is None else min(left, cap_s), enforced=True)
         # Also runs when the call ends normally: by then nothing is registered, so it stops nothing.

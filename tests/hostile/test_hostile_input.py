@@ -548,11 +548,64 @@ def run(
 
 
 # ---- tests ---------------------------------------------------------------------------------
+# Issue 11: times out of the Timestamp range overflowed both databases' integers (INTERNAL); nanos
+# out of 0..999,999,999 were accepted and silently shifted the time by whole seconds.
+BAD_TIMES = [
+    timestamp_pb2.Timestamp(seconds=2**62),
+    timestamp_pb2.Timestamp(seconds=-(2**62)),
+    timestamp_pb2.Timestamp(seconds=2**63 - 1),
+    timestamp_pb2.Timestamp(seconds=now_s, nanos=1_000_000_000),
+    timestamp_pb2.Timestamp(seconds=now_s, nanos=-1),
+    timestamp_pb2.Timestamp(seconds=now_s, nanos=2**31 - 1),
+    timestamp_pb2.Timestamp(seconds=now_s, nanos=-(2**31)),
+]
+GOOD_TIME = timestamp_pb2.Timestamp(seconds=now_s - 86_400)
+MEGABYTE = "x" * (1 << 20)
+# PostgreSQL refused 91,506 comma-separated keys (its 65,535 bound parameters) as UNAVAILABLE:
+# here 100 values of 1024 distinct three-character keys each (4095 characters, within the item bound).
+_KEY_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+_KEYS = [a + b + c for a in _KEY_CHARS for b in _KEY_CHARS for c in _KEY_CHARS][: 100 * 1024]
+MANY_METRIC_KEYS = [",".join(_KEYS[i : i + 1024]) for i in range(0, len(_KEYS), 1024)]
+IANA_LOOKALIKES = ["localtime", "Factory", "posixrules", "right/UTC", "posix/UTC", "Europe/../UTC"]
+
+
+def _aggregator_with_big_values(n: int = 15) -> catalog_pb2.Aggregator:
+    """Issue 11: 15 `equals` conditions of 1 MB each (ListAggregators then built 314 MB)."""
+    return catalog_pb2.Aggregator(
+        name="n",
+        event_type="e",
+        operation="count",
+        filter=filt(*(condition(f"p{i}", "equals", MEGABYTE) for i in range(n))),
+    )
+
+
 REGRESSIONS: dict[str, list[Any]] = {
     "CreateAggregator": [
         cpb.CreateAggregatorRequest(
             aggregator=catalog_pb2.Aggregator(
                 name="n", event_type="e", operation="count", filter=filt(condition("a", "gt", math.inf))
+            )
+        ),
+        cpb.CreateAggregatorRequest(aggregator=_aggregator_with_big_values()),
+        # Within each value's bound, over the bound of the whole filter (16 KiB as JSON).
+        cpb.CreateAggregatorRequest(
+            aggregator=catalog_pb2.Aggregator(
+                name="n",
+                event_type="e",
+                operation="count",
+                filter=filt(*(condition(f"p{i}", "in", ["y" * 4000] * 5) for i in range(3))),
+            )
+        ),
+        cpb.CreateAggregatorRequest(
+            aggregator=catalog_pb2.Aggregator(
+                name="n", event_type="e", operation="count", filter=filt(condition("a", "in", ["v"] * 101))
+            )
+        ),
+    ],
+    "CreateAggregatorFilter": [
+        cpb.CreateAggregatorFilterRequest(
+            aggregator_filter=catalog_pb2.AggregatorFilter(
+                aggregator_id="agg_1", name="big", filter=_aggregator_with_big_values(1).filter
             )
         )
     ],
@@ -562,7 +615,14 @@ REGRESSIONS: dict[str, list[Any]] = {
         cpb.UpdateAggregatorRequest(
             aggregator=catalog_pb2.Aggregator(id="agg_1"),
             update_mask=field_mask_pb2.FieldMask(paths=["x" * 20_000]),
-        )
+        ),
+        cpb.UpdateAggregatorRequest(
+            aggregator=catalog_pb2.Aggregator(id="agg_1", name="n"),
+            update_mask=field_mask_pb2.FieldMask(paths=["name"] * 100_000),
+        ),
+        cpb.UpdateAggregatorRequest(
+            aggregator=_aggregator_with_big_values(), update_mask=field_mask_pb2.FieldMask(paths=["filter"])
+        ),
     ],
     # PostgreSQL cannot store NUL in text or jsonb: these answered INTERNAL there.
     "DeleteAggregator": [cpb.DeleteAggregatorRequest(id="\x00")],
@@ -575,6 +635,29 @@ REGRESSIONS: dict[str, list[Any]] = {
     "ListUsageEvents": [
         pb.ListUsageEventsRequest(cursor="\u00e9.\u00e9"),
         pb.ListUsageEventsRequest(metric_key=["\x00" + "x" * 4000] * 100),  # 100 long violations
+        pb.ListUsageEventsRequest(metric_key=MANY_METRIC_KEYS),
+        *(pb.ListUsageEventsRequest(occurred_after=t) for t in BAD_TIMES),
+        *(pb.ListUsageEventsRequest(occurred_before=t) for t in BAD_TIMES),
+    ],
+    "ListCustomerUsageEvents": [
+        *(
+            pb.ListCustomerUsageEventsRequest(
+                id="cus_1", aggregator_id="agg_1", start_date=t, end_date=GOOD_TIME
+            )
+            for t in BAD_TIMES
+        ),
+        *(
+            pb.ListCustomerUsageEventsRequest(
+                id="cus_1", aggregator_id="agg_1", start_date=GOOD_TIME, end_date=t
+            )
+            for t in BAD_TIMES
+        ),
+    ],
+    "AggregateUsage": [
+        pb.AggregateUsageRequest(bucket="day", since=GOOD_TIME, metric_key=MANY_METRIC_KEYS),
+        *(pb.AggregateUsageRequest(bucket="day", since=t) for t in BAD_TIMES),
+        *(pb.AggregateUsageRequest(bucket="day", since=GOOD_TIME, until=t) for t in BAD_TIMES),
+        *(pb.AggregateUsageRequest(bucket="day", since=GOOD_TIME, time_zone=z) for z in IANA_LOOKALIKES),
     ],
     "IngestUsageEvents": [
         pb.IngestUsageEventsRequest(events=[event()] * 5001),
@@ -587,6 +670,13 @@ REGRESSIONS: dict[str, list[Any]] = {
         pb.IngestUsageEventsRequest(
             events=[event(properties={"k": "a\x00"}), event(properties={"\x00": 1}), event()]
         ),
+        pb.IngestUsageEventsRequest(events=[event(timestamp=None), event()]),
+        *(
+            pb.IngestUsageEventsRequest(
+                events=[events_pb2.UsageEventInput(customer_id="c", metric_key="m", timestamp=t)]
+            )
+            for t in BAD_TIMES
+        ),
     ],
 }
 
@@ -594,3 +684,76 @@ REGRESSIONS: dict[str, list[Any]] = {
 @pytest.mark.parametrize("name", list(RPCS))
 def test_hostile_requests_are_answered_cleanly(target: Target, backend: str, name: str) -> None:
     run(target, backend, name, RPCS[name].strategy, extra=REGRESSIONS.get(name, []))
+
+
+# Each input issue 11 found answered INTERNAL, UNAVAILABLE or OK: now INVALID_ARGUMENT naming the field.
+OUT_OF_RANGE: list[tuple[str, Any, str]] = [
+    *(("ListUsageEvents", pb.ListUsageEventsRequest(occurred_after=t), "occurred_after") for t in BAD_TIMES),
+    *(
+        ("ListUsageEvents", pb.ListUsageEventsRequest(occurred_before=t), "occurred_before")
+        for t in BAD_TIMES
+    ),
+    ("ListUsageEvents", pb.ListUsageEventsRequest(metric_key=MANY_METRIC_KEYS), "metric_key[0]"),
+    (
+        "AggregateUsage",
+        pb.AggregateUsageRequest(bucket="day", since=GOOD_TIME, metric_key=MANY_METRIC_KEYS),
+        "metric_key[0]",
+    ),
+    *(("AggregateUsage", pb.AggregateUsageRequest(bucket="day", since=t), "since") for t in BAD_TIMES),
+    *(
+        ("AggregateUsage", pb.AggregateUsageRequest(bucket="day", since=GOOD_TIME, time_zone=z), "time_zone")
+        for z in IANA_LOOKALIKES
+    ),
+    *(
+        (
+            "ListCustomerUsageEvents",
+            pb.ListCustomerUsageEventsRequest(
+                id="cus_1", aggregator_id="agg_1", start_date=GOOD_TIME, end_date=t
+            ),
+            "end_date",
+        )
+        for t in BAD_TIMES
+    ),
+    (
+        "CreateAggregator",
+        cpb.CreateAggregatorRequest(aggregator=_aggregator_with_big_values()),
+        "aggregator.filter.fields[0].value",
+    ),
+    ("CreateAggregator", REGRESSIONS["CreateAggregator"][2], "aggregator.filter"),
+    ("CreateAggregator", REGRESSIONS["CreateAggregator"][3], "aggregator.filter.fields[0].value"),
+    (
+        "CreateAggregatorFilter",
+        REGRESSIONS["CreateAggregatorFilter"][0],
+        "aggregator_filter.filter.fields[0].value",
+    ),
+    ("UpdateAggregator", REGRESSIONS["UpdateAggregator"][1], "update_mask"),
+    ("UpdateAggregator", REGRESSIONS["UpdateAggregator"][2], "aggregator.filter.fields[0].value"),
+]
+
+
+def test_out_of_range_inputs_are_invalid_argument_naming_their_field(target: Target) -> None:
+    for name, request, field in OUT_OF_RANGE:
+        rpc = RPCS[name]
+        before = fingerprint(target.engine)
+        try:
+            getattr(getattr(target.client, rpc.service), name)(request)
+        except grpc.RpcError as err:
+            got = details(err)
+            assert got.code == grpc.StatusCode.INVALID_ARGUMENT, (name, field, got.code, got.message)
+            assert field in got.fields, (name, field, got.violations)
+            assert len(got.message) <= 512 and all(len(d) <= 256 for _, d in got.violations)
+        else:
+            raise AssertionError(f"{name} accepted an invalid {field}")
+        assert fingerprint(target.engine) == before
+
+
+def test_out_of_range_event_times_reject_the_event_only(target: Target) -> None:
+    results = target.client.ingest(
+        *(
+            events_pb2.UsageEventInput(customer_id="cus_1", metric_key="api_call", timestamp=t)
+            for t in BAD_TIMES
+        ),
+        event(timestamp=NOW - dt.timedelta(minutes=1)),
+    )
+    assert [r.status for r in results] == ["REJECTED"] * len(BAD_TIMES) + ["ACCEPTED"]
+    assert all({v.field for v in r.violations} == {"timestamp"} for r in results[:-1])

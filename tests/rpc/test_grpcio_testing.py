@@ -73,7 +73,7 @@ def servicers(tmp_path: pathlib.Path) -> Iterator[tuple[UsageServicer, CatalogSe
         Ingestion(storage.events, settings.max_future_skew_s),
         settings.default_query_timeout_s,
     )
-    catalog = CatalogServicer(Catalog(storage.catalog, cursors))
+    catalog = CatalogServicer(Catalog(storage.catalog, cursors), 30.0)
     try:
         yield usage, catalog
     finally:

@@ -12,6 +12,7 @@ import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -34,7 +35,7 @@ from server.domain import (
     OffsetSegment,
     PropertyFilter,
 )
-from server.errors import AlreadyExists, DeadlineExceeded
+from server.errors import AlreadyExists, DeadlineExceeded, InvalidArgument
 from server.storage.engine import make_engine
 from server.storage.sql_storage import SqlStorage
 
@@ -236,18 +237,18 @@ def test_update_aggregator(storage: SqlStorage) -> None:
         display_name_property="",
         filter=new_filter,
     )
-    updated = storage.catalog.update_aggregator(ORG, changed)
+    updated = storage.catalog.update_aggregator(ORG, "agg_api", lambda _current: changed)
     assert updated is not None
     assert same_aggregator_fields(updated, changed)
     assert updated.created_at_us == created.created_at_us
     assert updated.updated_at_us > created.updated_at_us
     assert storage.catalog.get_aggregator(ORG, "agg_api") == updated
     # Clearing the filter.
-    cleared = storage.catalog.update_aggregator(ORG, make_aggregator(filter=None))
+    cleared = storage.catalog.update_aggregator(ORG, "agg_api", lambda _a: make_aggregator(filter=None))
     assert cleared is not None and cleared.filter is None
     # Unknown id, or another organization's: nothing to update.
-    assert storage.catalog.update_aggregator(ORG, make_aggregator("agg_missing")) is None
-    assert storage.catalog.update_aggregator(OTHER, make_aggregator(name="hijack")) is None
+    assert storage.catalog.update_aggregator(ORG, "agg_missing", lambda a: a) is None
+    assert storage.catalog.update_aggregator(OTHER, "agg_api", lambda a: replace(a, name="hijack")) is None
     got = storage.catalog.get_aggregator(ORG, "agg_api")
     assert got is not None and got.name == "API calls"
     assert storage.catalog.get_aggregator(ORG, "agg_missing") is None
@@ -277,6 +278,18 @@ def test_delete_aggregator_removes_its_filters(storage: SqlStorage) -> None:
     # The id is free again.
     assert storage.catalog.create_aggregator(ORG, make_aggregator("agg_1")).id == "agg_1"
     assert storage.catalog.list_aggregator_filters(ORG, "agg_1") == []
+
+
+def test_update_aggregator_changes_nothing_when_its_change_refuses(storage: SqlStorage) -> None:
+    created = storage.catalog.create_aggregator(ORG, make_aggregator())
+
+    def refuse(current: Aggregator) -> Aggregator:
+        assert current == created  # the change sees the stored aggregator
+        raise InvalidArgument.field("aggregator.name", "refused")
+
+    with pytest.raises(InvalidArgument):
+        storage.catalog.update_aggregator(ORG, "agg_api", refuse)
+    assert storage.catalog.get_aggregator(ORG, "agg_api") == created
 
 
 # ---- aggregator filters --------------------------------------------------------------------
@@ -312,6 +325,35 @@ def test_aggregator_filters_create_get_list(storage: SqlStorage) -> None:
     with pytest.raises(AlreadyExists):
         storage.catalog.create_aggregator_filter(ORG, AggregatorFilter("flt_a", "agg_2", "Taken", f_eu))
     assert storage.catalog.get_aggregator_filter(ORG, "flt_a") == a
+
+
+def test_a_filter_needs_its_aggregator_and_its_admission(storage: SqlStorage) -> None:
+    flt = PropertyFilter("and", (Condition("region", "equals", "eu"),))
+    assert (
+        storage.catalog.create_aggregator_filter(ORG, AggregatorFilter("flt_1", "agg_1", "EU", flt)) is None
+    )
+    storage.catalog.create_aggregator(ORG, make_aggregator("agg_1"))
+    assert (
+        storage.catalog.create_aggregator_filter(OTHER, AggregatorFilter("flt_1", "agg_1", "EU", flt)) is None
+    )
+    counts: list[int] = []
+    for i in range(3):
+        storage.catalog.create_aggregator_filter(
+            ORG, AggregatorFilter(f"flt_{i}", "agg_1", "EU", flt), counts.append
+        )
+    assert counts == [0, 1, 2]
+
+    def full(count: int) -> None:
+        raise InvalidArgument.field("aggregator_filter.aggregator_id", f"full at {count}")
+
+    with pytest.raises(InvalidArgument, match="full at 3"):
+        storage.catalog.create_aggregator_filter(ORG, AggregatorFilter("flt_x", "agg_1", "EU", flt), full)
+    assert [f.id for f in storage.catalog.list_aggregator_filters(ORG, "agg_1")] == [
+        "flt_0",
+        "flt_1",
+        "flt_2",
+    ]
+    assert storage.catalog.list_aggregator_filters(OTHER, "agg_1") == []
 
 
 def test_delete_aggregator_filter_requires_its_aggregator(storage: SqlStorage) -> None:
