@@ -185,7 +185,10 @@ class DemoExamples:
         lines = [f'curl {_AUTH} "{base_url}{path}"' for path in gets]
         # Another idempotency key than grpcurl's: pasting both stores two events, not a DUPLICATE.
         ingest = _json(self._ingest("try-http-1"))
-        lines.append(f"curl {_AUTH} -X POST \"{base_url}/v1/usage-events/batch\" -d '{ingest}'")
+        lines.append(
+            f"curl {_AUTH} -H 'content-type: application/json' -X POST \"{base_url}/v1/usage-events/batch\" "
+            f"-d '{ingest}'"
+        )
         return "\nTry (curl, the HTTP/JSON gateway, same $TOKEN):\n\n" + _indented(lines)
 
     def _aggregate(self) -> dict[str, Any]:

@@ -2,14 +2,19 @@
 
 One generic unary caller per route and channel (`channel.unary_unary(path, serializer,
 deserializer)`), built at start-up from the descriptors. Calls run on gRPC's own threads; the event
-loop awaits their futures.
+loop awaits their futures, and cancels the call when the HTTP client disconnects first (the
+service then stops its work: server/deadline.py).
 The `authorization` header and `Grpc-Metadata-*` headers go on as metadata; the deadline is the
 `grpc-timeout` header (gRPC's format: `500m`, `10S`, `1M`) or the configured default.
+
+What the gateway refuses itself, before any call: headers that would exceed gRPC's metadata limit
+(431), a body over MAX_BODY_BYTES (413), a body that is not declared as JSON (415).
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.message
 import itertools
 import logging
 import re
@@ -25,6 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from usage.v1 import catalog_service_pb2, usage_service_pb2
 
+from server.errors import BodyTooLarge, FieldViolation, HeadersTooLarge, ServiceError, UnsupportedMediaType
 from server.gateway import errors, openapi, routes, transcode
 from server.observability import REQUEST_ID_HEADER
 
@@ -40,6 +46,13 @@ _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1
 MAX_TIMEOUT_S = 86_400.0
 _METADATA_PREFIX = "grpc-metadata-"
 _METADATA_KEY = re.compile(r"^[0-9a-z_.-]+$")
+# gRPC servers refuse a call whose metadata passes 8 KiB (counted as HTTP/2 counts headers: name +
+# value + 32 bytes each), and clients then see RESOURCE_EXHAUSTED, which invites retries. The headers
+# the gateway forwards may take this much; the call's own (path, content type, deadline...) fit in
+# the rest.
+MAX_METADATA_BYTES = 7 * 1024
+_HEADER_OVERHEAD = 32
+_JSON_TYPE = re.compile(r"^application/([a-z0-9.+-]+\+)?json$")
 
 
 def parse_timeout(header: str | None, default_s: float) -> float:
@@ -75,7 +88,42 @@ def forwarded_metadata(headers: Iterable[tuple[str, str]]) -> list[tuple[str, st
             continue
         if _printable(value):
             out.append((key, value.strip()))
+    sizes = [len(k) + len(v) + _HEADER_OVERHEAD for k, v in out]
+    if sum(sizes) > MAX_METADATA_BYTES:
+        raise HeadersTooLarge.of([_oversized(out, sizes)])
     return out
+
+
+def _oversized(metadata: list[tuple[str, str]], sizes: list[int]) -> FieldViolation:
+    """The violation of metadata over the bound: its largest header when that one alone takes half the
+    bound (a huge token), else all of the forwarded ones (a flood of small ones)."""
+    largest = max(range(len(sizes)), key=sizes.__getitem__)
+    key = metadata[largest][0]
+    if sizes[largest] > MAX_METADATA_BYTES // 2:
+        name = key if key in ("authorization", REQUEST_ID_HEADER) else _METADATA_PREFIX + key
+    else:
+        name = _METADATA_PREFIX + "*"
+    return FieldViolation(
+        name,
+        f"{len(sizes)} headers sent on as gRPC metadata take {sum(sizes)} bytes (name + value + 32 each), "
+        f"over the limit of {MAX_METADATA_BYTES}",
+    )
+
+
+def check_content_type(header: str | None) -> None:
+    """A request body must be JSON: `application/json` (or `application/<x>+json`), in UTF-8; no
+    Content-Type at all is read as JSON too."""
+    if header is None:
+        return
+    parsed = email.message.Message()
+    parsed["content-type"] = header
+    if not _JSON_TYPE.fullmatch(parsed.get_content_type()) or parsed.get_content_charset("utf-8") not in (
+        "utf-8",
+        "utf8",
+    ):
+        raise UnsupportedMediaType.of(
+            [FieldViolation("content-type", f"{header[:64]!r} is not JSON: send application/json (UTF-8)")]
+        )
 
 
 def response_headers(call: Any) -> dict[str, str]:
@@ -96,13 +144,24 @@ def response_headers(call: Any) -> dict[str, str]:
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, refused (BodyTooLarge) as soon as it is known to pass `limit` bytes."""
+    too_large = BodyTooLarge.of([FieldViolation("body", f"larger than the limit of {limit} bytes")])
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise transcode.BadParameter("body", f"larger than {limit} bytes", where="request")
+            raise too_large
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def client_gone(receive: Receive) -> None:
+    """Returns once the HTTP client has disconnected (the rest of its body, if any, is dropped)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 class UnaryCaller:
@@ -167,20 +226,36 @@ class Gateway:
         route, bound = found
         has_auth = "authorization" in request.headers
         try:
+            metadata = forwarded_metadata(request.headers.items())
             timeout = parse_timeout(request.headers.get("grpc-timeout"), self.default_timeout_s)
-            body = await read_body(request) if route.body else b""
+            body = b""
+            if route.body:
+                check_content_type(request.headers.get("content-type"))
+                body = await read_body(request)
             message = transcode.build_request(route, bound, request.query_params.multi_items(), body)
         except transcode.BadParameter as exc:
             details = errors.bad_request(exc.parameter, exc.problem)
             return errors.error_response(grpc.StatusCode.INVALID_ARGUMENT, str(exc), details)
-        metadata = forwarded_metadata(request.headers.items())
+        except ServiceError as exc:
+            return errors.service_error_response(exc)
+        caller = next(self._turn)[route.grpc_path]
+        call = asyncio.ensure_future(caller(message, metadata, timeout))
+        gone = asyncio.ensure_future(client_gone(request.receive))
         try:
-            reply, call = await next(self._turn)[route.grpc_path](message, metadata, timeout)
+            await asyncio.wait((call, gone), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not call.done():  # the client left first: stop the call (and the service's work)
+                call.cancel()
+        if call.cancelled():
+            return errors.error_response(grpc.StatusCode.CANCELLED, "the client closed the request")
+        try:
+            reply, finished = call.result()
         except grpc.RpcError as err:
             response = errors.from_rpc_error(err, had_credentials=has_auth)
             response.headers.update(response_headers(err))
             return response
-        return Response(transcode.to_json(reply), 200, response_headers(call), media_type=errors.JSON)
+        return Response(transcode.to_json(reply), 200, response_headers(finished), media_type=errors.JSON)
 
 
 def _no_route(allowed: list[str]) -> Response:

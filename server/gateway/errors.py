@@ -17,7 +17,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from starlette.responses import Response
 
-from server.errors import ERROR_DOMAIN, GRPC_TO_HTTP
+from server.errors import ERROR_DOMAIN, GRPC_TO_HTTP, ServiceError, status_proto
 
 # Imported so the details' Any type URLs resolve in the default descriptor pool.
 _DETAIL_TYPES = (error_details_pb2.ErrorInfo, error_details_pb2.BadRequest)
@@ -63,6 +63,14 @@ def error_response(
         challenge = f'Bearer realm="{REALM}"'
         out["WWW-Authenticate"] = challenge + (', error="invalid_token"' if had_credentials else "")
     return Response(status_body(code, message, details), http_status(code), out, media_type=JSON)
+
+
+def service_error_response(error: ServiceError) -> Response:
+    """The answer to a request the gateway refuses itself (headers or body too large, a body that is
+    not JSON): the error's own HTTP status (413, 415, 431), the body a service error would have."""
+    status = status_proto(error)
+    body = status_body(error.code, status.message, list(status.details))
+    return Response(body, error.http_status, media_type=JSON)
 
 
 def from_rpc_error(error: grpc.RpcError, *, had_credentials: bool) -> Response:

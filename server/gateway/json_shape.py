@@ -107,14 +107,18 @@ def _check_single(value: Any, field: Field, path: str) -> None:
 def _check_message_value(value: Any, message_type: Any, path: str) -> None:
     name = message_type.full_name
     if name == "google.protobuf.Value":
-        return  # any JSON value
+        _check_json_numbers(value, path)  # any JSON value whose numbers are doubles
+        return
     if name == "google.protobuf.ListValue":
         if not isinstance(value, list):
             raise ShapeError(path, "expected a JSON array")
+        _check_json_numbers(value, path)
         return
     if name in ("google.protobuf.Struct", "google.protobuf.Any", "google.protobuf.Empty"):
         if not isinstance(value, dict):
             raise ShapeError(path, "expected a JSON object")
+        if name == "google.protobuf.Struct":
+            _check_json_numbers(value, path)
         return
     if name == "google.protobuf.Timestamp":
         if not isinstance(value, str) or not is_timestamp(value):
@@ -129,6 +133,22 @@ def _check_message_value(value: Any, message_type: Any, path: str) -> None:
         _check_scalar(value, inner.type, inner, path)
         return
     check_message(value, message_type, path)
+
+
+def _check_json_numbers(value: Any, path: str) -> None:
+    """The numbers of a free-form JSON value (Struct, Value, ListValue) are doubles: an integer
+    beyond a double's range (400 digits) has none."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_json_numbers(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_json_numbers(item, f"{path}[{i}]")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        try:
+            float(value)
+        except OverflowError:
+            raise ShapeError(path, "a number out of the range of a double") from None
 
 
 def _check_scalar(value: Any, kind: int, field: Field, path: str) -> None:

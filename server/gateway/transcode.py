@@ -22,6 +22,7 @@ from typing import Any
 from google.protobuf import descriptor, json_format
 from google.protobuf.message import Message
 
+from server.errors import clip
 from server.gateway import json_shape
 from server.gateway.json_shape import field_by_name
 from server.gateway.routes import Route
@@ -34,6 +35,8 @@ MessageType = Any
 _INT = re.compile(r"^[+-]?[0-9]+$")
 _FLOAT = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$|^(NaN|[+-]?Infinity)$")
 _BOOL = {"true": True, "1": True, "t": True, "false": False, "0": False, "f": False}
+# The longest parameter name or path an error repeats (a field path into a Struct may be any key).
+MAX_PARAMETER_ECHO = 128
 # Well-known message types that a query parameter or path variable sets from their JSON string form.
 SCALAR_MESSAGES = {
     "google.protobuf.Timestamp",
@@ -44,9 +47,12 @@ SCALAR_MESSAGES = {
 
 
 class BadParameter(ValueError):
-    """A path variable, query parameter or body that does not fit the request message."""
+    """A path variable, query parameter or body that does not fit the request message. The
+    parameter and the problem (which may quote the value) are clipped: an answer never echoes more
+    than a part of what it was sent."""
 
     def __init__(self, parameter: str, problem: str, *, where: str = "query parameter") -> None:
+        parameter, problem = clip(parameter, MAX_PARAMETER_ECHO), clip(problem)
         super().__init__(f"invalid value for {where} {parameter}: {problem}")
         self.parameter = parameter
         self.problem = problem
@@ -186,7 +192,7 @@ def apply_body(request: Message, route: Route, body: bytes) -> Any:
         json_format.ParseDict(wrapped, request, ignore_unknown_fields=True)
     except json_format.ParseError as exc:
         raise BadParameter("body", str(exc), where="request") from None
-    except (ValueError, TypeError, AttributeError, RecursionError):
+    except (ValueError, TypeError, AttributeError, RecursionError, OverflowError):
         raise BadParameter("body", "does not match the request message", where="request") from None
     return document
 
