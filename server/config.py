@@ -13,6 +13,8 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
+from server.private_files import narrow, private_dir
+
 ENV_PREFIX = "USAGE_"
 
 
@@ -216,11 +218,14 @@ def _parse(field: dataclasses.Field[Any], raw: str) -> Any:
 
 
 def _stored_secret(path: pathlib.Path) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     try:
-        return path.read_text().strip()
+        secret = path.read_text().strip()
     except FileNotFoundError:
         pass
+    else:
+        narrow(path)
+        return secret
     secret = secrets.token_urlsafe(48)
     # O_EXCL: two processes starting at once must agree on one secret.
     try:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import pathlib
 import re
 import shlex
+import stat
 import subprocess
 import urllib.request
 from collections.abc import Iterator
@@ -290,9 +292,12 @@ def test_demo_prints_curl_examples_that_work_only_with_the_gateway(demo, tmp_pat
             target = next(a for a in argv if a.startswith("http://"))
             assert target.startswith(url + "/v1/"), (target, url)
             body = argv[argv.index("-d") + 1].encode() if "-d" in argv else None
-            request = urllib.request.Request(
-                target, data=body, headers={"authorization": f"Bearer {with_gateway.token}"}
+            headers = dict(
+                argv[i + 1].replace("$TOKEN", with_gateway.token).split(": ", 1)
+                for i, a in enumerate(argv)
+                if a == "-H"
             )
+            request = urllib.request.Request(target, data=body, headers=headers)
             with urllib.request.urlopen(request, timeout=30) as response:
                 assert response.status == 200, target
                 answer = json.loads(response.read())
@@ -340,6 +345,42 @@ def test_sigterm_stops_gracefully_and_a_restart_keeps_data_and_tokens(tmp_path: 
             s.close()
     finally:
         assert second.terminate() == 0
+
+
+def _mode(path: pathlib.Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_the_embedded_database_its_wal_and_the_secrets_are_private(tmp_path: pathlib.Path) -> None:
+    """Issue 11: the database and its WAL were created 0644 in a 0755 directory, so any local user
+    could read every organization's events. Under the usual umask 022, they are 0600 in a 0700
+    directory; files an older version left wider are narrowed at start."""
+    data_dir = tmp_path / "data"
+    old_umask = os.umask(0o022)
+    try:
+        server = ServerProcess(["--port", "0", "--data-dir", str(data_dir)], tmp_path / "serve.log")
+    finally:
+        os.umask(old_umask)
+    try:
+        server.wait_listening()
+        token = run_cli("token", "--org", "org_x", "--data-dir", str(data_dir)).stdout.strip()
+        s = Stubs(server.port, token)
+        try:
+            event = events_pb2.UsageEventInput(customer_id="cus_1", metric_key="api_call")
+            event.timestamp.CopyFrom(ts(dt.datetime.now(dt.UTC)))
+            s.usage("IngestUsageEvents", pb.IngestUsageEventsRequest(events=[event]))
+        finally:
+            s.close()
+        files = ["usage.sqlite3", "usage.sqlite3-wal", "usage.sqlite3-shm", "jwt-secret", "cursor-secret"]
+        assert _mode(data_dir) == 0o700
+        assert {name: _mode(data_dir / name) for name in files} == dict.fromkeys(files, 0o600)
+    finally:
+        assert server.terminate() == 0
+    # An older version's wider files are narrowed on the next start (the directory is left alone).
+    for name in ("usage.sqlite3", "jwt-secret"):
+        (data_dir / name).chmod(0o644)
+    run_cli("migrate", "--data-dir", str(data_dir))
+    assert _mode(data_dir / "usage.sqlite3") == _mode(data_dir / "jwt-secret") == 0o600
 
 
 def test_concurrent_migrates_on_postgres_all_succeed(pg_server, tmp_path: pathlib.Path) -> None:

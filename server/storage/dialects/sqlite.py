@@ -25,6 +25,7 @@ from sqlalchemy.ext.compiler import compiles
 
 from server.deadline import Deadline
 from server.decimals import canonical_decimal
+from server.private_files import private_sqlite_database
 from server.storage import functions as fn
 from server.storage import schema
 from server.storage.dialects import Dialect, Failure
@@ -66,8 +67,8 @@ class SqliteDialect(Dialect):
     def create_engine(
         self, url: sa.URL, pool_size: int, pool_timeout_s: float, timeout_s: float | None
     ) -> Engine:
-        if url.database and url.database != ":memory:":
-            pathlib.Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        if url.database and url.database != ":memory:" and not url.database.startswith("file:"):
+            private_sqlite_database(pathlib.Path(url.database))
         engine = sa.create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000},
