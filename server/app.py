@@ -95,7 +95,9 @@ def create_server(
     # answering RESOURCE_EXHAUSTED (rpc/admission.py). grpc's own bound stays as a backstop against
     # a flood of connections queueing without limit.
     admitted = settings.max_concurrent_rpcs if settings.max_concurrent_rpcs > 0 else settings.max_workers
-    admission = Admission(settings.max_concurrent_rpcs, settings.max_workers)
+    admission = Admission(
+        settings.max_concurrent_rpcs, settings.max_workers, settings.max_request_mib_in_flight * 1024 * 1024
+    )
     server = grpc.server(
         futures.ThreadPoolExecutor(
             max_workers=max(admitted, settings.max_workers) + RESERVED_THREADS, thread_name_prefix="rpc"

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from server.auth import mint_token, parse_ttl
 from server.config import ENV_PREFIX, Settings
+from server.memory import release_large_blocks
 from server.workers import MAX_PROCESSES, check_worker_count
 
 if TYPE_CHECKING:
@@ -86,6 +87,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from server.observability import configure_logging
 
     settings = _settings(args)
+    release_large_blocks()
     if problem := check_worker_count(settings.workers):  # the flag is checked by argparse already
         print(f"usage-service: USAGE_WORKERS {problem}", file=sys.stderr)
         return 2
@@ -242,6 +244,7 @@ def _start_gateway(settings: Settings, grpc_target: str, port: int) -> Any:
 
 def cmd_gateway(args: argparse.Namespace) -> int:
     settings = Settings.from_env(**_flag_overrides(args))  # it signs and checks nothing: no secrets
+    release_large_blocks()
     target = settings.grpc_target or _local_target(settings.host, settings.port)
     port = settings.http_port if settings.http_port >= 0 else 8080
     gateway = _start_gateway(settings, target, port)

@@ -64,6 +64,14 @@ class Settings:
             "RESOURCE_EXHAUSTED; 0: no bound"
         },
     )
+    max_request_mib_in_flight: int = dataclasses.field(
+        default=16,
+        metadata={
+            "help": "MiB of request messages (their wire size) the running calls of a process may parse "
+            "and process at once, each taking several times its size in memory; a larger request waits "
+            "for room within its deadline (rpc/admission.py); 0: no bound"
+        },
+    )
     grace_period_s: float = dataclasses.field(
         default=10.0,
         metadata={"help": "on SIGTERM, seconds that in-flight RPCs and HTTP requests may take to finish"},

@@ -72,11 +72,12 @@ class InvalidArgument(ServiceError):
         return cls.of([FieldViolation(field, description)])
 
 
-class BodyTooLarge(InvalidArgument):
-    """HTTP gateway: a request body over its limit."""
+class RequestTooLarge(InvalidArgument):
+    """A request over its RPC's size bound (checked before it is parsed), or an HTTP body over the
+    gateway's."""
 
     http_status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
-    reason = "BODY_TOO_LARGE"
+    reason = "REQUEST_TOO_LARGE"
 
 
 class HeadersTooLarge(InvalidArgument):
@@ -159,6 +160,12 @@ class Internal(ServiceError):
     def __init__(self) -> None:
         super().__init__("internal error")
 
+
+# Reasons whose HTTP status is finer than their code's (the gateway reads them from the service's
+# ErrorInfo): a request too large is 413, not 400.
+HTTP_STATUS_OF_REASON: dict[str, int] = {
+    cls.reason: cls.http_status for cls in (RequestTooLarge, HeadersTooLarge, UnsupportedMediaType)
+}
 
 # gRPC code -> HTTP status, as grpc-gateway maps them (runtime/errors.go HTTPStatusFromCode);
 # 499 is nginx's "client closed request", which http.HTTPStatus does not name.

@@ -54,6 +54,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from server.config import Settings
+from server.memory import release_large_blocks
 
 # Upper bound of --workers: well above the core count of the machines this runs on; each worker holds
 # its own pool of db_pool_size connections.
@@ -115,6 +116,7 @@ def run_worker(settings: Settings, index: int, ready: Connection) -> None:
     """A worker process: serve settings.port (SO_REUSEPORT) until SIGTERM or the supervisor's death."""
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())  # before reporting ready: see the module doc
+    release_large_blocks()  # server/memory.py
     from server.observability import configure_logging
 
     configure_logging(settings.log_format)

@@ -30,7 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from usage.v1 import catalog_service_pb2, usage_service_pb2
 
-from server.errors import BodyTooLarge, FieldViolation, HeadersTooLarge, ServiceError, UnsupportedMediaType
+from server.errors import FieldViolation, HeadersTooLarge, RequestTooLarge, ServiceError, UnsupportedMediaType
 from server.gateway import errors, openapi, routes, transcode
 from server.observability import REQUEST_ID_HEADER
 
@@ -144,8 +144,8 @@ def response_headers(call: Any) -> dict[str, str]:
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The request body, refused (BodyTooLarge) as soon as it is known to pass `limit` bytes."""
-    too_large = BodyTooLarge.of([FieldViolation("body", f"larger than the limit of {limit} bytes")])
+    """The request body, refused (RequestTooLarge) as soon as it is known to pass `limit` bytes."""
+    too_large = RequestTooLarge.of([FieldViolation("body", f"larger than the limit of {limit} bytes")])
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise too_large

@@ -17,7 +17,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 from starlette.responses import Response
 
-from server.errors import ERROR_DOMAIN, GRPC_TO_HTTP, ServiceError, status_proto
+from server.errors import ERROR_DOMAIN, GRPC_TO_HTTP, HTTP_STATUS_OF_REASON, ServiceError, status_proto
 
 # Imported so the details' Any type URLs resolve in the default descriptor pool.
 _DETAIL_TYPES = (error_details_pb2.ErrorInfo, error_details_pb2.BadRequest)
@@ -82,8 +82,19 @@ def from_rpc_error(error: grpc.RpcError, *, had_credentials: bool) -> Response:
     except ValueError:  # a status-details trailer that disagrees with the code or message
         status = None
     if status is not None and status.details:
-        return error_response(code, status.message, list(status.details), had_credentials=had_credentials)
+        response = error_response(code, status.message, list(status.details), had_credentials=had_credentials)
+        response.status_code = HTTP_STATUS_OF_REASON.get(_reason(status), response.status_code)
+        return response
     return error_response(code, generic_message(code), had_credentials=had_credentials)
+
+
+def _reason(status: status_pb2.Status) -> str:
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info.reason
+    return ""
 
 
 def generic_message(code: grpc.StatusCode) -> str:
