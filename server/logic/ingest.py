@@ -21,6 +21,9 @@ from server.storage.interface import EventStorage
 MAX_PROPERTIES = 64
 MAX_PROPERTIES_BYTES = 16 * 1024
 MAX_ARRAY_ITEMS = 100
+# Violations reported per rejected event: the answer to a batch of 5000 events stays a few MB
+# (an event may break dozens of rules: 64 bad property values, or many more bad keys).
+MAX_EVENT_VIOLATIONS = 10
 _KEY_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _SAFE_INT = 2**53
 
@@ -68,8 +71,8 @@ def normalize_properties(
     but one: -0.0 becomes 0 (see `changes_struct_values`)."""
     out: dict[str, JsonValue] = {}
     violations: list[FieldViolation] = []
-    if len(props) > MAX_PROPERTIES:
-        violations.append(FieldViolation("properties", f"at most {MAX_PROPERTIES} keys"))
+    if len(props) > MAX_PROPERTIES:  # the keys are not read one by one: there may be 100,000 of them
+        return out, "", [FieldViolation("properties", f"at most {MAX_PROPERTIES} keys")]
     for key, value in props.items():
         field = f"properties.{key}"
         if not _KEY_RE.fullmatch(key):
@@ -170,11 +173,11 @@ class Ingestion:
         valid: list[tuple[int, NewEvent]] = []
         for i, draft in enumerate(drafts):
             if isinstance(draft, tuple):
-                results[i] = EventResult(i, "REJECTED", violations=draft)
+                results[i] = EventResult(i, "REJECTED", violations=draft[:MAX_EVENT_VIOLATIONS])
                 continue
             event, violations = check_event(draft, now_us, self._skew)
             if event is None:
-                results[i] = EventResult(i, "REJECTED", violations=tuple(violations))
+                results[i] = EventResult(i, "REJECTED", violations=tuple(violations[:MAX_EVENT_VIOLATIONS]))
             else:
                 valid.append((i, event))
         if valid:

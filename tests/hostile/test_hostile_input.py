@@ -782,3 +782,16 @@ def test_out_of_range_event_times_reject_the_event_only(target: Target) -> None:
     )
     assert [r.status for r in results] == ["REJECTED"] * len(BAD_TIMES) + ["ACCEPTED"]
     assert all({v.field for v in r.violations} == {"timestamp"} for r in results[:-1])
+
+
+def test_the_answer_to_a_batch_of_bad_events_stays_small(target: Target) -> None:
+    """Each rejected event reports at most 10 violations, and an event of 100,000 properties one: the
+    answer to 5000 such events stays a few MB (each key's violation made answers past 16 MiB)."""
+    many_keys = {f"!{i}": 1 for i in range(100_000)}
+    nulls = {f"k{i}": None for i in range(64)}
+    results = target.client.ingest(event(properties=many_keys), *[event(properties=nulls)] * 4999)
+    assert [v.description for v in results[0].violations] == ["at most 64 keys"]
+    assert {r.status for r in results} == {"REJECTED"}
+    assert all(len(r.violations) == 10 for r in results[1:])
+    response = pb.IngestUsageEventsResponse(results=results)
+    assert response.ByteSize() < 4 * 1024 * 1024, response.ByteSize()
