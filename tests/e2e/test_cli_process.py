@@ -13,6 +13,7 @@ import stat
 import subprocess
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import cli_process
 import grpc
@@ -315,20 +316,27 @@ def test_demo_prints_curl_examples_that_work_only_with_the_gateway(demo, tmp_pat
     assert not any(CURL.match(line) for line in stdout), stdout
 
 
+def _ingest_one(server: ServerProcess, data_dir: pathlib.Path) -> tuple[str, Any]:
+    """A token of org_x from `usage-service token` on the data dir, and the result of one event
+    ingested with it by the listening `server`."""
+    server.wait_listening()
+    token = run_cli("token", "--org", "org_x", "--data-dir", str(data_dir)).stdout.strip()
+    s = Stubs(server.port, token)
+    try:
+        event = events_pb2.UsageEventInput(customer_id="cus_1", metric_key="api_call")
+        event.timestamp.CopyFrom(ts(dt.datetime.now(dt.UTC)))
+        (result,) = s.usage("IngestUsageEvents", pb.IngestUsageEventsRequest(events=[event])).results
+    finally:
+        s.close()
+    return token, result
+
+
 def test_sigterm_stops_gracefully_and_a_restart_keeps_data_and_tokens(tmp_path: pathlib.Path) -> None:
     data_dir = tmp_path / "data"
     first = ServerProcess(["--port", "0", "--data-dir", str(data_dir)], tmp_path / "first.log")
     try:
-        first.wait_listening()
-        token = run_cli("token", "--org", "org_x", "--data-dir", str(data_dir)).stdout.strip()
-        s = Stubs(first.port, token)
-        try:
-            event = events_pb2.UsageEventInput(customer_id="cus_1", metric_key="api_call")
-            event.timestamp.CopyFrom(ts(dt.datetime.now(dt.UTC)))
-            (r,) = s.usage("IngestUsageEvents", pb.IngestUsageEventsRequest(events=[event])).results
-            assert r.status == "ACCEPTED"
-        finally:
-            s.close()
+        token, r = _ingest_one(first, data_dir)
+        assert r.status == "ACCEPTED"
     finally:
         code = first.terminate()
     assert code == 0
@@ -362,15 +370,7 @@ def test_the_embedded_database_its_wal_and_the_secrets_are_private(tmp_path: pat
     finally:
         os.umask(old_umask)
     try:
-        server.wait_listening()
-        token = run_cli("token", "--org", "org_x", "--data-dir", str(data_dir)).stdout.strip()
-        s = Stubs(server.port, token)
-        try:
-            event = events_pb2.UsageEventInput(customer_id="cus_1", metric_key="api_call")
-            event.timestamp.CopyFrom(ts(dt.datetime.now(dt.UTC)))
-            s.usage("IngestUsageEvents", pb.IngestUsageEventsRequest(events=[event]))
-        finally:
-            s.close()
+        assert _ingest_one(server, data_dir)[1].status == "ACCEPTED"  # the WAL holds it
         files = ["usage.sqlite3", "usage.sqlite3-wal", "usage.sqlite3-shm", "jwt-secret", "cursor-secret"]
         assert _mode(data_dir) == 0o700
         assert {name: _mode(data_dir / name) for name in files} == dict.fromkeys(files, 0o600)
