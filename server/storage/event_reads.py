@@ -84,8 +84,7 @@ class EventReads:
         if after is not None:
             values["after_ts"], values["after_id"] = after
         shape = (*(name in values for name in _OPTIONAL_FILTERS), len(keys), after is not None)
-        with self._db.read(deadline) as conn:
-            rows = self._list_statement(shape).fetch(self._db, conn, values)
+        rows = self._db.fetch(self._list_statement(shape), values, deadline)
         return [PageRow(*row) for row in rows]
 
     @functools.lru_cache(maxsize=512)  # noqa: B019 (one EventReads per database, for the process's life)
@@ -106,8 +105,7 @@ class EventReads:
     # ---- the organization's data version ----------------------------------------------------------
     def data_version(self, org: str, deadline: Deadline | None = None) -> int:
         """Incremented by every transaction that changes the organization's events (0: none yet)."""
-        with self._db.read(deadline) as conn:
-            rows = self._version_statement().fetch(self._db, conn, {"org": org})
+        rows = self._db.fetch(self._version_statement(), {"org": org}, deadline)
         return int(rows[0][0]) if rows else 0
 
     @functools.lru_cache(maxsize=1)  # noqa: B019

@@ -23,6 +23,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from server.deadline import Deadline
 
+# The engine execution option holding the statement timeout every connection applies (PostgreSQL).
+DEFAULT_TIMEOUT_OPTION = "usage_statement_timeout_s"
+
 
 class Failure(enum.Enum):
     """What a driver error means for the call (Dialect.classify)."""
@@ -51,15 +54,23 @@ class Dialect:
         """Run `conn` in a transaction (committed on success) bounded by `deadline`."""
         raise NotImplementedError
 
-    def stopper(self, conn: Connection) -> Callable[[], None]:
-        """A function that stops the statement running on `conn`, from another thread."""
+    def stopper(self, raw: Any) -> Callable[[], None]:
+        """A function that stops the statement running on a driver connection, from another thread."""
         raise NotImplementedError
 
     def classify(self, exc: sa.exc.DBAPIError) -> Failure:
         raise NotImplementedError
 
-    def fetch(self, conn: Connection, sql: str, params: Any) -> list[tuple[Any, ...]]:
-        """Run compiled SQL on the driver's own cursor: every row, as tuples (engine.Prepared)."""
+    def fetch(self, raw: Any, sql: str, params: Any) -> list[tuple[Any, ...]]:
+        """Run compiled SQL on a driver connection: every row, as tuples (engine.Prepared).
+        Driver errors leave as SQLAlchemy's DBAPIError, as if SQLAlchemy had run the statement."""
+        raise NotImplementedError
+
+    def read_once(
+        self, raw: Any, sql: str, params: Any, deadline: Deadline, default_timeout_s: float | None
+    ) -> list[tuple[Any, ...]]:
+        """One read statement on an idle pooled driver connection, outside any transaction, bounded
+        by `deadline` (engine.Database.fetch: the hot single-statement reads)."""
         raise NotImplementedError
 
     def insert(self, table: sa.Table) -> Any:

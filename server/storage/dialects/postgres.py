@@ -26,9 +26,8 @@ from sqlalchemy.ext.compiler import compiles
 from server.deadline import Deadline
 from server.storage import functions as fn
 from server.storage import schema
-from server.storage.dialects import Dialect, Failure
+from server.storage.dialects import DEFAULT_TIMEOUT_OPTION, Dialect, Failure
 
-_DEFAULT_TIMEOUT = "usage_statement_timeout_s"
 _TEXT_ARRAY = postgresql.ARRAY(sa.Text)
 # pg_advisory_xact_lock key of migrations: any fixed bigint no other lock of this database uses.
 MIGRATION_LOCK_KEY = 0x75736167656D6967  # "usagemig"
@@ -64,14 +63,12 @@ class PostgresDialect(Dialect):
             },
         )
         sa.event.listen(engine, "checkout", _discard_if_closed_by_server)
-        return engine.execution_options(**{_DEFAULT_TIMEOUT: timeout_s})
+        return engine.execution_options(**{DEFAULT_TIMEOUT_OPTION: timeout_s})
 
     @contextlib.contextmanager
     def transaction(self, conn: Connection, deadline: Deadline, write: bool) -> Iterator[Connection]:
-        timeout = deadline.timeout_s()
-        default = conn.engine.get_execution_options().get(_DEFAULT_TIMEOUT)
-        own_timeout = timeout is not None and not deadline.enforced and (default is None or timeout < default)
-        if not write and not own_timeout:
+        own_timeout = _own_timeout(deadline, conn.engine.get_execution_options().get(DEFAULT_TIMEOUT_OPTION))
+        if not write and own_timeout is None:
             # Under READ COMMITTED each statement of a transaction takes its own snapshot anyway,
             # so a read loses no consistency in autocommit. Set on the driver's connection and
             # back, not through execution_options(isolation_level=...), whose clone of the
@@ -87,13 +84,12 @@ class PostgresDialect(Dialect):
                     raw.autocommit = False
             return
         with conn.begin():
-            if own_timeout:
+            if own_timeout is not None:
                 # Also bounds waits for locks held by other transactions.
-                conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, int(timeout * 1000))}")  # type: ignore[operator]
+                conn.exec_driver_sql(f"SET LOCAL statement_timeout = {own_timeout}")
             yield conn
 
-    def stopper(self, conn: Connection) -> Callable[[], None]:
-        raw = conn.connection.driver_connection
+    def stopper(self, raw: Any) -> Callable[[], None]:
         assert isinstance(raw, psycopg.Connection)
 
         def stop() -> None:
@@ -114,15 +110,36 @@ class PostgresDialect(Dialect):
             return Failure.UNAVAILABLE
         return Failure.OTHER
 
-    def fetch(self, conn: Connection, sql: str, params: Any) -> list[tuple[Any, ...]]:
-        raw = conn.connection.driver_connection
-        assert isinstance(raw, psycopg.Connection)
+    def fetch(self, raw: Any, sql: str, params: Any) -> list[tuple[Any, ...]]:
         try:
             # prepare=True: parsed once per connection, and planned generically once PostgreSQL
             # finds the generic plan as good as the custom ones (plan_cache_mode auto).
-            return raw.execute(sql, params, prepare=True).fetchall()
+            return raw.execute(sql, params, prepare=True).fetchall()  # type: ignore[no-any-return]
         except psycopg.Error as exc:
             raise sa.exc.DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
+
+    def read_once(
+        self, raw: Any, sql: str, params: Any, deadline: Deadline, default_timeout_s: float | None
+    ) -> list[tuple[Any, ...]]:
+        assert isinstance(raw, psycopg.Connection)
+        own_timeout = _own_timeout(deadline, default_timeout_s)
+        raw.autocommit = True  # see transaction(): a read loses nothing outside a transaction
+        try:
+            if own_timeout is not None:
+                self.fetch_nothing(raw, f"SET statement_timeout = {own_timeout}")
+            return self.fetch(raw, sql, params)
+        finally:
+            with contextlib.suppress(psycopg.Error):  # a broken connection is discarded anyway
+                if own_timeout is not None:
+                    raw.execute("RESET statement_timeout")  # back to the connection's own
+                raw.autocommit = False
+
+    @staticmethod
+    def fetch_nothing(raw: psycopg.Connection, sql: str) -> None:
+        try:
+            raw.execute(sql)
+        except psycopg.Error as exc:
+            raise sa.exc.DBAPIError.instance(sql, None, exc, psycopg.Error) from exc
 
     def insert(self, table: sa.Table) -> Any:
         return postgresql.insert(table)
@@ -165,6 +182,17 @@ class PostgresDialect(Dialect):
 
 
 PostgresDialect.INSTANCE = PostgresDialect()
+
+
+def _own_timeout(deadline: Deadline, default_timeout_s: float | None) -> int | None:
+    """The statement timeout (ms) a call needs besides the connection's own, or None: when its
+    deadline is shorter than that default and nothing else enforces it (Deadline.enforced)."""
+    timeout = deadline.timeout_s()
+    if timeout is None or deadline.enforced:
+        return None
+    if default_timeout_s is not None and timeout >= default_timeout_s:
+        return None
+    return max(1, int(timeout * 1000))
 
 
 def _discard_if_closed_by_server(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:

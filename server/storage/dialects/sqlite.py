@@ -105,8 +105,7 @@ class SqliteDialect(Dialect):
         finally:
             raw.set_progress_handler(None, 0)
 
-    def stopper(self, conn: Connection) -> Callable[[], None]:
-        raw = conn.connection.driver_connection
+    def stopper(self, raw: Any) -> Callable[[], None]:
         assert isinstance(raw, sqlite3.Connection)
         return raw.interrupt
 
@@ -122,13 +121,22 @@ class SqliteDialect(Dialect):
             return Failure.UNAVAILABLE
         return Failure.OTHER
 
-    def fetch(self, conn: Connection, sql: str, params: Any) -> list[tuple[Any, ...]]:
-        raw = conn.connection.driver_connection
-        assert isinstance(raw, sqlite3.Connection)
+    def fetch(self, raw: Any, sql: str, params: Any) -> list[tuple[Any, ...]]:
         try:
-            return raw.execute(sql, params).fetchall()
+            return raw.execute(sql, params).fetchall()  # type: ignore[no-any-return]
         except sqlite3.Error as exc:
             raise sa.exc.DBAPIError.instance(sql, params, exc, sqlite3.Error) from exc
+
+    def read_once(
+        self, raw: Any, sql: str, params: Any, deadline: Deadline, default_timeout_s: float | None
+    ) -> list[tuple[Any, ...]]:
+        assert isinstance(raw, sqlite3.Connection)
+        # A lone SELECT in autocommit: its own read transaction (WAL readers wait for nobody).
+        raw.set_progress_handler(lambda: int(deadline.expired or deadline.cancelled), _PROGRESS_STEPS)
+        try:
+            return self.fetch(raw, sql, params)
+        finally:
+            raw.set_progress_handler(None, 0)
 
     def insert(self, table: sa.Table) -> Any:
         return sqlite.insert(table)
