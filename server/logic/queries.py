@@ -206,7 +206,8 @@ class UsageQueries:
             after = (position[0], position[1])
         rows = self._storage.reads.list_events(org, filters, after, limit + 1, deadline)
         page, more = rows[:limit], len(rows) > limit
-        cursor = self._cursors.encode(bound, [page[-1].timestamp_us, page[-1].id]) if more else ""
+        last = page[-1] if more else None
+        cursor = self._cursors.encode(bound, [last.timestamp_us, last.id]) if last is not None else ""
         return EventsPage([r.wire for r in page], cursor)
 
     def aggregate(

@@ -22,6 +22,10 @@ from server.errors import DeadlineExceeded, ResourceExhausted
 
 # Threads beyond the admitted calls: health checks, reflection, and answering rejected calls.
 RESERVED_THREADS = 8
+# Requests up to this fraction of the byte budget do not count against it (64 KiB of the default
+# 16 MiB): the admitted calls bound what they hold together (64 of them: a quarter of the budget),
+# and a budget taken and given back costs two condition variables per call.
+SMALL_REQUEST_SHARE = 256
 
 
 class ByteBudget:
@@ -77,7 +81,7 @@ class Admission:
 
     @contextlib.contextmanager
     def _request_bytes(self, n: int, until: float | None) -> Iterator[None]:
-        if self._bytes is None or n == 0:
+        if self._bytes is None or n <= self._bytes.capacity // SMALL_REQUEST_SHARE:
             yield
             return
         left = None if until is None else max(0.0, until - time.monotonic())

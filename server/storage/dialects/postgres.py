@@ -55,6 +55,10 @@ class PostgresDialect(Dialect):
             pool_size=pool_size,
             max_overflow=0,
             pool_timeout=pool_timeout_s,
+            # No ROLLBACK on return: a Connection rolls its own transaction back when it closes, and
+            # the single-statement reads (engine.Database.fetch) run in autocommit, so a returned
+            # connection never holds a transaction.
+            pool_reset_on_return=None,
             connect_args={
                 "connect_timeout": 5,
                 "application_name": "usage-service",
