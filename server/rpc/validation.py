@@ -1,5 +1,8 @@
 """Request validation with protovalidate: the constraints declared in the protos, as FieldViolations
-with dotted paths (`events[3].timestamp`, `aggregator.filter.fields[0].operator`).
+with dotted paths (`events[3].timestamp`, `aggregator.filter.fields[0].operator`), worded for people
+by violation_text.py (what is allowed, and a suggestion where the fix is obvious). A field breaking
+several rules at once (an empty id: too short and not matching its pattern) is named once, with the
+first of them: fixing it shows the next.
 
 Two rules are not expressible there, and hold for every field of every request:
 - no string (ids, names, filter values, property keys and values) may hold a NUL character, which
@@ -16,10 +19,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import protovalidate
+from buf.validate import validate_pb2
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from server.errors import FieldViolation, InvalidArgument
+from server.rpc import violation_text
 
 _validator = protovalidate.Validator()
 
@@ -118,24 +123,43 @@ def _walk_to_timestamps(message: Any, chain: tuple[Any, ...], prefix: str) -> It
             yield path
 
 
+def _field_rules(root: Any, violation: Any) -> validate_pb2.FieldRules | None:
+    """The rules declared on the violated field, found by walking its path from the request."""
+    message, field = root, None
+    for element in violation.proto.field.elements:
+        if message is None or element.field_number not in message.fields_by_number:
+            return None
+        field = message.fields_by_number[element.field_number]
+        message = field.message_type
+    return None if field is None else field.GetOptions().Extensions[validate_pb2.field]
+
+
+def _description(root: Any, violation: Any) -> str:
+    rules = _field_rules(root, violation)
+    rule_path = [element.field_name for element in violation.proto.rule.elements]
+    words = violation_text.describe(rules, rule_path, violation.field_value) if rules and rule_path else None
+    # A rule without words (none in today's contract: tests check every one) keeps protovalidate's.
+    return words or violation.proto.message or violation.proto.rule_id
+
+
 def violations(message: Message, json_checked: bool = False) -> list[FieldViolation]:
-    """Every constraint the message breaks, with the path of the field and the rule's message.
+    """Every field the message gets wrong, once each, with its path and what is allowed in words.
 
     `json_checked`: the logic checks the message's JSON values (Struct, Value) for NUL characters
     itself (ingestion walks every property anyway), so they are not walked here.
     """
-    found = [
-        FieldViolation(_path(v), v.proto.message or v.proto.rule_id)
-        for v in _validator.collect_violations(message)
-    ]
+    found: dict[str, FieldViolation] = {}
+    for v in _validator.collect_violations(message):
+        path = _path(v)
+        if path not in found:
+            found[path] = FieldViolation(path, _description(message.DESCRIPTOR, v))
     # No 0x00 byte in the encoding: no string holds a NUL (a cheap look before a walk of every field).
     if b"\x00" in message.SerializeToString():
-        found += [
-            FieldViolation(p, "must not contain NUL characters")
-            for p in _nul_paths(message, "", json_checked)
-        ]
-    found += [FieldViolation(path, _BAD_TIMESTAMP) for path in _bad_timestamps(message)]
-    return found
+        for path in _nul_paths(message, "", json_checked):
+            found.setdefault(path, FieldViolation(path, "must not contain NUL characters"))
+    for path in _bad_timestamps(message):  # not a time at all: this says more than a rule it breaks
+        found[path] = FieldViolation(path, _BAD_TIMESTAMP)
+    return list(found.values())
 
 
 def check(message: Message) -> None:

@@ -185,7 +185,7 @@ def test_an_error_shows_its_rich_details_and_the_request_id(grpcurl: str, harnes
             "field_violations": [
                 {
                     "field": "take",
-                    "description": "must be greater than or equal to 0 and less than or equal to 100",
+                    "description": "must be between 0 and 100",
                 }
             ],
         },
