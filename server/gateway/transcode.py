@@ -100,7 +100,7 @@ def scalar(field: Field, text: str) -> Any:
         number = int(text)
         low, high = json_shape.INT_RANGES[t]
         if not low <= number <= high:
-            raise ValueError(f"{text} is out of range")
+            raise ValueError(f"{text} is out of range ({low} to {high})")
         return number
     if t in (FD.TYPE_DOUBLE, FD.TYPE_FLOAT):
         if not _FLOAT.fullmatch(text):
@@ -174,7 +174,11 @@ def apply_body(request: Message, route: Route, body: bytes) -> Any:
     try:
         document = json.loads(body) if body.strip() else {}
     except (ValueError, RecursionError) as exc:
-        problem = str(exc) if isinstance(exc, json.JSONDecodeError) else "not JSON"
+        problem = "not JSON"
+        if isinstance(exc, json.JSONDecodeError):  # where it broke, in words rather than Python's
+            problem = (
+                f"not valid JSON: {exc.msg[0].lower()}{exc.msg[1:]} at line {exc.lineno}, column {exc.colno}"
+            )
         raise BadParameter("body", problem, where="request") from None
     try:
         if route.body == "*":
