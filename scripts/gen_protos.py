@@ -1,4 +1,8 @@
-"""Regenerate generated/ (Python messages, gRPC stubs and their .pyi type stubs) from the protos.
+"""Regenerate generated/ (Python messages, gRPC stubs and their .pyi type stubs) from the protos, and
+the contract's descriptor set with source info (generated/usage/v1/descriptor_set.binpb): the
+files of protos/ with the doc comment of every element, which the generated modules leave out.
+Server reflection answers from it (so `grpcurl describe` shows the comments) and the gateway's
+OpenAPI document takes its descriptions from it (server/contract.py).
 
 generated/ is a source root without __init__.py files: `usage.v1.*` and `buf.validate.*` are
 namespace packages, importable once the project is installed (pip install -e . or pip install .).
@@ -22,6 +26,8 @@ THIRD_PARTY = ROOT / "third_party" / "protos"
 # Only files no installed wheel provides as Python modules; google.api/google.rpc come from
 # googleapis-common-protos, the well-known types from protobuf.
 THIRD_PARTY_GENERATED = ["buf/validate/validate.proto"]
+# Only the contract's own files: their imports come from the generated modules at run time.
+DESCRIPTOR_SET = OUT / "usage" / "v1" / "descriptor_set.binpb"
 
 
 def main() -> int:
@@ -54,6 +60,17 @@ def main() -> int:
         *[p for p in own if p.endswith("_service.proto")],
     ]
     if protoc.main(grpc_args) != 0:
+        return 1
+    descriptor_args = [
+        "protoc",
+        f"-I{OWN}",
+        f"-I{THIRD_PARTY}",
+        f"-I{wkt}",
+        f"--descriptor_set_out={DESCRIPTOR_SET}",
+        "--include_source_info",
+        *own,
+    ]
+    if protoc.main(descriptor_args) != 0:
         return 1
     print(f"regenerated {OUT.relative_to(ROOT)}/")
     return 0

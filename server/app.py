@@ -23,6 +23,7 @@ from server.logic.cursors import CursorCodec
 from server.logic.ingest import Ingestion
 from server.logic.queries import UsageQueries
 from server.observability import Observability
+from server.rpc import reflection as described_reflection
 from server.rpc.admission import RESERVED_THREADS, Admission
 from server.rpc.catalog_servicer import CatalogServicer
 from server.rpc.interceptors import ServiceInterceptor
@@ -129,9 +130,7 @@ def create_server(
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    described_reflection.enable((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     port = server.add_insecure_port(address or f"{settings.host}:{settings.port}")
     if port == 0:
         raise OSError(f"could not bind {address or f'{settings.host}:{settings.port}'}")

@@ -1,6 +1,7 @@
-"""The real grpcurl binary against a running server: list, describe every service and message of
-usage.v1 (through server reflection), a call of every RPC with a bearer token, and an error whose
-google.rpc details grpcurl prints. (test_readme.py runs the README's own commands as written.)"""
+"""The real grpcurl binary against a running server: list, describe every service, method, message and
+field of usage.v1 with its doc comment (through server reflection), a call of every RPC with a bearer
+token, and an error whose google.rpc details grpcurl prints. (test_readme.py runs the README's own
+commands as written.)"""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import subprocess
 from typing import Any
 
 import pytest
+from google.protobuf import descriptor_pb2
 from grpc_harness import Harness
 from usage.v1 import catalog_pb2, catalog_service_pb2, events_pb2, pagination_pb2, usage_service_pb2
+
+from server import contract
 
 FILES = (usage_service_pb2, catalog_service_pb2, events_pb2, catalog_pb2, pagination_pb2)
 SERVICES = ("usage.v1.UsageService", "usage.v1.CatalogService")
@@ -44,23 +48,63 @@ def test_list_names_the_services_health_and_reflection(grpcurl: str, harness: Ha
     }
 
 
-def test_describe_every_service_and_message(grpcurl: str, harness: Harness) -> None:
+def assert_commented(output: str, full_name: str) -> None:
+    """grpcurl printed the element's doc comment, each line as `// ...`."""
+    comment = contract.comments()[full_name]
+    for line in comment.splitlines():
+        assert f"// {line}".rstrip() in output, (full_name, line, output[:2000])
+
+
+def test_describe_every_service_method_message_and_field_with_its_comment(
+    grpcurl: str, harness: Harness
+) -> None:
     services = [s for f in FILES for s in f.DESCRIPTOR.services_by_name.values()]
     assert {s.full_name for s in services} == set(SERVICES)
     for service in services:
         result = run(grpcurl, "-plaintext", harness.address, "describe", service.full_name)
         assert result.returncode == 0, result.stderr
         assert f"{service.full_name} is a service:" in result.stdout
+        assert_commented(result.stdout, service.full_name)
         for method in service.methods:
             assert f"rpc {method.name} ( .{method.input_type.full_name} )" in result.stdout
+            assert_commented(result.stdout, method.full_name)
+        method = service.methods[0]
+        alone = run(grpcurl, "-plaintext", harness.address, "describe", method.full_name)
+        assert alone.returncode == 0, alone.stderr
+        assert f"{method.full_name} is a method:" in alone.stdout
+        assert_commented(alone.stdout, method.full_name)
     messages = [m for f in FILES for m in f.DESCRIPTOR.message_types_by_name.values()]
     assert len(messages) > 30
     for message in messages:
         result = run(grpcurl, "-plaintext", harness.address, "describe", message.full_name)
         assert result.returncode == 0, result.stderr
         assert f"{message.full_name} is a message:" in result.stdout
+        assert_commented(result.stdout, message.full_name)
         for field in message.fields:
             assert f" {field.name} = {field.number}" in result.stdout, (message.full_name, field.name)
+            assert_commented(result.stdout, field.full_name)
+
+
+def test_describe_a_field_shows_its_comment(grpcurl: str, harness: Harness) -> None:
+    result = run(grpcurl, "-plaintext", harness.address, "describe", "usage.v1.ListUsageEventsRequest.limit")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage.v1.ListUsageEventsRequest.limit is a field:\n// How many events")
+    assert "values above 100 are lowered to 100" in result.stdout
+
+
+def test_the_documented_descriptors_are_the_generated_ones_plus_comments() -> None:
+    # Reflection serves the descriptor set's copy of each contract file: it must be the very file the
+    # stubs were generated from (scripts/gen_protos.py writes both; CI checks both for drift).
+    documented = contract.documented_files()
+    assert set(documented) == {f.DESCRIPTOR.name for f in FILES}
+    for module in FILES:
+        generated = descriptor_pb2.FileDescriptorProto()
+        module.DESCRIPTOR.CopyToProto(generated)
+        with_comments = descriptor_pb2.FileDescriptorProto()
+        with_comments.CopyFrom(documented[module.DESCRIPTOR.name])
+        assert len(with_comments.source_code_info.location) > 10
+        with_comments.ClearField("source_code_info")
+        assert with_comments == generated, module.DESCRIPTOR.name
 
 
 def test_every_rpc_with_a_token(grpcurl: str, harness: Harness) -> None:
