@@ -3,6 +3,8 @@
 # This is the command README.md gives and .ci/run calls; people and CI run it alike.
 #   - PostgreSQL server binaries (Debian package `postgresql`) when none are installed;
 #   - Node.js >= 18 and npm (Debian packages `nodejs npm`) when missing, then `npm ci` in clients/ts;
+#   - Chromium (Debian package `chromium`) when missing: tests/gateway/test_docs_page.py loads the
+#     /docs page in it, headless;
 #   - a virtualenv in .venv with the project and its dev extras (pip install -e '.[dev]');
 #   - buf lint / buf format / buf breaking against the last released contract, the vendored-proto
 #     check, the generated-code drift checks (Python and TypeScript), ruff, mypy;
@@ -18,9 +20,13 @@ have_node() {
   command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 &&
     [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 18 ]
 }
+have_chromium() {
+  command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1
+}
 APT_PACKAGES=()
 have_pg_bin || APT_PACKAGES+=(postgresql)
 have_node || APT_PACKAGES+=(nodejs npm)
+have_chromium || APT_PACKAGES+=(chromium)
 if [ ${#APT_PACKAGES[@]} -gt 0 ]; then
   echo "== installing ${APT_PACKAGES[*]} (apt)"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -54,7 +60,7 @@ buf breaking protos --against "$LAST_RELEASE"
 echo "== vendored protos match the wheels"
 python scripts/vendor_protos.py --check
 
-echo "== generated code is up to date"
+echo "== generated code (stubs, descriptor set with comments) is up to date"
 python scripts/gen_protos.py >/dev/null
 if [ -n "$(git status --porcelain -- generated)" ]; then
   git status --porcelain -- generated

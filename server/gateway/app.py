@@ -31,7 +31,7 @@ from starlette.types import Receive, Scope, Send
 from usage.v1 import catalog_service_pb2, usage_service_pb2
 
 from server.errors import FieldViolation, HeadersTooLarge, RequestTooLarge, ServiceError, UnsupportedMediaType
-from server.gateway import errors, openapi, routes, transcode
+from server.gateway import docs_page, errors, openapi, routes, transcode
 from server.observability import REQUEST_ID_HEADER
 
 log = logging.getLogger(__name__)
@@ -269,7 +269,8 @@ def _no_route(allowed: list[str]) -> Response:
 
 
 class GatewayApp:
-    """The ASGI app: `/openapi.json`, and every other path through the gateway's own routing.
+    """The ASGI app: `/openapi.json`, the `/docs` page that renders it, and every other path through
+    the gateway's own routing.
 
     Starlette's router is not used: its path patterns do not match every decoded path (a `%0A`
     inside a variable), and routing must be grpc-gateway's, from the annotations.
@@ -278,6 +279,9 @@ class GatewayApp:
     def __init__(self, gateway: Gateway, document: dict[str, Any]) -> None:
         self.gateway = gateway
         self.document = document
+        self.docs = docs_page.DocsPage(
+            not_found=errors.error_response(grpc.StatusCode.NOT_FOUND, "Not Found")
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # lifespan and websockets: nothing to do
@@ -285,8 +289,13 @@ class GatewayApp:
         if scope.get("raw_path", b"").startswith((b"http://", b"https://")):
             scope = _origin_form(scope)
         request = Request(scope, receive)
-        if scope["path"] == "/openapi.json" and request.method == "GET":
-            response: Response = JSONResponse(self.document)
+        if docs_page.handles(scope["path"]):
+            if request.method in ("GET", "HEAD"):
+                await self.docs(scope, receive, send)
+                return
+            response: Response = _no_route(["GET", "HEAD"])
+        elif scope["path"] == "/openapi.json" and request.method == "GET":
+            response = JSONResponse(self.document)
         else:
             response = await self.gateway.handle(request)
         await response(scope, receive, send)

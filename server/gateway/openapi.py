@@ -7,6 +7,11 @@ JSON mapping in proto field names, as the gateway emits them, tightened by the f
 rules (lengths, patterns, `in` lists, integer bounds, item counts, required) so that what the document
 allows is what the service accepts. Every operation answers 200 with its response message or a
 `google.rpc.Status` error body.
+
+The words come from the protos' doc comments (server/contract.py): a method's comment is its
+operation's summary (first sentence) and description, a message's its schema's, a field's its
+property's and query or path parameter's, a service's its tag's. `servers` names the gateway that
+serves the document (a relative URL, right behind any proxy); /docs renders it (docs_page.py).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 from buf.validate import validate_pb2
 from google.protobuf import descriptor
 
+from server import contract
 from server.gateway.routes import Route
 from server.gateway.transcode import SCALAR_MESSAGES
 
@@ -61,6 +67,16 @@ _WELL_KNOWN: dict[str, dict[str, Any]] = {
 }
 
 
+DESCRIPTION = """\
+The HTTP/JSON form of the usage.v1 gRPC services: each operation is one RPC, routed by its
+`google.api.http` annotation and transcoded as grpc-gateway does (path variables, query parameters,
+JSON body; proto field names in the JSON).
+
+Every call acts for the organization of its bearer token: `Authorization: Bearer <JWT>`
+(`usage-service token --org ORG` mints one). Errors are a `google.rpc.Status` body with the HTTP
+status of its gRPC code (400 invalid input, naming every field; 401; 404; 409; 429; 503; 504).
+"""
+
 TIMEOUT_PARAMETER = {
     "name": "grpc-timeout",
     "in": "header",
@@ -69,6 +85,26 @@ TIMEOUT_PARAMETER = {
     "Past it: 504 DEADLINE_EXCEEDED.",
     "schema": {"type": "string", "pattern": "^[0-9]{1,8}[HMSmun]$"},
 }
+
+
+def _comment(element: Any) -> str:
+    """The doc comment of a service, method, message or field of the contract ("" for others)."""
+    return contract.comments().get(element.full_name, "")
+
+
+def _described(schema: dict[str, Any], text: str) -> dict[str, Any]:
+    """`schema` with a description; a `$ref` is wrapped, since OpenAPI 3.0 ignores its siblings."""
+    if not text:
+        return schema
+    if "$ref" in schema:
+        return {"allOf": [schema], "description": text}
+    return {**schema, "description": text}
+
+
+def summary(comment: str) -> str:
+    """The first sentence of a comment, on one line, without its period."""
+    sentence = " ".join(comment.split()).split(". ", 1)[0]
+    return sentence.removesuffix(".")
 
 
 def _rules(field: Field) -> validate_pb2.FieldRules:
@@ -156,8 +192,10 @@ class SchemaBuilder:
         fields = [f for f in message.fields if f.name not in exclude]
         schema: dict[str, Any] = {
             "type": "object",
-            "properties": {f.name: self.field(f) for f in fields},
+            "properties": {f.name: _described(self.field(f), _comment(f)) for f in fields},
         }
+        if text := _comment(message):
+            schema["description"] = text
         required = [] if partial else [f.name for f in fields if is_required(f)]
         if required:
             schema["required"] = required
@@ -185,9 +223,17 @@ def _status_schema() -> dict[str, Any]:
         "type": "object",
         "description": "A google.rpc.Status: the gRPC code, a message, and rich details.",
         "properties": {
-            "code": dict(_INT32),
-            "message": {"type": "string"},
-            "details": {"type": "array", "items": _WELL_KNOWN["google.protobuf.Any"]},
+            "code": {
+                **_INT32,
+                "description": "The gRPC status code: 3 INVALID_ARGUMENT, 5 NOT_FOUND, 16 UNAUTHENTICATED...",
+            },
+            "message": {"type": "string", "description": "What went wrong, in words; safe to show."},
+            "details": {
+                "type": "array",
+                "items": _WELL_KNOWN["google.protobuf.Any"],
+                "description": "google.rpc.ErrorInfo (domain usage.v1 and a stable reason) and, for "
+                "invalid input, google.rpc.BadRequest naming every violated field.",
+            },
         },
         "required": ["code", "message", "details"],
     }
@@ -209,6 +255,8 @@ def _query_parameters(
             out += _query_parameters(builder, field.message_type, bound, path + ".", depth + 1)
             continue
         parameter: dict[str, Any] = {"name": path, "in": "query", "schema": builder.field(field)}
+        if text := _comment(field):
+            parameter["description"] = text
         if field.is_repeated:
             parameter.update(style="form", explode=True)
         if is_required(field) and not prefix:
@@ -243,7 +291,8 @@ def _path_parameter(builder: SchemaBuilder, route: Route, path: str, name: str) 
     field = message.fields_by_name[last]
     schema = builder.single(field, _rules(field))
     schema.setdefault("minLength", 1)  # an empty segment never matches a template variable
-    return {"name": name, "in": "path", "required": True, "schema": schema, "description": f"sets `{path}`"}
+    text = _comment(field) or f"Sets `{path}`."
+    return {"name": name, "in": "path", "required": True, "schema": schema, "description": text}
 
 
 def _request_body(builder: SchemaBuilder, route: Route) -> dict[str, Any] | None:
@@ -289,10 +338,12 @@ def operation(builder: SchemaBuilder, route: Route) -> dict[str, Any]:
     if route.body != "*":
         parameters += _query_parameters(builder, route.method.input_type, bound)
     parameters.append(TIMEOUT_PARAMETER)
+    comment = _comment(route.method)
     op: dict[str, Any] = {
         "operationId": f"{route.service.name}_{route.method.name}",
         "tags": [route.service.name],
-        "summary": f"{route.service.full_name}/{route.method.name}",
+        "summary": summary(comment) or route.method.name,
+        "description": f"{comment}\n\ngRPC: `{route.grpc_path[1:]}`".lstrip(),
         "parameters": parameters,
         "responses": {
             "200": {
@@ -321,13 +372,12 @@ def build_document(routes: list[Route], title: str = "usage-service", version: s
         if any(not s.field and s.kind != 0 for s in route.segments):
             continue  # unnamed wildcards have no OpenAPI spelling
         paths.setdefault(openapi_path(route), {})[route.http_method.lower()] = operation(builder, route)
+    services = {route.service.full_name: route.service for route in routes}
     return {
         "openapi": "3.0.3",
-        "info": {
-            "title": title,
-            "version": version,
-            "description": "HTTP/JSON transcoding of the usage.v1 gRPC services (google.api.http).",
-        },
+        "info": {"title": title, "version": version, "description": DESCRIPTION},
+        "servers": [{"url": "/", "description": "the gateway that serves this document"}],
+        "tags": [{"name": s.name, "description": _comment(s)} for s in services.values()],
         "paths": paths,
         "components": {
             "schemas": dict(sorted(builder.components.items())),

@@ -368,3 +368,39 @@ def test_to_json_writes_integral_doubles_as_integers_like_protojson() -> None:
     assert '"big": 1e+20' in to_json(event)
     assert '"tags": [1, 2.5]' in to_json(event)
     assert '"value": 209' in to_json(point) and "209.0" not in to_json(point)
+
+
+def test_openapi_words_come_from_the_proto_comments() -> None:
+    document = openapi.build_document(ROUTES)
+    assert document["servers"] == [{"url": "/", "description": "the gateway that serves this document"}]
+    assert [t["name"] for t in document["tags"]] == ["UsageService", "CatalogService"]
+    assert all(t["description"] for t in document["tags"])
+    operations = [op for path in document["paths"].values() for op in path.values()]
+    for op in operations:
+        rpc = op["operationId"].split("_", 1)[1]
+        assert op["summary"] and rpc not in op["summary"] and "/" not in op["summary"], op["summary"]
+        assert " ".join(op["description"].split()).startswith(op["summary"]), op["description"]
+        for parameter in op["parameters"]:
+            assert parameter.get("description"), (rpc, parameter["name"])
+    listing = document["paths"]["/v1/usage-events"]["get"]
+    assert (
+        listing["summary"]
+        == "All events of the caller's organization, newest first, filtered, cursor-paginated"
+    )
+    assert listing["description"].endswith("gRPC: `usage.v1.UsageService/ListUsageEvents`")
+    limit = next(p for p in listing["parameters"] if p["name"] == "limit")
+    assert limit["description"].startswith("How many events to return: default 25")
+    properties = [
+        (name, key, schema)
+        for name, component in document["components"]["schemas"].items()
+        for key, schema in component.get("properties", {}).items()
+    ]
+    assert len(properties) > 90
+    assert [(name, key) for name, key, schema in properties if not schema.get("description")] == []
+    assert all(c.get("description") for c in document["components"]["schemas"].values())
+    # A message-typed property keeps its $ref (wrapped: OpenAPI 3.0 ignores a $ref's siblings).
+    meta = document["components"]["schemas"]["usage.v1.ListCustomerUsageEventsResponse"]["properties"]["meta"]
+    assert meta == {
+        "allOf": [{"$ref": "#/components/schemas/usage.v1.PageMeta"}],
+        "description": "Counts of this page.",
+    }
