@@ -1,25 +1,36 @@
-"""`usage-service` command line: serve, gateway, migrate, rollups, token, health.
+"""`usage-service` command line: serve, gateway, migrate, rollups, token, health; `--version`.
 
 Settings come from USAGE_* environment variables; flags override them. The flags are generated from
 the fields of `Settings` (server/config.py), so a new setting gets its flag, type and help from one
-place. Nothing happens at import.
+place. A problem the operator fixes (a busy port, an unusable data dir, a database that does not
+answer) ends the command with one line naming the flag or variable to change and exit code 2
+(server/startup_errors.py). Nothing happens at import.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import importlib.metadata
 import logging
 import pathlib
 import signal
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from server.auth import mint_token, parse_ttl
 from server.config import ENV_PREFIX, Settings
 from server.memory import release_large_blocks
+from server.startup_errors import (
+    StartupError,
+    cannot_listen,
+    check_port,
+    data_dir_usable,
+    database_reachable,
+)
 from server.workers import MAX_PROCESSES, check_worker_count
 
 if TYPE_CHECKING:
@@ -27,8 +38,8 @@ if TYPE_CHECKING:
     from server.storage.sql_storage import SqlStorage
 
 SETTINGS = {field.name: field for field in dataclasses.fields(Settings)}
-# The settings each subcommand but serve (which takes them all) reads. migrate and rollups kept the
-# --jwt-secret they always had: they create the data dir's secrets when none is given.
+# The settings each subcommand but serve (which takes them all) reads. migrate and rollups still take
+# the --jwt-secret they always had (scripts pass it), but need and create no secret.
 STORAGE_SETTINGS = ("database_url", "data_dir", "jwt_secret")
 TOKEN_SETTINGS = (
     *STORAGE_SETTINGS,
@@ -48,8 +59,36 @@ def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {name: value for name, value in values.items() if value is not None}
 
 
+def _configured(args: argparse.Namespace) -> Settings:
+    """The settings of the environment and the flags, as they are (no secret generated)."""
+    try:
+        return Settings.from_env(**_flag_overrides(args))
+    except (ValueError, TypeError) as exc:  # a USAGE_* variable that is not a number
+        raise StartupError(str(exc)) from None
+
+
 def _settings(args: argparse.Namespace) -> Settings:
-    return Settings.from_env(**_flag_overrides(args)).with_local_secrets()
+    """The settings, with the data dir's secrets where none are configured (created on first use)."""
+    configured = _configured(args)
+    with data_dir_usable(configured.data_dir):
+        return configured.with_local_secrets()
+
+
+@contextlib.contextmanager
+def _database_errors(settings: Settings) -> Iterator[None]:
+    """Opening the database: an unusable data dir or a database that does not answer, as one line."""
+    with (
+        data_dir_usable(settings.data_dir),
+        database_reachable(settings.resolved_database_url, settings.is_embedded, settings.data_dir),
+    ):
+        yield
+
+
+def _open_storage(settings: Settings, auto_migrate: bool) -> SqlStorage:
+    from server.app import open_storage
+
+    with _database_errors(settings):
+        return open_storage(settings, auto_migrate)
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser, names: Iterable[str]) -> None:
@@ -81,25 +120,37 @@ def _flag_help(field: dataclasses.Field[Any]) -> str:
     return f"{text} (env {ENV_PREFIX}{field.name.upper()}, default {shown})".replace("%", "%%")
 
 
+def _check_ports(settings: Settings) -> None:
+    """Refuse a fixed port something already listens on, before anything starts."""
+    check_port(settings.host, settings.port, "port", "port")
+    if settings.metrics_port > 0:
+        check_port(settings.host, settings.metrics_port, "metrics-port", "metrics_port", "metrics")
+    if settings.http_port > 0:
+        check_port(settings.host, settings.http_port, "http-port", "http_port", "HTTP gateway")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
-    from server.app import SERVICE_NAMES, DatabaseBehind, create_server, open_storage
+    from server.app import SERVICE_NAMES, DatabaseBehind, create_server
     from server.health_monitor import HealthMonitor
     from server.observability import configure_logging
 
     settings = _settings(args)
     release_large_blocks()
     if problem := check_worker_count(settings.workers):  # the flag is checked by argparse already
-        print(f"usage-service: USAGE_WORKERS {problem}", file=sys.stderr)
-        return 2
+        raise StartupError(f"{ENV_PREFIX}WORKERS {problem}")
+    _check_ports(settings)
     configure_logging(settings.log_format)
     try:
-        storage = open_storage(settings, auto_migrate=settings.is_embedded or args.migrate)
+        storage = _open_storage(settings, auto_migrate=settings.is_embedded or args.migrate)
     except DatabaseBehind as exc:
-        print(f"usage-service: {exc}", file=sys.stderr)
-        return 2
+        raise StartupError(str(exc)) from None
     if settings.workers > 1:
         return _serve_workers(settings, storage, demo=args.demo)
-    running = create_server(settings, storage)
+    try:
+        running = create_server(settings, storage)
+    except (RuntimeError, OSError) as exc:  # taken since _check_ports looked
+        storage.close()
+        raise cannot_listen(settings.host, settings.port, "port", "port", exc) from None
     examples = _load_demo(settings, storage, running.port) if args.demo else None
     running.server.start()
     monitor = HealthMonitor(storage, running.health, SERVICE_NAMES, settings.health_check_interval_s)
@@ -111,14 +162,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "embedded SQLite" if settings.is_embedded else "PostgreSQL",
     )
     print(f"usage-service listening on {settings.host}:{running.port}", flush=True)
-    metrics = None
-    if settings.metrics_port >= 0:
-        metrics = running.observability.serve_metrics(settings.host, settings.metrics_port)
-        print(f"usage-service metrics on http://{settings.host}:{metrics.port}/metrics", flush=True)
-    gateway = None
-    if settings.http_port >= 0:
-        gateway = _start_gateway(settings, _local_target(settings.host, running.port), settings.http_port)
-        _print_curl(settings, gateway, examples)
+    metrics = gateway = None
+    try:
+        if settings.metrics_port >= 0:
+            try:
+                metrics = running.observability.serve_metrics(settings.host, settings.metrics_port)
+            except OSError as exc:
+                raise cannot_listen(
+                    settings.host, settings.metrics_port, "metrics-port", "metrics_port", exc, "metrics"
+                ) from None
+            print(f"usage-service metrics on http://{settings.host}:{metrics.port}/metrics", flush=True)
+        if settings.http_port >= 0:
+            target = _local_target(settings.host, running.port)
+            gateway = _start_gateway(settings, target, settings.http_port)
+            _print_curl(settings, gateway, examples)
+    except StartupError:  # a port taken since _check_ports looked: stop what runs, then say so
+        running.server.stop(0).wait()
+        monitor.stop()
+        if metrics is not None:
+            metrics.stop()
+        storage.close()
+        raise
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: Any) -> None:
@@ -155,8 +219,7 @@ def _serve_workers(settings: Settings, storage: SqlStorage, demo: bool) -> int:
         reserved = reserve_port(settings.host, settings.port)
     except OSError as exc:
         storage.close()
-        print(f"usage-service: cannot bind {settings.host}:{settings.port}: {exc}", file=sys.stderr)
-        return 1
+        raise cannot_listen(settings.host, settings.port, "port", "port", exc) from None
     with reserved:  # held (bound, not listening) until every worker has exited
         port = int(reserved.getsockname()[1])
         examples = _load_demo(settings, storage, port) if demo else None
@@ -227,27 +290,32 @@ def gateway_connections(workers: int) -> int:
     return min(16 * workers, 256)
 
 
-def _start_gateway(settings: Settings, grpc_target: str, port: int) -> Any:
+def _start_gateway(settings: Settings, grpc_target: str, port: int, flag: str = "http-port") -> Any:
+    """The HTTP gateway on `port`; `flag`: the option that sets it (`gateway` calls it `--port`)."""
     from server.gateway.runner import GatewayServer
 
-    gateway = GatewayServer.start(
-        grpc_target,
-        host=settings.host,
-        port=port,
-        default_timeout_s=settings.gateway_timeout_s,
-        grace_period_s=settings.grace_period_s,
-        connections=gateway_connections(settings.workers),
-    )
+    try:
+        gateway = GatewayServer.start(
+            grpc_target,
+            host=settings.host,
+            port=port,
+            default_timeout_s=settings.gateway_timeout_s,
+            grace_period_s=settings.grace_period_s,
+            connections=gateway_connections(settings.workers),
+        )
+    except OSError as exc:
+        raise cannot_listen(settings.host, port, flag, "http_port", exc, "HTTP gateway") from None
     print(f"usage-service gateway listening on {gateway.url} (gRPC {grpc_target})", flush=True)
     return gateway
 
 
 def cmd_gateway(args: argparse.Namespace) -> int:
-    settings = Settings.from_env(**_flag_overrides(args))  # it signs and checks nothing: no secrets
+    settings = _configured(args)  # it signs and checks nothing: no secrets
     release_large_blocks()
     target = settings.grpc_target or _local_target(settings.host, settings.port)
     port = settings.http_port if settings.http_port >= 0 else 8080
-    gateway = _start_gateway(settings, target, port)
+    check_port(settings.host, port, "port", "http_port", "HTTP gateway")  # its --port: the HTTP one
+    gateway = _start_gateway(settings, target, port, flag="port")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -281,10 +349,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from server.storage import migrate
     from server.storage.engine import make_engine
 
-    settings = _settings(args)
-    engine = make_engine(settings.resolved_database_url)
-    revision = migrate.upgrade(engine)
-    engine.dispose()
+    settings = _configured(args)
+    with _database_errors(settings):
+        engine = make_engine(settings.resolved_database_url)
+        try:
+            revision = migrate.upgrade(engine)
+        finally:
+            engine.dispose()
     print(f"database migrated to {revision}")
     return 0
 
@@ -297,8 +368,9 @@ def cmd_rollups(args: argparse.Namespace) -> int:
     from server.storage.dialects import dialect_of
     from server.storage.engine import make_engine
 
-    settings = _settings(args)
-    engine = make_engine(settings.resolved_database_url)
+    settings = _configured(args)
+    with _database_errors(settings):
+        engine = make_engine(settings.resolved_database_url)
     try:
         if not dialect_of(engine).keeps_rollups:
             print(
@@ -306,7 +378,7 @@ def cmd_rollups(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        with engine.begin() as conn:
+        with _database_errors(settings), engine.begin() as conn:
             if args.action == "list":
                 for key in rollups.dimensions(conn):
                     print(key)
@@ -339,32 +411,35 @@ def _dimension_key(text: str) -> str:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    """Print a token signed with the configured key, else with the data dir's (maybe new) secret."""
+    """Print a token signed with the configured key, else with the secret the server keeps in its
+    data dir. It never creates a secret: one that no server shares would only mint refused tokens."""
     try:
-        ttl = parse_ttl(args.ttl)  # before anything is written to the data dir
+        ttl = parse_ttl(args.ttl)
     except ValueError as exc:
-        print(f"usage-service: {exc}", file=sys.stderr)
-        return 2
-    configured = Settings.from_env(**_flag_overrides(args))
-    created = _creates_jwt_secret(configured)
-    token = mint_token(configured.with_local_secrets(), args.org, ttl)
-    if created is not None:
-        # A new secret no running server knows: its tokens are refused until one starts on this dir.
-        print(
-            f"usage-service: no JWT secret in {created.parent}: created {created.name}; only a server "
-            f"with this data dir (or {ENV_PREFIX}JWT_SECRET) accepts the token",
-            file=sys.stderr,
-        )
+        raise StartupError(str(exc)) from None
+    settings = _configured(args)
+    stored = settings.stored_jwt_secret_file
+    if stored is not None and not settings.jwt_private_key_file:
+        settings = dataclasses.replace(settings, jwt_secret=_server_jwt_secret(stored))
+    try:
+        token = mint_token(settings, args.org, ttl)
+    except (ValueError, OSError) as exc:  # an invalid organization id, an unreadable key file
+        raise StartupError(str(exc)) from None
     print(token)
     return 0
 
 
-def _creates_jwt_secret(settings: Settings) -> pathlib.Path | None:
-    """The secret file `token` is about to generate (absolute), or None when it signs with a known key."""
-    stored = settings.stored_jwt_secret_file
-    if settings.jwt_private_key_file or stored is None or stored.exists():
-        return None
-    return stored.resolve()
+def _server_jwt_secret(stored: pathlib.Path) -> str:
+    """The JWT secret a server generated in its data dir; StartupError saying how to find it if none."""
+    where = stored.parent.resolve()
+    with data_dir_usable(str(stored.parent)):
+        if stored.is_file():
+            return stored.read_text().strip()
+    raise StartupError(
+        f"no JWT secret in {where} (a server creates {stored.name} there when it first starts): give "
+        f"the server's data dir with --data-dir or {ENV_PREFIX}DATA_DIR, or its secret as "
+        f"{ENV_PREFIX}JWT_SECRET"
+    )
 
 
 def cmd_health(args: argparse.Namespace) -> int:
@@ -388,6 +463,9 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="usage-service", description="Usage events service (gRPC).")
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {importlib.metadata.version('usage-service')}"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_serve(sub)
     mig = sub.add_parser("migrate", help="apply database migrations")
@@ -455,7 +533,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except StartupError as exc:
+        print(f"usage-service: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

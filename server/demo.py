@@ -106,13 +106,16 @@ def _event(rng: random.Random, now_us: int, org: str, n: int) -> NewEvent:
 
 
 def load_demo(storage: SqlStorage) -> dict[str, Any]:
-    """Load the demo data set unless it is already there; returns what the banner prints."""
+    """Load the demo data set unless it is already there; returns what the banner prints (`loaded`:
+    the organizations loaded now, none on a restart)."""
     now_us = time.time_ns() // 1000
     total = 0
+    loaded = []
     for org, count in ORGS.items():
         total += count
         if storage.catalog.get_aggregator(org, "agg_api_calls") is not None:
             continue  # loaded by an earlier start
+        loaded.append(org)
         _catalog(storage, org)
         rng = random.Random(f"usage-service demo {org}")
         events = [_event(rng, now_us, org, n) for n in range(count)]
@@ -122,6 +125,7 @@ def load_demo(storage: SqlStorage) -> dict[str, Any]:
         "organization": DEMO_ORG,
         "organizations": list(ORGS),
         "events": total,
+        "loaded": loaded,
         "customer_id": "cus_001",
         "aggregator_id": "agg_api_calls",
     }
@@ -167,7 +171,7 @@ class DemoExamples:
         lines = [f"grpcurl -plaintext {grpc_address} list"]
         lines += [f"{grpcurl} -d '{_json(body)}' {grpc_address} usage.v1.{rpc}" for rpc, body in calls]
         return (
-            f"\nDemo data loaded: {s['events']} events, organizations {', '.join(s['organizations'])}.\n"
+            f"\n{_loaded_line(s)}\n"
             f"Demo token for organization {s['organization']} (valid 30 days):\n\n"
             f"  export TOKEN={self.token}\n\n"
             "Try (grpcurl, server reflection is on):\n\n" + _indented(lines)
@@ -211,6 +215,21 @@ class DemoExamples:
 
 
 _AUTH = '-H "authorization: Bearer $TOKEN"'
+
+
+def _loaded_line(summary: dict[str, Any]) -> str:
+    """What this start did: loaded the data set, or found it from an earlier start (then the events
+    span the 90 days before that start, and those ingested since are there too)."""
+    loaded, organizations = summary["loaded"], summary["organizations"]
+    if not loaded:
+        return (
+            f"Demo data already there from an earlier start ({summary['events']} events of "
+            f"{', '.join(organizations)} over the 90 days before it): nothing loaded now."
+        )
+    if len(loaded) == len(organizations):
+        return f"Demo data loaded: {summary['events']} events, organizations {', '.join(organizations)}."
+    events = sum(ORGS[org] for org in loaded)
+    return f"Demo data loaded for {', '.join(loaded)}: {events} events (the others had theirs already)."
 
 
 def _rfc3339(moment: dt.datetime) -> str:

@@ -1,5 +1,5 @@
 """End to end: the real `usage-service` process (serve, token, migrate), called over the network with
-Python stubs (DESIGN.md 5, 6)."""
+Python stubs (docs/operations.md)."""
 
 from __future__ import annotations
 
@@ -236,8 +236,8 @@ def test_token_command_signs_with_the_servers_secret(demo, tmp_path: pathlib.Pat
         )
     finally:
         s.close()
-    # A token signed with another data directory's secret is refused.
-    other = run_cli("token", "--org", "org_acme", "--data-dir", str(tmp_path / "elsewhere"))
+    # A token signed with another secret is refused.
+    other = run_cli("token", "--org", "org_acme", "--jwt-secret", "another-secret-of-at-least-32-bytes")
     assert other.returncode == 0, other.stderr
     s = Stubs(server.port, other.stdout.strip())
     try:
@@ -255,25 +255,6 @@ def test_token_command_rejects_a_bad_ttl(tmp_path: pathlib.Path) -> None:
     assert result.returncode != 0
     assert "invalid ttl" in result.stderr
     assert not list(tmp_path.iterdir()), "a refused command writes no secret"
-
-
-def test_token_command_warns_when_it_creates_the_jwt_secret(tmp_path: pathlib.Path) -> None:
-    # Run where no server keeps its data, it makes a secret no server knows: say so, on stderr only.
-    data_dir = tmp_path / "fresh"
-    first = run_cli("token", "--org", "org_x", "--data-dir", str(data_dir))
-    assert first.returncode == 0, first.stderr
-    assert first.stdout.count("\n") == 1 and first.stdout.count(".") == 2  # just the token
-    assert f"no JWT secret in {data_dir}: created jwt-secret" in first.stderr
-    assert "USAGE_JWT_SECRET" in first.stderr
-    assert (data_dir / "jwt-secret").is_file()
-
-    second = run_cli("token", "--org", "org_x", "--data-dir", str(data_dir))
-    assert (second.returncode, second.stderr) == (0, "")
-    configured = run_cli(
-        "token", "--org", "org_x", "--data-dir", str(tmp_path / "other"), "--jwt-secret", "s" * 32
-    )
-    assert (configured.returncode, configured.stderr) == (0, "")
-    assert not (tmp_path / "other" / "jwt-secret").exists()
 
 
 def test_demo_prints_curl_examples_that_work_only_with_the_gateway(demo, tmp_path: pathlib.Path) -> None:
@@ -314,6 +295,14 @@ def test_demo_prints_curl_examples_that_work_only_with_the_gateway(demo, tmp_pat
     stdout = without.lines + without.rest_of_stdout()
     assert any("grpcurl -plaintext" in line for line in stdout)
     assert not any(CURL.match(line) for line in stdout), stdout
+    # A restart on the same data says it found the data set instead of claiming to load it.
+    for restart in (with_gateway.lines, stdout):
+        assert not any(line.startswith("Demo data loaded") for line in restart), restart
+        assert any(
+            line.startswith("Demo data already there from an earlier start (30000 events of org_demo")
+            and line.endswith("nothing loaded now.")
+            for line in restart
+        ), restart
 
 
 def _ingest_one(server: ServerProcess, data_dir: pathlib.Path) -> tuple[str, Any]:
