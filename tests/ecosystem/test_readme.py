@@ -110,3 +110,8 @@ def test_readme_commands_work_as_written(tmp_path: pathlib.Path) -> None:
     assert "x-request-id: my-trace-42" in verbose
     headers = next(body for command, (_, body) in by_text.items() if "my-trace-43" in command)
     assert re.search(r"^x-request-id: my-trace-43\r?$", headers, re.M | re.I)
+    # Reflection answers with the protos' comments; the gateway serves its API reference page.
+    field = next(body for command, (_, body) in by_text.items() if command.endswith("Request.group_by"))
+    assert "// How series are split: `none` (default), `metric_key`, or `dim:<key>`" in field
+    page = next(body for command, (_, body) in by_text.items() if command.endswith('/docs"'))
+    assert '<div id="swagger-ui"></div>' in page

@@ -1,4 +1,4 @@
-"""Every setting has an env var and a flag (DESIGN.md 5): the flags are generated from the `Settings`
+"""Every setting has an env var and a flag (docs/operations.md): the flags are generated from the `Settings`
 fields, so each field is parsed here as `serve --field-name VALUE` and as `USAGE_FIELD_NAME`, and the
 flag must win over the variable."""
 

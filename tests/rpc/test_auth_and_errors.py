@@ -1,4 +1,4 @@
-"""Authentication, tenancy and the error mapping, through a real channel (DESIGN.md 3.1, 3.7)."""
+"""Authentication, tenancy and the error mapping, through a real channel (docs/api.md, SECURITY.md)."""
 
 from __future__ import annotations
 

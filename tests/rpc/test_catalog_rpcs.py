@@ -1,4 +1,4 @@
-"""CatalogService through a real channel, on SQLite and PostgreSQL (DESIGN.md 3.6, 3.7)."""
+"""CatalogService through a real channel, on SQLite and PostgreSQL (docs/api.md: CatalogService, Filters)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""UsageService through a real channel, on SQLite and PostgreSQL (DESIGN.md 3.2-3.5, 3.7)."""
+"""UsageService through a real channel, on SQLite and PostgreSQL (docs/api.md: its four RPCs, Errors)."""
 
 from __future__ import annotations
 
