@@ -2,7 +2,7 @@
 
 `create_server(settings, storage)` returns the bound, not yet started server and its port (port 0
 picks a free one, as tests do) with its `Observability` (metrics registry, RPC logs, tracing);
-`serve` in cli.py starts it, serves /metrics when asked, and handles signals.
+`serve` in serving.py starts it, serves /metrics when asked, and handles signals.
 """
 
 from __future__ import annotations

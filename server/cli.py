@@ -15,9 +15,7 @@ import dataclasses
 import importlib.metadata
 import logging
 import pathlib
-import signal
 import sys
-import threading
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -26,15 +24,12 @@ from server.config import ENV_PREFIX, Settings
 from server.memory import release_large_blocks
 from server.startup_errors import (
     StartupError,
-    cannot_listen,
-    check_port,
     data_dir_usable,
     database_reachable,
 )
 from server.workers import MAX_PROCESSES, check_worker_count
 
 if TYPE_CHECKING:
-    from server.demo import DemoExamples
     from server.storage.sql_storage import SqlStorage
 
 SETTINGS = {field.name: field for field in dataclasses.fields(Settings)}
@@ -120,144 +115,30 @@ def _flag_help(field: dataclasses.Field[Any]) -> str:
     return f"{text} (env {ENV_PREFIX}{field.name.upper()}, default {shown})".replace("%", "%%")
 
 
-def _check_ports(settings: Settings) -> None:
-    """Refuse a fixed port something already listens on, before anything starts."""
-    check_port(settings.host, settings.port, "port", "port")
-    if settings.metrics_port > 0:
-        check_port(settings.host, settings.metrics_port, "metrics-port", "metrics_port", "metrics")
-    if settings.http_port > 0:
-        check_port(settings.host, settings.http_port, "http-port", "http_port", "HTTP gateway")
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
-    from server.app import SERVICE_NAMES, DatabaseBehind, create_server
-    from server.health_monitor import HealthMonitor
+    from server import serving
+    from server.app import DatabaseBehind
     from server.observability import configure_logging
 
     settings = _settings(args)
     release_large_blocks()
     if problem := check_worker_count(settings.workers):  # the flag is checked by argparse already
         raise StartupError(f"{ENV_PREFIX}WORKERS {problem}")
-    _check_ports(settings)
+    serving.check_ports(settings)
     configure_logging(settings.log_format)
     try:
         storage = _open_storage(settings, auto_migrate=settings.is_embedded or args.migrate)
     except DatabaseBehind as exc:
         raise StartupError(str(exc)) from None
-    if settings.workers > 1:
-        return _serve_workers(settings, storage, demo=args.demo)
-    try:
-        running = create_server(settings, storage)
-    except (RuntimeError, OSError) as exc:  # taken since _check_ports looked
-        storage.close()
-        raise cannot_listen(settings.host, settings.port, "port", "port", exc) from None
-    examples = _load_demo(settings, storage, running.port) if args.demo else None
-    running.server.start()
-    monitor = HealthMonitor(storage, running.health, SERVICE_NAMES, settings.health_check_interval_s)
-    monitor.start()
-    logging.getLogger("usage-service").info(
-        "serving on %s:%d (%s)",
-        settings.host,
-        running.port,
-        "embedded SQLite" if settings.is_embedded else "PostgreSQL",
-    )
-    print(f"usage-service listening on {settings.host}:{running.port}", flush=True)
-    metrics = gateway = None
-    try:
-        if settings.metrics_port >= 0:
-            try:
-                metrics = running.observability.serve_metrics(settings.host, settings.metrics_port)
-            except OSError as exc:
-                raise cannot_listen(
-                    settings.host, settings.metrics_port, "metrics-port", "metrics_port", exc, "metrics"
-                ) from None
-            print(f"usage-service metrics on http://{settings.host}:{metrics.port}/metrics", flush=True)
-        if settings.http_port >= 0:
-            target = _local_target(settings.host, running.port)
-            gateway = _start_gateway(settings, target, settings.http_port)
-            _print_curl(settings, gateway, examples)
-    except StartupError:  # a port taken since _check_ports looked: stop what runs, then say so
-        running.server.stop(0).wait()
-        monitor.stop()
-        if metrics is not None:
-            metrics.stop()
-        storage.close()
-        raise
-    stop = threading.Event()
-
-    def _on_signal(signum: int, _frame: Any) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    stop.wait()
-    # First of all, so that load balancers stop routing here: every service reports NOT_SERVING from
-    # now on (the health monitor's later updates are ignored).
-    running.health.enter_graceful_shutdown()
-    if gateway is not None:  # HTTP first: its in-flight requests still need the gRPC server
-        gateway.stop()
-    # Graceful: refuse new RPCs, let in-flight ones finish within the grace period.
-    running.server.stop(settings.grace_period_s).wait()
-    monitor.stop()  # before the storage is disposed: a check in progress finishes first
-    if metrics is not None:
-        metrics.stop()
-    storage.close()
-    print("usage-service stopped", flush=True)
-    return 0
+    return serving.serve(settings, storage, demo=args.demo)
 
 
-def _serve_workers(settings: Settings, storage: SqlStorage, demo: bool) -> int:
-    """`serve --workers N`, N > 1: this process supervises N server processes on one port.
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from server import serving
 
-    Migrations (done by the caller) and the demo data run here, once, before any worker starts; the
-    listening line is printed once every worker listens; the HTTP gateway runs here, calling the
-    shared port. See server/workers.py.
-    """
-    from server.workers import Supervisor, reserve_port
-
-    try:
-        reserved = reserve_port(settings.host, settings.port)
-    except OSError as exc:
-        storage.close()
-        raise cannot_listen(settings.host, settings.port, "port", "port", exc) from None
-    with reserved:  # held (bound, not listening) until every worker has exited
-        port = int(reserved.getsockname()[1])
-        examples = _load_demo(settings, storage, port) if demo else None
-        storage.close()  # each worker opens its own engine and pool
-        supervisor = Supervisor(settings, port)
-        supervisor.handle_signals()
-        gateway = None
-        try:
-            ready = supervisor.start()
-            if ready is not None:
-                logging.getLogger("usage-service").info(
-                    "serving on %s:%d (%d worker processes, pids %s, %s)",
-                    settings.host,
-                    port,
-                    len(ready),
-                    " ".join(str(r.pid) for r in ready),
-                    "embedded SQLite" if settings.is_embedded else "PostgreSQL",
-                )
-                print(f"usage-service listening on {settings.host}:{port}", flush=True)
-                for r in ready:  # one /metrics per worker, in worker order
-                    if r.metrics_port >= 0:
-                        print(
-                            f"usage-service metrics on http://{settings.host}:{r.metrics_port}/metrics",
-                            flush=True,
-                        )
-                if settings.http_port >= 0:
-                    gateway = _start_gateway(settings, _local_target(settings.host, port), settings.http_port)
-                    _print_curl(settings, gateway, examples)
-                supervisor.wait()
-        finally:
-            if gateway is not None:  # HTTP first: its in-flight requests still need the workers
-                gateway.stop()
-            code = supervisor.stop()
-    if supervisor.failure:
-        print(f"usage-service: {supervisor.failure}; stopped the other workers", file=sys.stderr)
-    elif code == 0:
-        print("usage-service stopped", flush=True)
-    return code
+    settings = _configured(args)  # it signs and checks nothing: no secrets
+    release_large_blocks()
+    return serving.run_gateway(settings)
 
 
 def _worker_count(text: str) -> int:
@@ -269,80 +150,6 @@ def _worker_count(text: str) -> int:
     if problem := check_worker_count(value):
         raise argparse.ArgumentTypeError(problem)
     return value
-
-
-def _local_target(host: str, port: int) -> str:
-    """The address a local client dials for a server listening on host:port."""
-    if host in ("", "0.0.0.0"):
-        return f"127.0.0.1:{port}"
-    if host == "::":
-        return f"[::1]:{port}"
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def gateway_connections(workers: int) -> int:
-    """gRPC connections the gateway opens and uses in turn.
-
-    The kernel hands each new connection to one server process of `serve --workers N` at random, so
-    calls spread per connection: with 16 per process, all of them landing on one of two processes has
-    probability 2**-31. Capped well below the default limit of 1024 open files.
-    """
-    return min(16 * workers, 256)
-
-
-def _start_gateway(settings: Settings, grpc_target: str, port: int, flag: str = "http-port") -> Any:
-    """The HTTP gateway on `port`; `flag`: the option that sets it (`gateway` calls it `--port`)."""
-    from server.gateway.runner import GatewayServer
-
-    try:
-        gateway = GatewayServer.start(
-            grpc_target,
-            host=settings.host,
-            port=port,
-            default_timeout_s=settings.gateway_timeout_s,
-            grace_period_s=settings.grace_period_s,
-            connections=gateway_connections(settings.workers),
-        )
-    except OSError as exc:
-        raise cannot_listen(settings.host, port, flag, "http_port", exc, "HTTP gateway") from None
-    print(f"usage-service gateway listening on {gateway.url} (gRPC {grpc_target})", flush=True)
-    return gateway
-
-
-def cmd_gateway(args: argparse.Namespace) -> int:
-    settings = _configured(args)  # it signs and checks nothing: no secrets
-    release_large_blocks()
-    target = settings.grpc_target or _local_target(settings.host, settings.port)
-    port = settings.http_port if settings.http_port >= 0 else 8080
-    check_port(settings.host, port, "port", "http_port", "HTTP gateway")  # its --port: the HTTP one
-    gateway = _start_gateway(settings, target, port, flag="port")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
-    gateway.stop()
-    print("usage-service gateway stopped", flush=True)
-    return 0
-
-
-def _load_demo(settings: Settings, storage: SqlStorage, port: int) -> DemoExamples:
-    """Load the demo data and print its banner (token, grpcurl examples); the curl ones come later."""
-    import datetime as dt
-
-    from server.demo import DemoExamples, load_demo
-
-    summary = load_demo(storage)
-    token = mint_token(settings, summary["organization"], dt.timedelta(days=30))
-    examples = DemoExamples.now(summary, token)
-    print(examples.banner(_local_target(settings.host, port)), flush=True)
-    return examples
-
-
-def _print_curl(settings: Settings, gateway: Any, examples: DemoExamples | None) -> None:
-    """With --demo, curl examples for the gateway, once it listens (its port may be a free one)."""
-    if examples is not None:
-        base_url = "http://" + _local_target(settings.host, gateway.port)
-        print(examples.curl(base_url), flush=True)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -447,7 +254,9 @@ def cmd_health(args: argparse.Namespace) -> int:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    address = args.address or _local_target(Settings.from_env().host, Settings.from_env().port)
+    from server.serving import local_target
+
+    address = args.address or local_target(Settings.from_env().host, Settings.from_env().port)
     with grpc.insecure_channel(address) as channel:
         try:
             response = health_pb2_grpc.HealthStub(channel).Check(

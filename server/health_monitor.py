@@ -2,7 +2,7 @@
 grpc.health.v1 status of the whole server ("") and of every service to NOT_SERVING while the ping
 fails, back to SERVING once it succeeds.
 
-`usage-service serve` starts one per server process (cli.py, and each worker of workers.py), after
+`usage-service serve` starts one per server process (serving.py, and each worker of workers.py), after
 the gRPC server starts, and stops it after the drain, before the storage is disposed. It is not part
 of `create_server`: a server built by a test must not keep pinging a database the test drops.
 

@@ -7,7 +7,7 @@ that fixes it (the CLI prints it and exits 2, without a traceback), such as
 (on one line), or `cannot connect to the database postgresql+psycopg://usage:***@db:5432/usage
 (...connection refused): check --database-url or USAGE_DATABASE_URL and that the database is up`.
 
-Each function below turns one kind of failure into a `StartupError`; cli.py calls them where the
+Each function below turns one kind of failure into a `StartupError`; cli.py and serving.py call them where the
 failure can happen (binding a port, preparing the data dir, connecting to the database).
 """
 

@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from usage.v1 import events_pb2, usage_service_pb2_grpc
 from usage.v1 import usage_service_pb2 as pb
 
-from server.cli import gateway_connections
+from server.serving import gateway_connections
 
 pytestmark = pytest.mark.e2e
 
