@@ -52,7 +52,7 @@ echo "== buf lint / format"
 buf lint
 buf format -d --exit-code
 
-echo "== buf breaking against the last released contract (README: Releasing the contract)"
+echo "== buf breaking against the last released contract (CONTRIBUTING.md: Releasing the contract)"
 LAST_RELEASE=$(ls protos/releases/usage-v*.binpb | sort -V | tail -n 1)
 echo "   against $LAST_RELEASE"
 buf breaking protos --against "$LAST_RELEASE"
