@@ -39,11 +39,21 @@ def check_ports(settings: Settings) -> None:
         check_port(settings.host, settings.http_port, "http-port", "http_port", "HTTP gateway")
 
 
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT. Installed before anything listens: a signal sent as soon as
+    the "listening" line is read must stop the server gracefully, not kill it (exit -15)."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    return stop
+
+
 def _serve_one(settings: Settings, storage: SqlStorage, demo: bool) -> int:
     """One server process: gRPC, /metrics and the gateway when asked, until SIGTERM or SIGINT."""
     from server.app import SERVICE_NAMES, create_server
     from server.health_monitor import HealthMonitor
 
+    stop = _stop_on_signals()
     try:
         running = create_server(settings, storage)
     except (RuntimeError, OSError) as exc:  # taken since check_ports looked
@@ -81,13 +91,6 @@ def _serve_one(settings: Settings, storage: SqlStorage, demo: bool) -> int:
             metrics.stop()
         storage.close()
         raise
-    stop = threading.Event()
-
-    def _on_signal(signum: int, _frame: Any) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
     stop.wait()
     # First of all, so that load balancers stop routing here: every service reports NOT_SERVING from
     # now on (the health monitor's later updates are ignored).
@@ -201,10 +204,8 @@ def run_gateway(settings: Settings) -> int:
     target = settings.grpc_target or local_target(settings.host, settings.port)
     port = settings.http_port if settings.http_port >= 0 else 8080
     check_port(settings.host, port, "port", "http_port", "HTTP gateway")  # its --port: the HTTP one
+    stop = _stop_on_signals()
     gateway = _start_gateway(settings, target, port, flag="port")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     stop.wait()
     gateway.stop()
     print("usage-service gateway stopped", flush=True)
