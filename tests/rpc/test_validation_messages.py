@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 from buf.validate import validate_pb2
-from google.protobuf import descriptor, message_factory
+from google.protobuf import descriptor, field_mask_pb2, message_factory, struct_pb2
+from google.protobuf.message import Message
 from grpc_harness import Client, expect_invalid, ts
 from usage.v1 import catalog_pb2, catalog_service_pb2, events_pb2, pagination_pb2, usage_service_pb2
 from usage.v1 import usage_service_pb2 as pb
@@ -45,7 +46,9 @@ def _set_rules(rules: Any, prefix: str = "") -> Iterator[str]:
     for field, value in rules.ListFields():
         if field.name == "ignore":  # when rules apply (IGNORE_ALWAYS: never), not a rule to break
             continue
-        if field.type == FD.TYPE_MESSAGE and field.message_type.full_name.startswith("buf.validate."):
+        if field.name == "cel":  # custom rules, each by its id
+            yield from (f"cel.{rule.id}" for rule in value)
+        elif field.type == FD.TYPE_MESSAGE and field.message_type.full_name.startswith("buf.validate."):
             yield from _set_rules(value, f"{prefix}{field.name}.")
         else:
             yield prefix + field.name
@@ -71,9 +74,19 @@ def _not_matching(pattern: str, max_len: int) -> str:
     raise AssertionError(f"no candidate breaks {pattern}")
 
 
+# A value breaking each custom (CEL) rule of the contract, by rule id: a new one needs its own here.
+CEL_BREAKING: dict[str, Any] = {
+    "filter_value.size": struct_pb2.Value(string_value="x" * 4097),
+    "update_mask.size": field_mask_pb2.FieldMask(paths=["name"] * 17),
+}
+
+
 def _breaking(field: Any, rule: str) -> tuple[Any, bool]:
     """A value of `field` that breaks `rule` (the item, for a repeated field's items rule), and
     whether it is one item of a list."""
+    if rule.startswith("cel."):
+        assert rule[4:] in CEL_BREAKING, f"add a value breaking {rule} to CEL_BREAKING"
+        return CEL_BREAKING[rule[4:]], False
     rules = field.GetOptions().Extensions[validate_pb2.field]
     *owner_path, name = rule.split(".")
     owner: Any = rules
@@ -104,7 +117,9 @@ def _breaking(field: Any, rule: str) -> tuple[Any, bool]:
 def _with_value(message_type: Any, field: Any, value: Any, item: bool) -> Any:
     message = message_factory.GetMessageClass(message_type)()
     target = getattr(message, field.name)
-    if field.type == FD.TYPE_MESSAGE and field.message_type.full_name == "google.protobuf.Timestamp":
+    if isinstance(value, Message):
+        target.CopyFrom(value)
+    elif field.type == FD.TYPE_MESSAGE and field.message_type.full_name == "google.protobuf.Timestamp":
         target.seconds = value["seconds"]
     elif field.is_repeated and field.type == FD.TYPE_MESSAGE:
         for _ in value:
