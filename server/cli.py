@@ -158,6 +158,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
     settings = _configured(args)
     with _database_errors(settings):
+        settings.narrow_local_secrets()
         engine = make_engine(settings.resolved_database_url)
         try:
             revision = migrate.upgrade(engine)
@@ -177,6 +178,7 @@ def cmd_rollups(args: argparse.Namespace) -> int:
 
     settings = _configured(args)
     with _database_errors(settings):
+        settings.narrow_local_secrets()
         engine = make_engine(settings.resolved_database_url)
     try:
         if not dialect_of(engine).keeps_rollups:

@@ -16,6 +16,9 @@ from typing import Any
 from server.private_files import narrow, private_dir
 
 ENV_PREFIX = "USAGE_"
+# The data dir's files of the secrets `serve` generates when none are configured.
+JWT_SECRET_FILE = "jwt-secret"
+CURSOR_SECRET_FILE = "cursor-secret"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,7 +188,7 @@ class Settings:
         """The data_dir file that keeps the JWT secret when no key is configured; None when one is."""
         if self.jwt_secret or self.jwt_public_key_file:
             return None
-        return pathlib.Path(self.data_dir) / "jwt-secret"
+        return pathlib.Path(self.data_dir) / JWT_SECRET_FILE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -209,8 +212,15 @@ class Settings:
         if (stored := self.stored_jwt_secret_file) is not None:
             jwt_secret = _stored_secret(stored)
         if not cursor_secret:
-            cursor_secret = _stored_secret(pathlib.Path(self.data_dir) / "cursor-secret")
+            cursor_secret = _stored_secret(pathlib.Path(self.data_dir) / CURSOR_SECRET_FILE)
         return dataclasses.replace(self, jwt_secret=jwt_secret, cursor_secret=cursor_secret)
+
+    def narrow_local_secrets(self) -> None:
+        """Narrow to 0600 the data dir's generated secrets that exist (an older version left them
+        wider), creating none: for the commands that sign nothing (`migrate`, `rollups`)."""
+        for name in (JWT_SECRET_FILE, CURSOR_SECRET_FILE):
+            if (path := pathlib.Path(self.data_dir) / name).is_file():
+                narrow(path)
 
 
 def _parse(field: dataclasses.Field[Any], raw: str) -> Any:

@@ -9,6 +9,7 @@ warning when other users can list or enter it: the files inside stay unreadable 
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import pathlib
@@ -27,6 +28,8 @@ def private_dir(path: pathlib.Path) -> None:
     if not path.exists():
         path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         return
+    if not path.is_dir():  # a file given as --data-dir: the caller says so, no warning about its mode
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path))
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         log.warning(
