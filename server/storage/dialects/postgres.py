@@ -33,6 +33,9 @@ _TEXT_ARRAY = postgresql.ARRAY(sa.Text)
 MIGRATION_LOCK_KEY = 0x75736167656D6967  # "usagemig"
 
 
+_NEVER = 2**31  # executions of one statement by one connection
+
+
 class PostgresDialect(Dialect):
     name = "postgresql"
     keeps_rollups = True
@@ -55,15 +58,15 @@ class PostgresDialect(Dialect):
             pool_size=pool_size,
             max_overflow=0,
             pool_timeout=pool_timeout_s,
-            # No ROLLBACK on return: a Connection rolls its own transaction back when it closes, and
-            # the single-statement reads (engine.Database.fetch) run in autocommit, so a returned
-            # connection never holds a transaction.
-            pool_reset_on_return=None,
+            # The pool's reset on return stays: psycopg sends no ROLLBACK for an idle connection
+            # (the single-statement reads run in autocommit), and a raw connection returned inside
+            # a transaction is still rolled back before anyone else reads on it.
             connect_args={
                 "connect_timeout": 5,
                 "application_name": "usage-service",
                 "options": " ".join(options),
-                "prepare_threshold": None,
+                # Never prepared automatically (None would also refuse prepare=True).
+                "prepare_threshold": _NEVER,
             },
         )
         sa.event.listen(engine, "checkout", _discard_if_closed_by_server)
