@@ -215,7 +215,9 @@ def _dimension_key(text: str) -> str:
     import re
 
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a property key (1-64 of A-Z a-z 0-9 _ . -)")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a property key (1 to 64 letters, digits or the characters _ . -)"
+        )
     return text
 
 

@@ -77,7 +77,11 @@ def normalize_properties(
         field = f"properties.{key}"
         if not _KEY_RE.fullmatch(key):
             violations.append(
-                FieldViolation("properties", f"invalid key {key[:64]!r}: 1-64 characters of [A-Za-z0-9_.-]")
+                FieldViolation(
+                    "properties",
+                    f"invalid key {key[:64]!r}: a property key is 1 to 64 letters, digits"
+                    " or the characters _ . -",
+                )
             )
             continue
         if isinstance(value, list):

@@ -120,7 +120,8 @@ def parse_metric_keys(values: tuple[str, ...] | list[str], field: str = "metric_
             if not _METRIC_KEY_RE.fullmatch(piece):
                 raise InvalidArgument.field(
                     f"{field}[{i}]",
-                    f"invalid metric key {piece[:64]!r}: 1-128 characters of [A-Za-z0-9_.:/-]",
+                    f"invalid metric key {piece[:64]!r}: a metric key is 1 to 128 letters, digits"
+                    " or the characters _ . : / -",
                 )
             keys.add(piece)
             if len(keys) > MAX_METRIC_KEYS:

@@ -249,3 +249,29 @@ def test_rejected_events_say_what_is_allowed(org_a: Client) -> None:
     ]
     for v in [*first.violations, *second.violations]:
         assert_in_words(v.field, v.description)
+
+
+def test_checks_made_outside_the_contract_say_what_is_allowed_in_words(org_a: Client) -> None:
+    """Metric keys in filters and property keys are checked by the service, not by protovalidate:
+    their messages are in words too."""
+    got = expect_invalid(
+        org_a.usage.ListUsageEvents,
+        pb.ListUsageEventsRequest(metric_key=["api_call,bad key!"]),
+        "metric_key[0]",
+    )
+    assert dict(got.violations)["metric_key[0]"] == (
+        "invalid metric key 'bad key!': a metric key is 1 to 128 letters, digits or the characters _ . : / -"
+    )
+    event = events_pb2.UsageEventInput(customer_id="cus_1", metric_key="api_call", quantity="1")
+    event.timestamp.CopyFrom(ts("2026-01-01T00:00:00Z"))
+    event.properties.update({"bad key": 1})
+    (result,) = org_a.ingest(event)
+    assert result.status == "REJECTED"
+    assert [(v.field, v.description) for v in result.violations] == [
+        (
+            "properties",
+            "invalid key 'bad key': a property key is 1 to 64 letters, digits or the characters _ . -",
+        )
+    ]
+    for path, text in [*got.violations, *((v.field, v.description) for v in result.violations)]:
+        assert_in_words(path, text)
