@@ -24,7 +24,7 @@ from server.logic.ingest import Ingestion
 from server.logic.queries import UsageQueries
 from server.observability import Observability
 from server.rpc import reflection as described_reflection
-from server.rpc.admission import RESERVED_THREADS, Admission
+from server.rpc.admission import RESERVED_THREADS, Admission, StreamBound
 from server.rpc.catalog_servicer import CatalogServicer
 from server.rpc.interceptors import ServiceInterceptor
 from server.rpc.usage_servicer import UsageServicer
@@ -103,7 +103,14 @@ def create_server(
         futures.ThreadPoolExecutor(
             max_workers=max(admitted, settings.max_workers) + RESERVED_THREADS, thread_name_prefix="rpc"
         ),
-        interceptors=[ServiceInterceptor(TokenVerifier(settings), observability, admission)],
+        interceptors=[
+            ServiceInterceptor(
+                TokenVerifier(settings),
+                observability,
+                admission,
+                StreamBound(settings.max_export_streams, settings.max_export_streams_per_org),
+            )
+        ],
         maximum_concurrent_rpcs=2 * admitted + RESERVED_THREADS if settings.max_concurrent_rpcs > 0 else None,
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

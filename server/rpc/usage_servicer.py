@@ -19,6 +19,7 @@ from server.logic.queries import (
     AggregateRequest,
     AggregateResult,
     CustomerEventsRequest,
+    ExportRequest,
     FilterRequest,
     ListEventsRequest,
     UsageQueries,
@@ -28,7 +29,9 @@ from server.rpc.convert import optional
 from server.rpc.interceptors import current_org
 
 
-def _filters(request: pb.ListUsageEventsRequest | pb.AggregateUsageRequest) -> FilterRequest:
+def _filters(
+    request: pb.ListUsageEventsRequest | pb.AggregateUsageRequest | pb.ExportUsageEventsRequest,
+) -> FilterRequest:
     return FilterRequest(
         customer_id=optional(request, "customer_id"),
         product_id=optional(request, "product_id"),
@@ -90,6 +93,24 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
         )
         # The response as the bytes it serializes to: the events as stored (server/wire.py).
         return wire.list_response(page.events, page.cursor)
+
+    def ExportUsageEvents(self, request, context):  # noqa: N802
+        validation.check(request)
+        chunks = self._queries.export_events(
+            current_org(),
+            ExportRequest(
+                filters=_filters(request),
+                occurred_after_us=_bound(request, "occurred_after"),
+                occurred_before_us=_bound(request, "occurred_before"),
+                oldest_first=request.order == "oldest_first",
+                chunk_size=optional(request, "chunk_size"),
+                resume_token=request.resume_token,
+            ),
+            Deadline.of_stream(context),
+        )
+        # Each chunk as the bytes it serializes to; grpc pulls the next one only once the previous
+        # one is sent, so a slow reader holds the stream back rather than filling the server's memory.
+        return (wire.export_chunk(chunk.events, chunk.cursor) for chunk in chunks)
 
     def AggregateUsage(self, request, context):  # noqa: N802
         validation.check(request)

@@ -65,8 +65,10 @@ class EventReads:
         after: tuple[int, str] | None,
         limit: int,
         deadline: Deadline | None = None,
+        oldest_first: bool = False,
     ) -> list[PageRow]:
-        """Events strictly after the keyset position `after` (timestamp_us, id), newest first."""
+        """Events strictly after the keyset position `after` (timestamp_us, id), newest first (or
+        oldest first: ExportUsageEvents), read from the same indexes in either direction."""
         f = filters
         keys = f.metric_keys
         values: dict[str, Any] = {"org": org, "limit": limit}
@@ -83,13 +85,13 @@ class EventReads:
                 values[name] = value
         if after is not None:
             values["after_ts"], values["after_id"] = after
-        shape = (*(name in values for name in _OPTIONAL_FILTERS), len(keys), after is not None)
+        shape = (*(name in values for name in _OPTIONAL_FILTERS), len(keys), after is not None, oldest_first)
         rows = self._db.fetch(self._list_statement(shape), values, deadline)
         return list(map(PageRow._make, rows))
 
     @functools.lru_cache(maxsize=512)  # noqa: B019 (one EventReads per database, for the process's life)
     def _list_statement(self, shape: tuple[Any, ...]) -> Prepared:
-        *present, n_keys, has_after = shape
+        *present, n_keys, has_after, oldest_first = shape
         p = sa.bindparam
         stmt = sa.select(E.c.timestamp_us, E.c.id, E.c.wire).where(E.c.organization_id == p("org"))
         for name, here in zip(_OPTIONAL_FILTERS, present, strict=True):
@@ -97,9 +99,14 @@ class EventReads:
                 stmt = stmt.where(_OPTIONAL_FILTERS[name](p(name)))
         if n_keys:
             stmt = stmt.where(E.c.metric_key.in_([p(f"k{i}") for i in range(n_keys)]))
+        position, after = sa.tuple_(E.c.timestamp_us, E.c.id), sa.tuple_(p("after_ts"), p("after_id"))
         if has_after:
-            stmt = stmt.where(sa.tuple_(E.c.timestamp_us, E.c.id) < sa.tuple_(p("after_ts"), p("after_id")))
-        stmt = stmt.order_by(E.c.timestamp_us.desc(), E.c.id.desc()).limit(p("limit"))
+            stmt = stmt.where(position > after if oldest_first else position < after)
+        if oldest_first:
+            stmt = stmt.order_by(E.c.timestamp_us.asc(), E.c.id.asc())
+        else:
+            stmt = stmt.order_by(E.c.timestamp_us.desc(), E.c.id.desc())
+        stmt = stmt.limit(p("limit"))
         return Prepared(self._db.engine, stmt)
 
     # ---- the organization's data version ----------------------------------------------------------

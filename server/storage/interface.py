@@ -91,8 +91,10 @@ class EventReadStorage(Protocol):
         after: tuple[int, str] | None,
         limit: int,
         deadline: Deadline | None = None,
+        oldest_first: bool = False,
     ) -> list[PageRow]:
-        """Events strictly after the keyset position `after` (timestamp_us, id), newest first."""
+        """Events strictly after the keyset position `after` (timestamp_us, id), newest first, or
+        oldest first."""
         ...
 
     def data_version(self, org: str, deadline: Deadline | None = None) -> int:

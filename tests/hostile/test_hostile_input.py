@@ -303,6 +303,22 @@ def list_usage_events(draw: st.DrawFn) -> pb.ListUsageEventsRequest:
 
 
 @st.composite
+def export_usage_events(draw: st.DrawFn) -> pb.ExportUsageEventsRequest:
+    return _set(
+        pb.ExportUsageEventsRequest(),
+        chunk_size=draw(maybe_int32),
+        resume_token=draw(st.none() | hostile_text),
+        order=draw(st.none() | st.sampled_from(["", "newest_first", "oldest_first"]) | hostile_text),
+        customer_id=draw(st.none() | ident),
+        product_id=draw(st.none() | ident),
+        subscription_id=draw(st.none() | ident),
+        metric_key=draw(metric_keys),
+        occurred_after=draw(maybe_timestamp),
+        occurred_before=draw(maybe_timestamp),
+    )
+
+
+@st.composite
 def aggregate_usage(draw: st.DrawFn) -> pb.AggregateUsageRequest:
     group_by = st.one_of(
         st.sampled_from(["", "none", "metric_key", "dim:region", "dim:", "dim:a.b"]),
@@ -408,6 +424,7 @@ RPCS: dict[str, Rpc] = {
     "ListCustomerUsageEvents": Rpc("usage", list_customer_usage_events()),
     "ListUsageEvents": Rpc("usage", list_usage_events()),
     "AggregateUsage": Rpc("usage", aggregate_usage()),
+    "ExportUsageEvents": Rpc("usage", export_usage_events()),
     "IngestUsageEvents": Rpc("usage", ingest_request, mutates=True),
     "CreateCustomer": Rpc("catalog", create_customer(), mutates=True),
     "GetCustomer": Rpc("catalog", st.builds(cpb.GetCustomerRequest, id=ident)),
@@ -488,6 +505,8 @@ def call(target: Target, name: str, request: Any) -> None:
     before = fingerprint(target.engine)
     try:
         response = method(request)
+        if name == "ExportUsageEvents":
+            response = list(response)  # a stream: read to its end (an error comes with a read)
     except grpc.RpcError as err:
         got = details(err)
         assert got.code in ALLOWED, f"{name} answered {got.code.name}: {got.message} for {request}"
@@ -658,6 +677,12 @@ REGRESSIONS: dict[str, list[Any]] = {
         pb.ListUsageEventsRequest(metric_key=MANY_METRIC_KEYS),
         *(pb.ListUsageEventsRequest(occurred_after=t) for t in BAD_TIMES),
         *(pb.ListUsageEventsRequest(occurred_before=t) for t in BAD_TIMES),
+    ],
+    "ExportUsageEvents": [
+        pb.ExportUsageEventsRequest(resume_token="\u00e9.\u00e9"),
+        pb.ExportUsageEventsRequest(metric_key=MANY_METRIC_KEYS),
+        *(pb.ExportUsageEventsRequest(occurred_after=t) for t in BAD_TIMES),
+        *(pb.ExportUsageEventsRequest(occurred_before=t) for t in BAD_TIMES),
     ],
     "ListCustomerUsageEvents": [
         *(

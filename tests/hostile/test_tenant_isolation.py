@@ -534,6 +534,38 @@ def probe_list_usage_events(w: World) -> None:
     _cursor_replays(w, "ListUsageEvents", w.b_own_cursors()["ListCustomers"])
 
 
+def probe_export_usage_events(w: World) -> None:
+    def export(client: Client, request: Message) -> list[bytes]:
+        return [_bytes(chunk) for chunk in client.usage.ExportUsageEvents(request)]
+
+    for request in (
+        pb.ExportUsageEventsRequest(),
+        pb.ExportUsageEventsRequest(order="oldest_first", chunk_size=1),
+        pb.ExportUsageEventsRequest(metric_key=["api_call,storage_gb"]),
+        pb.ExportUsageEventsRequest(product_id="prod_a", subscription_id="sub_a"),
+        pb.ExportUsageEventsRequest(occurred_after=ts(SINCE), occurred_before=ts(UNTIL)),
+        *(pb.ExportUsageEventsRequest(customer_id=c) for c in ALL_CUSTOMERS),
+    ):
+        assert export(w.b, request) == export(w.empty, request) == [], request
+    for customer in ALL_CUSTOMERS:
+        mine = pb.ExportUsageEventsRequest(customer_id=customer)
+        never = pb.ExportUsageEventsRequest(customer_id=_never(customer))
+        assert export(w.b, mine) == export(w.b, never)
+    # A's resume tokens, replayed by B with A's filters: refused as B's own token of another query is.
+    a_request = pb.ExportUsageEventsRequest(chunk_size=1)
+    a_token = next(iter(w.a.usage.ExportUsageEvents(a_request))).resume_token
+    w.b.ingest_ok([event("cus_bown", "b_metric", T0)])
+    b_token = next(iter(w.b.usage.ExportUsageEvents(_copy(a_request, order="oldest_first")))).resume_token
+
+    def call(request: Message) -> list[bytes]:
+        return export(w.b, request)
+
+    got = _error(call, _copy(a_request, resume_token=a_token))
+    reference = _error(call, _copy(a_request, resume_token=b_token))
+    assert got.code == INVALID and got.fields == ["resume_token"], got
+    assert _masked(got, {}) == _masked(reference, {})
+
+
 def probe_aggregate_usage(w: World) -> None:
     for filters in (
         {},
@@ -805,6 +837,7 @@ PROBES: dict[str, Callable[[World], None]] = {
     "UsageService/ListCustomerUsageEvents": probe_list_customer_usage_events,
     "UsageService/ListUsageEvents": probe_list_usage_events,
     "UsageService/AggregateUsage": probe_aggregate_usage,
+    "UsageService/ExportUsageEvents": probe_export_usage_events,
     "UsageService/IngestUsageEvents": probe_ingest_usage_events,
     "CatalogService/CreateCustomer": probe_create_customer,
     "CatalogService/GetCustomer": probe_get_customer,

@@ -121,6 +121,31 @@ test("an invalid request carries google.rpc.BadRequest and ErrorInfo details", a
   );
 });
 
+test("an export streams every event in chunks and resumes after a chunk", async () => {
+  const exportCustomer = `cus_ts_export_${run}`;
+  const events = Array.from({ length: 25 }, (_, i) => ({
+    customerId: exportCustomer,
+    metricKey: "api_call",
+    timestamp: at(`2026-01-12T10:${String(i).padStart(2, "0")}:00Z`),
+    properties: { i },
+  }));
+  const ingested = await usage.ingestUsageEvents({ events });
+  assert.ok(ingested.results.every((r) => r.status === "ACCEPTED"));
+  const ids: string[] = [];
+  const tokens: string[] = [];
+  for await (const chunk of usage.exportUsageEvents({ customerId: exportCustomer, order: "oldest_first", chunkSize: 10 })) {
+    ids.push(...chunk.data.map((e) => e.id));
+    tokens.push(chunk.resumeToken);
+  }
+  assert.deepEqual(ids, ingested.results.map((r) => r.eventId), "oldest first: in the order ingested");
+  assert.equal(tokens.length, 3);
+  const rest: string[] = [];
+  for await (const chunk of usage.exportUsageEvents({ customerId: exportCustomer, order: "oldest_first", chunkSize: 10, resumeToken: tokens[0] })) {
+    rest.push(...chunk.data.map((e) => e.id));
+  }
+  assert.deepEqual(rest, ids.slice(10));
+});
+
 test("a call without a valid token is UNAUTHENTICATED", async () => {
   const anonymous = usageClients({ address, token: "not-a-jwt" });
   await assert.rejects(anonymous.usage.listUsageEvents({}), (e: unknown) => ConnectError.from(e).code === Code.Unauthenticated);

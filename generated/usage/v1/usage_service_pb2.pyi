@@ -90,6 +90,36 @@ class ListUsageEventsResponse(_message.Message):
     pagination: _pagination_pb2.Pagination
     def __init__(self, data: _Optional[_Iterable[_Union[_events_pb2.UsageEvent, _Mapping]]] = ..., pagination: _Optional[_Union[_pagination_pb2.Pagination, _Mapping]] = ...) -> None: ...
 
+class ExportUsageEventsRequest(_message.Message):
+    __slots__ = ("customer_id", "product_id", "subscription_id", "metric_key", "occurred_after", "occurred_before", "order", "chunk_size", "resume_token")
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    METRIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_AFTER_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    customer_id: str
+    product_id: str
+    subscription_id: str
+    metric_key: _containers.RepeatedScalarFieldContainer[str]
+    occurred_after: _timestamp_pb2.Timestamp
+    occurred_before: _timestamp_pb2.Timestamp
+    order: str
+    chunk_size: int
+    resume_token: str
+    def __init__(self, customer_id: _Optional[str] = ..., product_id: _Optional[str] = ..., subscription_id: _Optional[str] = ..., metric_key: _Optional[_Iterable[str]] = ..., occurred_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., occurred_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., order: _Optional[str] = ..., chunk_size: _Optional[int] = ..., resume_token: _Optional[str] = ...) -> None: ...
+
+class ExportUsageEventsResponse(_message.Message):
+    __slots__ = ("data", "resume_token")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    data: _containers.RepeatedCompositeFieldContainer[_events_pb2.UsageEvent]
+    resume_token: str
+    def __init__(self, data: _Optional[_Iterable[_Union[_events_pb2.UsageEvent, _Mapping]]] = ..., resume_token: _Optional[str] = ...) -> None: ...
+
 class AggregateUsageRequest(_message.Message):
     __slots__ = ("bucket", "since", "until", "metric", "group_by", "customer_id", "product_id", "subscription_id", "metric_key", "top", "time_zone")
     BUCKET_FIELD_NUMBER: _ClassVar[int]

@@ -18,7 +18,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file usage/v1/usage_service.proto.
  */
 export const file_usage_v1_usage_service: GenFile = /*@__PURE__*/
-  fileDesc("Chx1c2FnZS92MS91c2FnZV9zZXJ2aWNlLnByb3RvEgh1c2FnZS52MSLdAgoeTGlzdEN1c3RvbWVyVXNhZ2VFdmVudHNSZXF1ZXN0EhYKAmlkGAEgASgJQgq6SAdyBRABGIABEiEKDWFnZ3JlZ2F0b3JfaWQYAiABKAlCCrpIB3IFEAEYgAESNgoKc3RhcnRfZGF0ZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARI0CghlbmRfZGF0ZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARItChRhZ2dyZWdhdG9yX2ZpbHRlcl9pZBgFIAEoCUIKukgHcgUQARiAAUgAiAEBEhwKBHRha2UYBiABKAVCCbpIBhoEGGQoAEgBiAEBEhoKBHNraXAYByABKAVCB7pIBBoCKABIAogBAUIXChVfYWdncmVnYXRvcl9maWx0ZXJfaWRCBwoFX3Rha2VCBwoFX3NraXAiOQoIUGFnZU1ldGESDQoFdG90YWwYASABKAUSDQoFdGFrZW4YAiABKAUSDwoHc2tpcHBlZBgDIAEoBSKHAQoSQ3VzdG9tZXJVc2FnZUV2ZW50EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSLQoJdGltZXN0YW1wGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIoCgdwYXlsb2FkGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJvCh9MaXN0Q3VzdG9tZXJVc2FnZUV2ZW50c1Jlc3BvbnNlEiAKBG1ldGEYASABKAsyEi51c2FnZS52MS5QYWdlTWV0YRIqCgRkYXRhGAIgAygLMhwudXNhZ2UudjEuQ3VzdG9tZXJVc2FnZUV2ZW50Io8DChZMaXN0VXNhZ2VFdmVudHNSZXF1ZXN0EhsKBWxpbWl0GAEgASgFQge6SAQaAigASACIAQESGAoGY3Vyc29yGAIgASgJQgi6SAVyAxiACBIkCgtjdXN0b21lcl9pZBgDIAEoCUIKukgHcgUQARiAAUgBiAEBEiMKCnByb2R1Y3RfaWQYBCABKAlCCrpIB3IFEAEYgAFIAogBARIoCg9zdWJzY3JpcHRpb25faWQYBSABKAlCCrpIB3IFEAEYgAFIA4gBARIjCgptZXRyaWNfa2V5GAYgAygJQg+6SAySAQkQZCIFcgMYgCASMgoOb2NjdXJyZWRfYWZ0ZXIYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD29jY3VycmVkX2JlZm9yZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCAoGX2xpbWl0Qg4KDF9jdXN0b21lcl9pZEINCgtfcHJvZHVjdF9pZEISChBfc3Vic2NyaXB0aW9uX2lkImcKF0xpc3RVc2FnZUV2ZW50c1Jlc3BvbnNlEiIKBGRhdGEYASADKAsyFC51c2FnZS52MS5Vc2FnZUV2ZW50EigKCnBhZ2luYXRpb24YAiABKAsyFC51c2FnZS52MS5QYWdpbmF0aW9uIp8EChVBZ2dyZWdhdGVVc2FnZVJlcXVlc3QSJgoGYnVja2V0GAEgASgJQha6SBNyEVIEaG91clIDZGF5UgR3ZWVrEjEKBXNpbmNlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBEikKBXVudGlsGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCgZtZXRyaWMYBCABKAlCHLpIGXIXUgBSBWNvdW50UgxzdW1fcXVhbnRpdHkSRgoIZ3JvdXBfYnkYBSABKAlCNLpIMXIvMi1eKHxub25lfG1ldHJpY19rZXl8ZGltOltBLVphLXowLTlfLi1dezEsNjR9KSQSJAoLY3VzdG9tZXJfaWQYBiABKAlCCrpIB3IFEAEYgAFIAIgBARIjCgpwcm9kdWN0X2lkGAcgASgJQgq6SAdyBRABGIABSAGIAQESKAoPc3Vic2NyaXB0aW9uX2lkGAggASgJQgq6SAdyBRABGIABSAKIAQESIwoKbWV0cmljX2tleRgJIAMoCUIPukgMkgEJEGQiBXIDGIAgEhkKA3RvcBgKIAEoBUIHukgEGgIoAEgDiAEBEhoKCXRpbWVfem9uZRgLIAEoCUIHukgEcgIYQEIOCgxfY3VzdG9tZXJfaWRCDQoLX3Byb2R1Y3RfaWRCEgoQX3N1YnNjcmlwdGlvbl9pZEIGCgRfdG9wIl8KDkFnZ3JlZ2F0ZVBvaW50EikKBXN0YXJ0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgV2YWx1ZRgCIAEoARITCgtleGFjdF92YWx1ZRgDIAEoCSJ7Cg9BZ2dyZWdhdGVTZXJpZXMSCwoDa2V5GAEgASgJEg0KBW90aGVyGAIgASgIEg0KBXRvdGFsGAMgASgBEigKBnBvaW50cxgEIAMoCzIYLnVzYWdlLnYxLkFnZ3JlZ2F0ZVBvaW50EhMKC2V4YWN0X3RvdGFsGAUgASgJIssBChZBZ2dyZWdhdGVVc2FnZVJlc3BvbnNlEg4KBmJ1Y2tldBgBIAEoCRIQCghncm91cF9ieRgCIAEoCRIOCgZtZXRyaWMYAyABKAkSKQoGc2VyaWVzGAQgAygLMhkudXNhZ2UudjEuQWdncmVnYXRlU2VyaWVzEikKBXNpbmNlGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgV1bnRpbBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiUgoYSW5nZXN0VXNhZ2VFdmVudHNSZXF1ZXN0EjYKBmV2ZW50cxgBIAMoCzIZLnVzYWdlLnYxLlVzYWdlRXZlbnRJbnB1dEILukgIkgEFCAEQiCciNAoORXZlbnRWaW9sYXRpb24SDQoFZmllbGQYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkibQoMSW5nZXN0UmVzdWx0Eg0KBWluZGV4GAEgASgFEg4KBnN0YXR1cxgCIAEoCRIQCghldmVudF9pZBgDIAEoCRIsCgp2aW9sYXRpb25zGAQgAygLMhgudXNhZ2UudjEuRXZlbnRWaW9sYXRpb24iRAoZSW5nZXN0VXNhZ2VFdmVudHNSZXNwb25zZRInCgdyZXN1bHRzGAEgAygLMhYudXNhZ2UudjEuSW5nZXN0UmVzdWx0Mq0ECgxVc2FnZVNlcnZpY2USqgEKF0xpc3RDdXN0b21lclVzYWdlRXZlbnRzEigudXNhZ2UudjEuTGlzdEN1c3RvbWVyVXNhZ2VFdmVudHNSZXF1ZXN0GikudXNhZ2UudjEuTGlzdEN1c3RvbWVyVXNhZ2VFdmVudHNSZXNwb25zZSI6kAIBgtPkkwIxEi8vdjEvY3VzdG9tZXJzL3tpZH0vdXNhZ2Uve2FnZ3JlZ2F0b3JfaWR9L2V2ZW50cxJzCg9MaXN0VXNhZ2VFdmVudHMSIC51c2FnZS52MS5MaXN0VXNhZ2VFdmVudHNSZXF1ZXN0GiEudXNhZ2UudjEuTGlzdFVzYWdlRXZlbnRzUmVzcG9uc2UiG5ACAYLT5JMCEhIQL3YxL3VzYWdlLWV2ZW50cxJ6Cg5BZ2dyZWdhdGVVc2FnZRIfLnVzYWdlLnYxLkFnZ3JlZ2F0ZVVzYWdlUmVxdWVzdBogLnVzYWdlLnYxLkFnZ3JlZ2F0ZVVzYWdlUmVzcG9uc2UiJZACAYLT5JMCHBIaL3YxL3VzYWdlLWV2ZW50cy9hZ2dyZWdhdGUSfwoRSW5nZXN0VXNhZ2VFdmVudHMSIi51c2FnZS52MS5Jbmdlc3RVc2FnZUV2ZW50c1JlcXVlc3QaIy51c2FnZS52MS5Jbmdlc3RVc2FnZUV2ZW50c1Jlc3BvbnNlIiGC0+STAhs6ASoiFi92MS91c2FnZS1ldmVudHMvYmF0Y2hCrAEKFGNvbS5leGFtcGxlLnVzYWdlLnYxQhFVc2FnZVNlcnZpY2VQcm90b1ABWkBnaXRodWIuY29tL2V4YW1wbGUvdXNhZ2Utc2VydmljZS9jbGllbnRzL2dvL2dlbi91c2FnZS92MTt1c2FnZXYxogIDVVhYqgIIVXNhZ2UuVjHKAghVc2FnZVxWMeICFFVzYWdlXFYxXEdQQk1ldGFkYXRh6gIJVXNhZ2U6OlYxYgZwcm90bzM", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_struct, file_google_protobuf_timestamp, file_usage_v1_events, file_usage_v1_pagination]);
+  fileDesc("Chx1c2FnZS92MS91c2FnZV9zZXJ2aWNlLnByb3RvEgh1c2FnZS52MSLdAgoeTGlzdEN1c3RvbWVyVXNhZ2VFdmVudHNSZXF1ZXN0EhYKAmlkGAEgASgJQgq6SAdyBRABGIABEiEKDWFnZ3JlZ2F0b3JfaWQYAiABKAlCCrpIB3IFEAEYgAESNgoKc3RhcnRfZGF0ZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARI0CghlbmRfZGF0ZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARItChRhZ2dyZWdhdG9yX2ZpbHRlcl9pZBgFIAEoCUIKukgHcgUQARiAAUgAiAEBEhwKBHRha2UYBiABKAVCCbpIBhoEGGQoAEgBiAEBEhoKBHNraXAYByABKAVCB7pIBBoCKABIAogBAUIXChVfYWdncmVnYXRvcl9maWx0ZXJfaWRCBwoFX3Rha2VCBwoFX3NraXAiOQoIUGFnZU1ldGESDQoFdG90YWwYASABKAUSDQoFdGFrZW4YAiABKAUSDwoHc2tpcHBlZBgDIAEoBSKHAQoSQ3VzdG9tZXJVc2FnZUV2ZW50EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSLQoJdGltZXN0YW1wGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIoCgdwYXlsb2FkGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJvCh9MaXN0Q3VzdG9tZXJVc2FnZUV2ZW50c1Jlc3BvbnNlEiAKBG1ldGEYASABKAsyEi51c2FnZS52MS5QYWdlTWV0YRIqCgRkYXRhGAIgAygLMhwudXNhZ2UudjEuQ3VzdG9tZXJVc2FnZUV2ZW50Io8DChZMaXN0VXNhZ2VFdmVudHNSZXF1ZXN0EhsKBWxpbWl0GAEgASgFQge6SAQaAigASACIAQESGAoGY3Vyc29yGAIgASgJQgi6SAVyAxiACBIkCgtjdXN0b21lcl9pZBgDIAEoCUIKukgHcgUQARiAAUgBiAEBEiMKCnByb2R1Y3RfaWQYBCABKAlCCrpIB3IFEAEYgAFIAogBARIoCg9zdWJzY3JpcHRpb25faWQYBSABKAlCCrpIB3IFEAEYgAFIA4gBARIjCgptZXRyaWNfa2V5GAYgAygJQg+6SAySAQkQZCIFcgMYgCASMgoOb2NjdXJyZWRfYWZ0ZXIYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD29jY3VycmVkX2JlZm9yZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCAoGX2xpbWl0Qg4KDF9jdXN0b21lcl9pZEINCgtfcHJvZHVjdF9pZEISChBfc3Vic2NyaXB0aW9uX2lkImcKF0xpc3RVc2FnZUV2ZW50c1Jlc3BvbnNlEiIKBGRhdGEYASADKAsyFC51c2FnZS52MS5Vc2FnZUV2ZW50EigKCnBhZ2luYXRpb24YAiABKAsyFC51c2FnZS52MS5QYWdpbmF0aW9uItgDChhFeHBvcnRVc2FnZUV2ZW50c1JlcXVlc3QSJAoLY3VzdG9tZXJfaWQYASABKAlCCrpIB3IFEAEYgAFIAIgBARIjCgpwcm9kdWN0X2lkGAIgASgJQgq6SAdyBRABGIABSAGIAQESKAoPc3Vic2NyaXB0aW9uX2lkGAMgASgJQgq6SAdyBRABGIABSAKIAQESIwoKbWV0cmljX2tleRgEIAMoCUIPukgMkgEJEGQiBXIDGIAgEjIKDm9jY3VycmVkX2FmdGVyGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzCg9vY2N1cnJlZF9iZWZvcmUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKBW9yZGVyGAcgASgJQiO6SCByHlIAUgxuZXdlc3RfZmlyc3RSDG9sZGVzdF9maXJzdBIjCgpjaHVua19zaXplGAggASgFQgq6SAcaBRiIJygASAOIAQESHgoMcmVzdW1lX3Rva2VuGAkgASgJQgi6SAVyAxiACEIOCgxfY3VzdG9tZXJfaWRCDQoLX3Byb2R1Y3RfaWRCEgoQX3N1YnNjcmlwdGlvbl9pZEINCgtfY2h1bmtfc2l6ZSJVChlFeHBvcnRVc2FnZUV2ZW50c1Jlc3BvbnNlEiIKBGRhdGEYASADKAsyFC51c2FnZS52MS5Vc2FnZUV2ZW50EhQKDHJlc3VtZV90b2tlbhgCIAEoCSKfBAoVQWdncmVnYXRlVXNhZ2VSZXF1ZXN0EiYKBmJ1Y2tldBgBIAEoCUIWukgTchFSBGhvdXJSA2RheVIEd2VlaxIxCgVzaW5jZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARIpCgV1bnRpbBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoGbWV0cmljGAQgASgJQhy6SBlyF1IAUgVjb3VudFIMc3VtX3F1YW50aXR5EkYKCGdyb3VwX2J5GAUgASgJQjS6SDFyLzItXih8bm9uZXxtZXRyaWNfa2V5fGRpbTpbQS1aYS16MC05Xy4tXXsxLDY0fSkkEiQKC2N1c3RvbWVyX2lkGAYgASgJQgq6SAdyBRABGIABSACIAQESIwoKcHJvZHVjdF9pZBgHIAEoCUIKukgHcgUQARiAAUgBiAEBEigKD3N1YnNjcmlwdGlvbl9pZBgIIAEoCUIKukgHcgUQARiAAUgCiAEBEiMKCm1ldHJpY19rZXkYCSADKAlCD7pIDJIBCRBkIgVyAxiAIBIZCgN0b3AYCiABKAVCB7pIBBoCKABIA4gBARIaCgl0aW1lX3pvbmUYCyABKAlCB7pIBHICGEBCDgoMX2N1c3RvbWVyX2lkQg0KC19wcm9kdWN0X2lkQhIKEF9zdWJzY3JpcHRpb25faWRCBgoEX3RvcCJfCg5BZ2dyZWdhdGVQb2ludBIpCgVzdGFydBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFdmFsdWUYAiABKAESEwoLZXhhY3RfdmFsdWUYAyABKAkiewoPQWdncmVnYXRlU2VyaWVzEgsKA2tleRgBIAEoCRINCgVvdGhlchgCIAEoCBINCgV0b3RhbBgDIAEoARIoCgZwb2ludHMYBCADKAsyGC51c2FnZS52MS5BZ2dyZWdhdGVQb2ludBITCgtleGFjdF90b3RhbBgFIAEoCSLLAQoWQWdncmVnYXRlVXNhZ2VSZXNwb25zZRIOCgZidWNrZXQYASABKAkSEAoIZ3JvdXBfYnkYAiABKAkSDgoGbWV0cmljGAMgASgJEikKBnNlcmllcxgEIAMoCzIZLnVzYWdlLnYxLkFnZ3JlZ2F0ZVNlcmllcxIpCgVzaW5jZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKQoFdW50aWwYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlIKGEluZ2VzdFVzYWdlRXZlbnRzUmVxdWVzdBI2CgZldmVudHMYASADKAsyGS51c2FnZS52MS5Vc2FnZUV2ZW50SW5wdXRCC7pICJIBBQgBEIgnIjQKDkV2ZW50VmlvbGF0aW9uEg0KBWZpZWxkGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJIm0KDEluZ2VzdFJlc3VsdBINCgVpbmRleBgBIAEoBRIOCgZzdGF0dXMYAiABKAkSEAoIZXZlbnRfaWQYAyABKAkSLAoKdmlvbGF0aW9ucxgEIAMoCzIYLnVzYWdlLnYxLkV2ZW50VmlvbGF0aW9uIkQKGUluZ2VzdFVzYWdlRXZlbnRzUmVzcG9uc2USJwoHcmVzdWx0cxgBIAMoCzIWLnVzYWdlLnYxLkluZ2VzdFJlc3VsdDKyBQoMVXNhZ2VTZXJ2aWNlEqoBChdMaXN0Q3VzdG9tZXJVc2FnZUV2ZW50cxIoLnVzYWdlLnYxLkxpc3RDdXN0b21lclVzYWdlRXZlbnRzUmVxdWVzdBopLnVzYWdlLnYxLkxpc3RDdXN0b21lclVzYWdlRXZlbnRzUmVzcG9uc2UiOpACAYLT5JMCMRIvL3YxL2N1c3RvbWVycy97aWR9L3VzYWdlL3thZ2dyZWdhdG9yX2lkfS9ldmVudHMScwoPTGlzdFVzYWdlRXZlbnRzEiAudXNhZ2UudjEuTGlzdFVzYWdlRXZlbnRzUmVxdWVzdBohLnVzYWdlLnYxLkxpc3RVc2FnZUV2ZW50c1Jlc3BvbnNlIhuQAgGC0+STAhISEC92MS91c2FnZS1ldmVudHMSegoOQWdncmVnYXRlVXNhZ2USHy51c2FnZS52MS5BZ2dyZWdhdGVVc2FnZVJlcXVlc3QaIC51c2FnZS52MS5BZ2dyZWdhdGVVc2FnZVJlc3BvbnNlIiWQAgGC0+STAhwSGi92MS91c2FnZS1ldmVudHMvYWdncmVnYXRlEoIBChFFeHBvcnRVc2FnZUV2ZW50cxIiLnVzYWdlLnYxLkV4cG9ydFVzYWdlRXZlbnRzUmVxdWVzdBojLnVzYWdlLnYxLkV4cG9ydFVzYWdlRXZlbnRzUmVzcG9uc2UiIpACAYLT5JMCGRIXL3YxL3VzYWdlLWV2ZW50czpleHBvcnQwARJ/ChFJbmdlc3RVc2FnZUV2ZW50cxIiLnVzYWdlLnYxLkluZ2VzdFVzYWdlRXZlbnRzUmVxdWVzdBojLnVzYWdlLnYxLkluZ2VzdFVzYWdlRXZlbnRzUmVzcG9uc2UiIYLT5JMCGzoBKiIWL3YxL3VzYWdlLWV2ZW50cy9iYXRjaEKsAQoUY29tLmV4YW1wbGUudXNhZ2UudjFCEVVzYWdlU2VydmljZVByb3RvUAFaQGdpdGh1Yi5jb20vZXhhbXBsZS91c2FnZS1zZXJ2aWNlL2NsaWVudHMvZ28vZ2VuL3VzYWdlL3YxO3VzYWdldjGiAgNVWFiqAghVc2FnZS5WMcoCCFVzYWdlXFYx4gIUVXNhZ2VcVjFcR1BCTWV0YWRhdGHqAglVc2FnZTo6VjFiBnByb3RvMw", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_struct, file_google_protobuf_timestamp, file_usage_v1_events, file_usage_v1_pagination]);
 
 /**
  * Asks for one customer's events of one aggregator.
@@ -289,6 +289,115 @@ export const ListUsageEventsResponseSchema: GenMessage<ListUsageEventsResponse> 
   messageDesc(file_usage_v1_usage_service, 5);
 
 /**
+ * Asks for every event matching ListUsageEvents' filters, as a stream of chunks.
+ *
+ * @generated from message usage.v1.ExportUsageEventsRequest
+ */
+export type ExportUsageEventsRequest = Message<"usage.v1.ExportUsageEventsRequest"> & {
+  /**
+   * Only events of this customer.
+   *
+   * @generated from field: optional string customer_id = 1;
+   */
+  customerId?: string;
+
+  /**
+   * Only events of this product.
+   *
+   * @generated from field: optional string product_id = 2;
+   */
+  productId?: string;
+
+  /**
+   * Only events of this subscription.
+   *
+   * @generated from field: optional string subscription_id = 3;
+   */
+  subscriptionId?: string;
+
+  /**
+   * Only events of these metric keys; each value may be a comma-separated list.
+   * At most 100 distinct keys in all, comma-separated ones included.
+   *
+   * @generated from field: repeated string metric_key = 4;
+   */
+  metricKey: string[];
+
+  /**
+   * Only events at or after this time.
+   *
+   * @generated from field: google.protobuf.Timestamp occurred_after = 5;
+   */
+  occurredAfter?: Timestamp;
+
+  /**
+   * Only events before this time.
+   *
+   * @generated from field: google.protobuf.Timestamp occurred_before = 6;
+   */
+  occurredBefore?: Timestamp;
+
+  /**
+   * `newest_first` (the default, also for empty): timestamp then id, both
+   * descending, as ListUsageEvents; `oldest_first`: both ascending.
+   *
+   * @generated from field: string order = 7;
+   */
+  order: string;
+
+  /**
+   * Events per chunk: default 1000 (also for 0), at most 5000.
+   *
+   * @generated from field: optional int32 chunk_size = 8;
+   */
+  chunkSize?: number;
+
+  /**
+   * The resume_token of the last chunk received, to continue a broken stream
+   * after it; empty to start. A token only works with the filters and order it
+   * was issued for.
+   *
+   * @generated from field: string resume_token = 9;
+   */
+  resumeToken: string;
+};
+
+/**
+ * Describes the message usage.v1.ExportUsageEventsRequest.
+ * Use `create(ExportUsageEventsRequestSchema)` to create a new message.
+ */
+export const ExportUsageEventsRequestSchema: GenMessage<ExportUsageEventsRequest> = /*@__PURE__*/
+  messageDesc(file_usage_v1_usage_service, 6);
+
+/**
+ * One chunk of an export.
+ *
+ * @generated from message usage.v1.ExportUsageEventsResponse
+ */
+export type ExportUsageEventsResponse = Message<"usage.v1.ExportUsageEventsResponse"> & {
+  /**
+   * The chunk's events, in the requested order; never empty.
+   *
+   * @generated from field: repeated usage.v1.UsageEvent data = 1;
+   */
+  data: UsageEvent[];
+
+  /**
+   * Pass it back as resume_token to continue after this chunk.
+   *
+   * @generated from field: string resume_token = 2;
+   */
+  resumeToken: string;
+};
+
+/**
+ * Describes the message usage.v1.ExportUsageEventsResponse.
+ * Use `create(ExportUsageEventsResponseSchema)` to create a new message.
+ */
+export const ExportUsageEventsResponseSchema: GenMessage<ExportUsageEventsResponse> = /*@__PURE__*/
+  messageDesc(file_usage_v1_usage_service, 7);
+
+/**
  * Asks for bucketed usage totals.
  *
  * @generated from message usage.v1.AggregateUsageRequest
@@ -381,7 +490,7 @@ export type AggregateUsageRequest = Message<"usage.v1.AggregateUsageRequest"> & 
  * Use `create(AggregateUsageRequestSchema)` to create a new message.
  */
 export const AggregateUsageRequestSchema: GenMessage<AggregateUsageRequest> = /*@__PURE__*/
-  messageDesc(file_usage_v1_usage_service, 6);
+  messageDesc(file_usage_v1_usage_service, 8);
 
 /**
  * One bucket of a series.
@@ -418,7 +527,7 @@ export type AggregatePoint = Message<"usage.v1.AggregatePoint"> & {
  * Use `create(AggregatePointSchema)` to create a new message.
  */
 export const AggregatePointSchema: GenMessage<AggregatePoint> = /*@__PURE__*/
-  messageDesc(file_usage_v1_usage_service, 7);
+  messageDesc(file_usage_v1_usage_service, 9);
 
 /**
  * The points of one group.
@@ -470,7 +579,7 @@ export type AggregateSeries = Message<"usage.v1.AggregateSeries"> & {
  * Use `create(AggregateSeriesSchema)` to create a new message.
  */
 export const AggregateSeriesSchema: GenMessage<AggregateSeries> = /*@__PURE__*/
-  messageDesc(file_usage_v1_usage_service, 8);
+  messageDesc(file_usage_v1_usage_service, 10);
 
 /**
  * Bucketed usage totals.
@@ -526,7 +635,7 @@ export type AggregateUsageResponse = Message<"usage.v1.AggregateUsageResponse"> 
  * Use `create(AggregateUsageResponseSchema)` to create a new message.
  */
 export const AggregateUsageResponseSchema: GenMessage<AggregateUsageResponse> = /*@__PURE__*/
-  messageDesc(file_usage_v1_usage_service, 9);
+  messageDesc(file_usage_v1_usage_service, 11);
 
 /**
  * A batch of events to store.
@@ -547,7 +656,7 @@ export type IngestUsageEventsRequest = Message<"usage.v1.IngestUsageEventsReques
  * Use `create(IngestUsageEventsRequestSchema)` to create a new message.
  */
 export const IngestUsageEventsRequestSchema: GenMessage<IngestUsageEventsRequest> = /*@__PURE__*/
-  messageDesc(file_usage_v1_usage_service, 10);
+  messageDesc(file_usage_v1_usage_service, 12);
 
 /**
  * A field of an event that failed validation.
@@ -575,7 +684,7 @@ export type EventViolation = Message<"usage.v1.EventViolation"> & {
  * Use `create(EventViolationSchema)` to create a new message.
  */
 export const EventViolationSchema: GenMessage<EventViolation> = /*@__PURE__*/
-  messageDesc(file_usage_v1_usage_service, 11);
+  messageDesc(file_usage_v1_usage_service, 13);
 
 /**
  * The outcome for one event of a batch.
@@ -619,7 +728,7 @@ export type IngestResult = Message<"usage.v1.IngestResult"> & {
  * Use `create(IngestResultSchema)` to create a new message.
  */
 export const IngestResultSchema: GenMessage<IngestResult> = /*@__PURE__*/
-  messageDesc(file_usage_v1_usage_service, 12);
+  messageDesc(file_usage_v1_usage_service, 14);
 
 /**
  * The outcome of a batch.
@@ -640,7 +749,7 @@ export type IngestUsageEventsResponse = Message<"usage.v1.IngestUsageEventsRespo
  * Use `create(IngestUsageEventsResponseSchema)` to create a new message.
  */
 export const IngestUsageEventsResponseSchema: GenMessage<IngestUsageEventsResponse> = /*@__PURE__*/
-  messageDesc(file_usage_v1_usage_service, 13);
+  messageDesc(file_usage_v1_usage_service, 15);
 
 /**
  * Stores usage events and answers questions about them. Every call acts for the
@@ -679,6 +788,20 @@ export const UsageService: GenService<{
     methodKind: "unary";
     input: typeof AggregateUsageRequestSchema;
     output: typeof AggregateUsageResponseSchema;
+  },
+  /**
+   * Every event matching the filters, streamed in chunks, newest or oldest first.
+   * Each chunk carries a resume token: a stream that breaks resumes after its last
+   * chunk with the same filters and that token, and ends with each event exactly once.
+   * Over HTTP the chunks arrive as newline-delimited JSON, one `{"result": ...}` per
+   * chunk (an `{"error": ...}` line if the stream fails after it started).
+   *
+   * @generated from rpc usage.v1.UsageService.ExportUsageEvents
+   */
+  exportUsageEvents: {
+    methodKind: "server_streaming";
+    input: typeof ExportUsageEventsRequestSchema;
+    output: typeof ExportUsageEventsResponseSchema;
   },
   /**
    * Stores a batch of events, idempotently per idempotency key, with one result
