@@ -84,6 +84,10 @@ class BareServicer(pb_grpc.UsageServiceServicer):
     def IngestUsageEvents(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         return self._reply(context)
 
+    def ExportUsageEvents(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        # Its baselines are paging and a SQL cursor (bench/export.py), not a replay.
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "the bare server does not replay streams")
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bare_server", description=__doc__)

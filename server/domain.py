@@ -140,12 +140,9 @@ class EventFilters:
     occurred_before_us: int | None = None  # exclusive
 
 
-class PageRow(NamedTuple):
-    """One event of a page: its keyset position and its wire form (server/wire.py)."""
-
-    timestamp_us: int
-    id: str
-    wire: bytes
+# One event of a page as the database returns it: its keyset position (timestamp_us, id), then its
+# wire form (server/wire.py). A plain tuple: pages and export chunks hold thousands of them.
+PageRow = tuple[int, str, bytes]
 
 
 @dataclasses.dataclass(frozen=True)

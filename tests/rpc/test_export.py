@@ -213,3 +213,20 @@ def test_streams_are_bounded_per_organization_and_in_all(db_url: str) -> None:
         assert sum(len(chunk.data) for chunk in a.usage.ExportUsageEvents(request)) == 400
     finally:
         harness.close()
+
+
+def test_chunks_of_large_events_stay_within_four_mebibytes(org_a: Client) -> None:
+    """600 events of 15 KB asked for in one chunk of 5000: three chunks of at most 4 MiB instead
+    (one message of 9 MB would near gRPC's limit with larger batches)."""
+    blob = {"blob": "x" * 15_000}
+    org_a.ingest_ok([event(timestamp=START + dt.timedelta(seconds=i), properties=blob) for i in range(600)])
+    chunks = list(org_a.usage.ExportUsageEvents(pb.ExportUsageEventsRequest(chunk_size=5000)))
+    event_size = chunks[0].data[0].ByteSize()
+    sizes = [len(c.data) for c in chunks]
+    assert len(sizes) == 3 and sizes[0] == sizes[1] > 250 and sum(sizes) == 600, sizes
+    # Full: one more event would not have fitted.
+    assert all(
+        4 * 1024 * 1024 - event_size < c.ByteSize() <= 4 * 1024 * 1024 + 1024 for c in chunks[:2]
+    )  # + the token
+    events, _ = _exported(chunks)
+    assert events == _listed(org_a)

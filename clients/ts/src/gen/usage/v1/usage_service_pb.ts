@@ -346,7 +346,8 @@ export type ExportUsageEventsRequest = Message<"usage.v1.ExportUsageEventsReques
   order: string;
 
   /**
-   * Events per chunk: default 1000 (also for 0), at most 5000.
+   * Events per chunk: default 1000 (also for 0), at most 5000. A chunk also
+   * holds at most 4 MiB of events, so large events come in smaller chunks.
    *
    * @generated from field: optional int32 chunk_size = 8;
    */
