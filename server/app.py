@@ -20,6 +20,7 @@ from server.config import Settings
 from server.logic.answer_cache import AnswerCache
 from server.logic.catalog import Catalog
 from server.logic.cursors import CursorCodec
+from server.logic.explain import Explainer
 from server.logic.ingest import Ingestion
 from server.logic.queries import UsageQueries
 from server.observability import Observability
@@ -126,6 +127,7 @@ def create_server(
             UsageQueries(
                 storage, cursors, settings.max_aggregate_buckets, settings.max_aggregate_points, answers
             ),
+            Explainer(storage),
             Ingestion(storage.events, settings.max_future_skew_s),
             settings.default_query_timeout_s,
             on_ingested=observability.count_ingested,

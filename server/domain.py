@@ -157,6 +157,31 @@ class CustomerPage:
 
 
 @dataclasses.dataclass(frozen=True)
+class FilterVerdict:
+    """A filter applied to one event by the SQL the pages use: the whole filter's verdict, and
+    each condition's."""
+
+    filter: PropertyFilter
+    passed: bool
+    conditions: tuple[bool, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class EventVerdicts:
+    """What ExplainUsageEvent needs of storage, or what was not found (`missing`: "event",
+    "customer", "aggregator" or "aggregator_filter"; then nothing else is set)."""
+
+    missing: str | None = None
+    wire: bytes = b""  # the event, as list pages send it (server/wire.py)
+    customer_id: str = ""
+    metric_key: str = ""
+    timestamp_us: int = 0
+    event_type: str = ""  # the aggregator's
+    aggregator_filter: FilterVerdict | None = None
+    named_filter: FilterVerdict | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class CustomerPageQuery:
     customer_id: str
     aggregator_id: str

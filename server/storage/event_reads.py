@@ -19,11 +19,19 @@ from typing import Any
 import sqlalchemy as sa
 
 from server.deadline import Deadline
-from server.domain import CustomerPage, CustomerPageQuery, EventFilters, PageRow, PropertyFilter
+from server.domain import (
+    CustomerPage,
+    CustomerPageQuery,
+    EventFilters,
+    EventVerdicts,
+    FilterVerdict,
+    PageRow,
+    PropertyFilter,
+)
 from server.storage import rollups, schema
 from server.storage.catalog_store import filter_from_json
 from server.storage.engine import Database, Prepared
-from server.storage.filters import compile_filter
+from server.storage.filters import compile_condition, compile_filter, holds
 from server.storage.functions import prop_text, prop_type
 
 E = schema.events
@@ -190,6 +198,76 @@ class EventReads:
     @functools.lru_cache(maxsize=2)  # noqa: B019
     def _unfiltered_page_statement(self, from_rollup: bool) -> Prepared:
         return Prepared(self._db.engine, _page_statement([], from_rollup))
+
+    # ---- ExplainUsageEvent ----------------------------------------------------------------------
+    def explain(
+        self,
+        org: str,
+        event_id: str,
+        aggregator_id: str,
+        aggregator_filter_id: str | None,
+        customer_id: str | None,
+        deadline: Deadline | None = None,
+    ) -> EventVerdicts:
+        """One event and the aggregator's (and the named filter's) verdicts on it, each condition's
+        too, computed by the SQL the customer pages filter with (filters.py), so an explanation
+        cannot disagree with a page."""
+        with self._db.read(deadline) as conn:
+            event = conn.execute(
+                sa.select(E.c.customer_id, E.c.metric_key, E.c.timestamp_us, E.c.wire).where(
+                    E.c.organization_id == org, E.c.id == event_id
+                )
+            ).first()
+            if event is None:
+                return EventVerdicts("event")
+            customer = customer_id if customer_id is not None else event.customer_id
+            known = conn.execute(
+                sa.select(C.c.id).where(C.c.organization_id == org, C.c.id == customer)
+            ).first()
+            if known is None:
+                return EventVerdicts("customer")
+            aggregator = conn.execute(
+                sa.select(A.c.event_type, A.c.filter).where(
+                    A.c.organization_id == org, A.c.id == aggregator_id
+                )
+            ).first()
+            if aggregator is None:
+                return EventVerdicts("aggregator")
+            filters = [_filter(aggregator.filter) or PropertyFilter()]
+            if aggregator_filter_id is not None:
+                named = conn.execute(
+                    sa.select(F.c.filter).where(
+                        F.c.organization_id == org,
+                        F.c.aggregator_id == aggregator_id,
+                        F.c.id == aggregator_filter_id,
+                    )
+                ).first()
+                if named is None:
+                    return EventVerdicts("aggregator_filter")
+                filters.append(_filter(named.filter) or PropertyFilter())
+            column = E.c.properties
+            verdicts = [holds(compile_filter(column, f)) if f.conditions else sa.true() for f in filters] + [
+                holds(compile_condition(column, c)) for f in filters for c in f.conditions
+            ]
+            row = conn.execute(
+                sa.select(*verdicts).where(E.c.organization_id == org, E.c.id == event_id)
+            ).one()
+        found = [bool(v) for v in row]
+        wholes, conditions = found[: len(filters)], found[len(filters) :]
+        out: list[FilterVerdict] = []
+        for f, whole in zip(filters, wholes, strict=True):
+            out.append(FilterVerdict(f, whole, tuple(conditions[: len(f.conditions)])))
+            conditions = conditions[len(f.conditions) :]
+        return EventVerdicts(
+            None,
+            bytes(event.wire),
+            event.customer_id,
+            event.metric_key,
+            event.timestamp_us,
+            aggregator.event_type,
+            out[0],
+            out[1] if len(out) > 1 else None,
+        )
 
 
 def _page_statement(conditions: list[Any], total_from_rollup: bool) -> sa.Select[Any]:

@@ -21,6 +21,7 @@ from server.domain import (
     CustomerPage,
     CustomerPageQuery,
     EventFilters,
+    EventVerdicts,
     IngestOutcome,
     NewEvent,
     PageRow,
@@ -95,6 +96,19 @@ class EventReadStorage(Protocol):
     ) -> list[PageRow]:
         """Events strictly after the keyset position `after` (timestamp_us, id), newest first, or
         oldest first."""
+        ...
+
+    def explain(
+        self,
+        org: str,
+        event_id: str,
+        aggregator_id: str,
+        aggregator_filter_id: str | None,
+        customer_id: str | None,
+        deadline: Deadline | None = None,
+    ) -> EventVerdicts:
+        """The event and the aggregator's (and named filter's) verdicts on it, computed by the SQL
+        the customer pages filter with; `customer_id` None: the event's own customer."""
         ...
 
     def data_version(self, org: str, deadline: Deadline | None = None) -> int:

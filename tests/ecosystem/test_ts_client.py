@@ -23,7 +23,7 @@ def test_typescript_client_round_trip(harness: Harness) -> None:
     env = env_without_usage() | {"USAGE_ADDRESS": harness.address, "USAGE_TOKEN": harness.token("org_ts")}
     result = subprocess.run([npm, "test"], cwd=TS, env=env, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
-    assert "# pass 4" in result.stdout and "# fail 0" in result.stdout, result.stdout
+    assert "# pass 5" in result.stdout and "# fail 0" in result.stdout, result.stdout
     # The calls reached this server: the ingest and every query RPC were counted.
     handled = harness.running.observability.handled
     for method, code in [

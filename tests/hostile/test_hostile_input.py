@@ -319,6 +319,19 @@ def export_usage_events(draw: st.DrawFn) -> pb.ExportUsageEventsRequest:
 
 
 @st.composite
+def explain_usage_event(draw: st.DrawFn) -> pb.ExplainUsageEventRequest:
+    return _set(
+        pb.ExplainUsageEventRequest(),
+        event_id=draw(ident),
+        aggregator_id=draw(ident),
+        aggregator_filter_id=draw(st.none() | ident),
+        customer_id=draw(st.none() | ident),
+        start_date=draw(maybe_timestamp),
+        end_date=draw(maybe_timestamp),
+    )
+
+
+@st.composite
 def aggregate_usage(draw: st.DrawFn) -> pb.AggregateUsageRequest:
     group_by = st.one_of(
         st.sampled_from(["", "none", "metric_key", "dim:region", "dim:", "dim:a.b"]),
@@ -425,6 +438,7 @@ RPCS: dict[str, Rpc] = {
     "ListUsageEvents": Rpc("usage", list_usage_events()),
     "AggregateUsage": Rpc("usage", aggregate_usage()),
     "ExportUsageEvents": Rpc("usage", export_usage_events()),
+    "ExplainUsageEvent": Rpc("usage", explain_usage_event()),
     "IngestUsageEvents": Rpc("usage", ingest_request, mutates=True),
     "CreateCustomer": Rpc("catalog", create_customer(), mutates=True),
     "GetCustomer": Rpc("catalog", st.builds(cpb.GetCustomerRequest, id=ident)),
@@ -683,6 +697,14 @@ REGRESSIONS: dict[str, list[Any]] = {
         pb.ExportUsageEventsRequest(metric_key=MANY_METRIC_KEYS),
         *(pb.ExportUsageEventsRequest(occurred_after=t) for t in BAD_TIMES),
         *(pb.ExportUsageEventsRequest(occurred_before=t) for t in BAD_TIMES),
+    ],
+    "ExplainUsageEvent": [
+        pb.ExplainUsageEventRequest(event_id="\x00", aggregator_id="agg_1"),
+        *(pb.ExplainUsageEventRequest(event_id="e", aggregator_id="agg_1", start_date=t) for t in BAD_TIMES),
+        *(
+            pb.ExplainUsageEventRequest(event_id="e", aggregator_id="agg_1", start_date=GOOD_TIME, end_date=t)
+            for t in BAD_TIMES
+        ),
     ],
     "ListCustomerUsageEvents": [
         *(

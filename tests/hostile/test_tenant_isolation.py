@@ -566,6 +566,47 @@ def probe_export_usage_events(w: World) -> None:
     assert _masked(got, {}) == _masked(reference, {})
 
 
+def _explain(event_id: str, aggregator: str, flt: str | None = None, customer: str | None = None) -> Message:
+    request = pb.ExplainUsageEventRequest(event_id=event_id, aggregator_id=aggregator)
+    if flt is not None:
+        request.aggregator_filter_id = flt
+    if customer is not None:
+        request.customer_id = customer
+    return request
+
+
+def probe_explain_usage_event(w: World) -> None:
+    call = w.b.usage.ExplainUsageEvent
+    for event_id in w.event_ids:
+        for aggregator, filters in AGGREGATOR_FILTERS.items():
+            got = w.same_as_never(call, _explain, NOT_FOUND, event_id=event_id, aggregator=aggregator)
+            assert got.message == "Usage event not found"
+            for flt in filters:
+                w.same_as_never(call, _explain, NOT_FOUND, event_id=event_id, aggregator=aggregator, flt=flt)
+    # With an aggregator and an event of B's own, A's ids are unknown one by one.
+    w.b_aggregator("agg_bown")
+    for event_id in w.event_ids:
+        got = w.same_as_never(
+            call, functools.partial(_explain, aggregator="agg_bown"), NOT_FOUND, event_id=event_id
+        )
+        assert got.message == "Usage event not found"
+    (b_event,) = w.b.ingest_ok([event("cus_bown", "api_call", T0)])
+    for aggregator in AGGREGATOR_FILTERS:
+        got = w.same_as_never(call, functools.partial(_explain, b_event), NOT_FOUND, aggregator=aggregator)
+        assert got.message == "Aggregator not found"
+    for flt in ALL_FILTERS:
+        got = w.same_as_never(call, functools.partial(_explain, b_event, "agg_bown"), NOT_FOUND, flt=flt)
+        assert got.message == "Aggregator filter not found"
+    for customer in ALL_CUSTOMERS:
+        build = functools.partial(_explain, b_event, "agg_bown", None)
+        got = w.same_as_never(call, build, NOT_FOUND, customer=customer)
+        assert got.message == "Customer not found"
+    # B's own event explained against B's namesake of A's aggregator: B's definition, B's event.
+    w.b_aggregator("agg_calls_b", like=_a_aggregators()[0])
+    got = call(_explain(b_event, "agg_calls_b"))
+    assert got.event.id == b_event and got.event.customer_id == "cus_bown"
+
+
 def probe_aggregate_usage(w: World) -> None:
     for filters in (
         {},
@@ -838,6 +879,7 @@ PROBES: dict[str, Callable[[World], None]] = {
     "UsageService/ListUsageEvents": probe_list_usage_events,
     "UsageService/AggregateUsage": probe_aggregate_usage,
     "UsageService/ExportUsageEvents": probe_export_usage_events,
+    "UsageService/ExplainUsageEvent": probe_explain_usage_event,
     "UsageService/IngestUsageEvents": probe_ingest_usage_events,
     "CatalogService/CreateCustomer": probe_create_customer,
     "CatalogService/GetCustomer": probe_get_customer,
@@ -933,7 +975,9 @@ def _refusals(h: Harness, variants: dict[str, tuple[tuple[str, str], ...]]) -> l
             client = h.raw_client(metadata)
             call = getattr(client.usage if service.name == "UsageService" else client.catalog, method)
             try:
-                call(request)
+                response = call(request)
+                if service.methods_by_name[method].server_streaming:
+                    list(response)  # a stream's status comes with its first read
             except grpc.RpcError as err:
                 got = details(err)
                 if (got.code, got.domain) == (grpc.StatusCode.UNAUTHENTICATED, "usage.v1") and got.reason in (
@@ -956,7 +1000,9 @@ def _authenticated(h: Harness, metadata: tuple[tuple[str, str], ...]) -> list[st
         client = h.raw_client(metadata)
         call = getattr(client.usage if service.name == "UsageService" else client.catalog, method)
         try:
-            call(_request(service, method))
+            response = call(_request(service, method))
+            if service.methods_by_name[method].server_streaming:
+                list(response)  # a stream's status comes with its first read
         except grpc.RpcError as err:
             if err.code() == grpc.StatusCode.UNAUTHENTICATED:
                 out.append(method)

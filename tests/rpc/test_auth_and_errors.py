@@ -50,7 +50,7 @@ ALL_METHODS = [
 
 def test_all_rpcs_are_listed() -> None:
     names = sorted(m for _, m in ALL_METHODS)
-    assert len(names) == 16
+    assert len(names) == 17
     assert {"ListCustomerUsageEvents", "ListUsageEvents", "AggregateUsage", "IngestUsageEvents"} <= set(names)
 
 

@@ -146,6 +146,33 @@ test("an export streams every event in chunks and resumes after a chunk", async 
   assert.deepEqual(rest, ids.slice(10));
 });
 
+test("an explanation says which check an event fails", async () => {
+  const explainAggregator = `agg_ts_explain_${run}`;
+  await catalog.createAggregator({
+    aggregator: {
+      id: explainAggregator,
+      name: "EU calls",
+      eventType: "api_call",
+      operation: "count",
+      filter: { conditional: "and", fields: [{ property: "region", operator: "equals", value: { kind: { case: "stringValue", value: "eu" } } }] },
+    },
+  });
+  const ingested = await usage.ingestUsageEvents({
+    events: [{ customerId: `cus_ts_explain_${run}`, metricKey: "api_call", timestamp: at("2026-01-13T10:00:00Z"), properties: { region: "us" } }],
+  });
+  const eventId = ingested.results[0].eventId;
+  const got = await usage.explainUsageEvent({ eventId, aggregatorId: explainAggregator });
+  assert.equal(got.counts, false);
+  assert.equal(got.event?.id, eventId);
+  assert.deepEqual(got.checks.map((c) => [c.name, c.passed]), [["customer", true], ["event_type", true], ["aggregator_filter", false]]);
+  const [region] = got.checks[2].conditions;
+  assert.deepEqual(
+    [region.property, region.expected?.kind.value, region.actual?.kind.value, region.present, region.passed],
+    ["region", "eu", "us", true, false],
+  );
+  await catalog.deleteAggregator({ id: explainAggregator });
+});
+
 test("a call without a valid token is UNAUTHENTICATED", async () => {
   const anonymous = usageClients({ address, token: "not-a-jwt" });
   await assert.rejects(anonymous.usage.listUsageEvents({}), (e: unknown) => ConnectError.from(e).code === Code.Unauthenticated);

@@ -50,6 +50,12 @@ class UsageServiceStub:
     Over HTTP the chunks arrive as newline-delimited JSON, one `{"result": ...}` per
     chunk (an `{"error": ...}` line if the stream fails after it started).
     """
+    ExplainUsageEvent: _grpc.UnaryUnaryMultiCallable[_usage_service_pb2.ExplainUsageEventRequest, _usage_service_pb2.ExplainUsageEventResponse]
+    """Whether one event counts for an aggregator (and optionally one of its filters,
+    one customer and a window), and why: every check ListCustomerUsageEvents applies,
+    each with its verdict, down to each condition of the filters with the event's
+    actual value. Its verdict is the page's: the event is listed exactly when it counts.
+    """
     IngestUsageEvents: _grpc.UnaryUnaryMultiCallable[_usage_service_pb2.IngestUsageEventsRequest, _usage_service_pb2.IngestUsageEventsResponse]
     """Stores a batch of events, idempotently per idempotency key, with one result
     per event. Safe to retry: a retried event comes back DUPLICATE.
@@ -76,6 +82,12 @@ class UsageServiceAsyncStub(UsageServiceStub):
     chunk with the same filters and that token, and ends with each event exactly once.
     Over HTTP the chunks arrive as newline-delimited JSON, one `{"result": ...}` per
     chunk (an `{"error": ...}` line if the stream fails after it started).
+    """
+    ExplainUsageEvent: _aio.UnaryUnaryMultiCallable[_usage_service_pb2.ExplainUsageEventRequest, _usage_service_pb2.ExplainUsageEventResponse]  # type: ignore[assignment]
+    """Whether one event counts for an aggregator (and optionally one of its filters,
+    one customer and a window), and why: every check ListCustomerUsageEvents applies,
+    each with its verdict, down to each condition of the filters with the event's
+    actual value. Its verdict is the page's: the event is listed exactly when it counts.
     """
     IngestUsageEvents: _aio.UnaryUnaryMultiCallable[_usage_service_pb2.IngestUsageEventsRequest, _usage_service_pb2.IngestUsageEventsResponse]  # type: ignore[assignment]
     """Stores a batch of events, idempotently per idempotency key, with one result
@@ -124,6 +136,18 @@ class UsageServiceServicer(metaclass=_abc_1.ABCMeta):
         chunk with the same filters and that token, and ends with each event exactly once.
         Over HTTP the chunks arrive as newline-delimited JSON, one `{"result": ...}` per
         chunk (an `{"error": ...}` line if the stream fails after it started).
+        """
+
+    @_abc_1.abstractmethod
+    def ExplainUsageEvent(
+        self,
+        request: _usage_service_pb2.ExplainUsageEventRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_usage_service_pb2.ExplainUsageEventResponse, _abc.Awaitable[_usage_service_pb2.ExplainUsageEventResponse]]:
+        """Whether one event counts for an aggregator (and optionally one of its filters,
+        one customer and a window), and why: every check ListCustomerUsageEvents applies,
+        each with its verdict, down to each condition of the filters with the event's
+        actual value. Its verdict is the page's: the event is listed exactly when it counts.
         """
 
     @_abc_1.abstractmethod

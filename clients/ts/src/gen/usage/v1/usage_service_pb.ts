@@ -6,7 +6,7 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_buf_validate_validate } from "../../buf/validate/validate_pb.js";
 import { file_google_api_annotations } from "../../google/api/annotations_pb.js";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import type { Timestamp, Value } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { UsageEvent, UsageEventInput } from "./events_pb.js";
 import { file_usage_v1_events } from "./events_pb.js";
@@ -18,7 +18,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file usage/v1/usage_service.proto.
  */
 export const file_usage_v1_usage_service: GenFile = /*@__PURE__*/
-  fileDesc("Chx1c2FnZS92MS91c2FnZV9zZXJ2aWNlLnByb3RvEgh1c2FnZS52MSLdAgoeTGlzdEN1c3RvbWVyVXNhZ2VFdmVudHNSZXF1ZXN0EhYKAmlkGAEgASgJQgq6SAdyBRABGIABEiEKDWFnZ3JlZ2F0b3JfaWQYAiABKAlCCrpIB3IFEAEYgAESNgoKc3RhcnRfZGF0ZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARI0CghlbmRfZGF0ZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARItChRhZ2dyZWdhdG9yX2ZpbHRlcl9pZBgFIAEoCUIKukgHcgUQARiAAUgAiAEBEhwKBHRha2UYBiABKAVCCbpIBhoEGGQoAEgBiAEBEhoKBHNraXAYByABKAVCB7pIBBoCKABIAogBAUIXChVfYWdncmVnYXRvcl9maWx0ZXJfaWRCBwoFX3Rha2VCBwoFX3NraXAiOQoIUGFnZU1ldGESDQoFdG90YWwYASABKAUSDQoFdGFrZW4YAiABKAUSDwoHc2tpcHBlZBgDIAEoBSKHAQoSQ3VzdG9tZXJVc2FnZUV2ZW50EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSLQoJdGltZXN0YW1wGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIoCgdwYXlsb2FkGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJvCh9MaXN0Q3VzdG9tZXJVc2FnZUV2ZW50c1Jlc3BvbnNlEiAKBG1ldGEYASABKAsyEi51c2FnZS52MS5QYWdlTWV0YRIqCgRkYXRhGAIgAygLMhwudXNhZ2UudjEuQ3VzdG9tZXJVc2FnZUV2ZW50Io8DChZMaXN0VXNhZ2VFdmVudHNSZXF1ZXN0EhsKBWxpbWl0GAEgASgFQge6SAQaAigASACIAQESGAoGY3Vyc29yGAIgASgJQgi6SAVyAxiACBIkCgtjdXN0b21lcl9pZBgDIAEoCUIKukgHcgUQARiAAUgBiAEBEiMKCnByb2R1Y3RfaWQYBCABKAlCCrpIB3IFEAEYgAFIAogBARIoCg9zdWJzY3JpcHRpb25faWQYBSABKAlCCrpIB3IFEAEYgAFIA4gBARIjCgptZXRyaWNfa2V5GAYgAygJQg+6SAySAQkQZCIFcgMYgCASMgoOb2NjdXJyZWRfYWZ0ZXIYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD29jY3VycmVkX2JlZm9yZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCAoGX2xpbWl0Qg4KDF9jdXN0b21lcl9pZEINCgtfcHJvZHVjdF9pZEISChBfc3Vic2NyaXB0aW9uX2lkImcKF0xpc3RVc2FnZUV2ZW50c1Jlc3BvbnNlEiIKBGRhdGEYASADKAsyFC51c2FnZS52MS5Vc2FnZUV2ZW50EigKCnBhZ2luYXRpb24YAiABKAsyFC51c2FnZS52MS5QYWdpbmF0aW9uItgDChhFeHBvcnRVc2FnZUV2ZW50c1JlcXVlc3QSJAoLY3VzdG9tZXJfaWQYASABKAlCCrpIB3IFEAEYgAFIAIgBARIjCgpwcm9kdWN0X2lkGAIgASgJQgq6SAdyBRABGIABSAGIAQESKAoPc3Vic2NyaXB0aW9uX2lkGAMgASgJQgq6SAdyBRABGIABSAKIAQESIwoKbWV0cmljX2tleRgEIAMoCUIPukgMkgEJEGQiBXIDGIAgEjIKDm9jY3VycmVkX2FmdGVyGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzCg9vY2N1cnJlZF9iZWZvcmUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKBW9yZGVyGAcgASgJQiO6SCByHlIAUgxuZXdlc3RfZmlyc3RSDG9sZGVzdF9maXJzdBIjCgpjaHVua19zaXplGAggASgFQgq6SAcaBRiIJygASAOIAQESHgoMcmVzdW1lX3Rva2VuGAkgASgJQgi6SAVyAxiACEIOCgxfY3VzdG9tZXJfaWRCDQoLX3Byb2R1Y3RfaWRCEgoQX3N1YnNjcmlwdGlvbl9pZEINCgtfY2h1bmtfc2l6ZSJVChlFeHBvcnRVc2FnZUV2ZW50c1Jlc3BvbnNlEiIKBGRhdGEYASADKAsyFC51c2FnZS52MS5Vc2FnZUV2ZW50EhQKDHJlc3VtZV90b2tlbhgCIAEoCSKfBAoVQWdncmVnYXRlVXNhZ2VSZXF1ZXN0EiYKBmJ1Y2tldBgBIAEoCUIWukgTchFSBGhvdXJSA2RheVIEd2VlaxIxCgVzaW5jZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARIpCgV1bnRpbBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoGbWV0cmljGAQgASgJQhy6SBlyF1IAUgVjb3VudFIMc3VtX3F1YW50aXR5EkYKCGdyb3VwX2J5GAUgASgJQjS6SDFyLzItXih8bm9uZXxtZXRyaWNfa2V5fGRpbTpbQS1aYS16MC05Xy4tXXsxLDY0fSkkEiQKC2N1c3RvbWVyX2lkGAYgASgJQgq6SAdyBRABGIABSACIAQESIwoKcHJvZHVjdF9pZBgHIAEoCUIKukgHcgUQARiAAUgBiAEBEigKD3N1YnNjcmlwdGlvbl9pZBgIIAEoCUIKukgHcgUQARiAAUgCiAEBEiMKCm1ldHJpY19rZXkYCSADKAlCD7pIDJIBCRBkIgVyAxiAIBIZCgN0b3AYCiABKAVCB7pIBBoCKABIA4gBARIaCgl0aW1lX3pvbmUYCyABKAlCB7pIBHICGEBCDgoMX2N1c3RvbWVyX2lkQg0KC19wcm9kdWN0X2lkQhIKEF9zdWJzY3JpcHRpb25faWRCBgoEX3RvcCJfCg5BZ2dyZWdhdGVQb2ludBIpCgVzdGFydBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFdmFsdWUYAiABKAESEwoLZXhhY3RfdmFsdWUYAyABKAkiewoPQWdncmVnYXRlU2VyaWVzEgsKA2tleRgBIAEoCRINCgVvdGhlchgCIAEoCBINCgV0b3RhbBgDIAEoARIoCgZwb2ludHMYBCADKAsyGC51c2FnZS52MS5BZ2dyZWdhdGVQb2ludBITCgtleGFjdF90b3RhbBgFIAEoCSLLAQoWQWdncmVnYXRlVXNhZ2VSZXNwb25zZRIOCgZidWNrZXQYASABKAkSEAoIZ3JvdXBfYnkYAiABKAkSDgoGbWV0cmljGAMgASgJEikKBnNlcmllcxgEIAMoCzIZLnVzYWdlLnYxLkFnZ3JlZ2F0ZVNlcmllcxIpCgVzaW5jZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKQoFdW50aWwYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlIKGEluZ2VzdFVzYWdlRXZlbnRzUmVxdWVzdBI2CgZldmVudHMYASADKAsyGS51c2FnZS52MS5Vc2FnZUV2ZW50SW5wdXRCC7pICJIBBQgBEIgnIjQKDkV2ZW50VmlvbGF0aW9uEg0KBWZpZWxkGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJIm0KDEluZ2VzdFJlc3VsdBINCgVpbmRleBgBIAEoBRIOCgZzdGF0dXMYAiABKAkSEAoIZXZlbnRfaWQYAyABKAkSLAoKdmlvbGF0aW9ucxgEIAMoCzIYLnVzYWdlLnYxLkV2ZW50VmlvbGF0aW9uIkQKGUluZ2VzdFVzYWdlRXZlbnRzUmVzcG9uc2USJwoHcmVzdWx0cxgBIAMoCzIWLnVzYWdlLnYxLkluZ2VzdFJlc3VsdDKyBQoMVXNhZ2VTZXJ2aWNlEqoBChdMaXN0Q3VzdG9tZXJVc2FnZUV2ZW50cxIoLnVzYWdlLnYxLkxpc3RDdXN0b21lclVzYWdlRXZlbnRzUmVxdWVzdBopLnVzYWdlLnYxLkxpc3RDdXN0b21lclVzYWdlRXZlbnRzUmVzcG9uc2UiOpACAYLT5JMCMRIvL3YxL2N1c3RvbWVycy97aWR9L3VzYWdlL3thZ2dyZWdhdG9yX2lkfS9ldmVudHMScwoPTGlzdFVzYWdlRXZlbnRzEiAudXNhZ2UudjEuTGlzdFVzYWdlRXZlbnRzUmVxdWVzdBohLnVzYWdlLnYxLkxpc3RVc2FnZUV2ZW50c1Jlc3BvbnNlIhuQAgGC0+STAhISEC92MS91c2FnZS1ldmVudHMSegoOQWdncmVnYXRlVXNhZ2USHy51c2FnZS52MS5BZ2dyZWdhdGVVc2FnZVJlcXVlc3QaIC51c2FnZS52MS5BZ2dyZWdhdGVVc2FnZVJlc3BvbnNlIiWQAgGC0+STAhwSGi92MS91c2FnZS1ldmVudHMvYWdncmVnYXRlEoIBChFFeHBvcnRVc2FnZUV2ZW50cxIiLnVzYWdlLnYxLkV4cG9ydFVzYWdlRXZlbnRzUmVxdWVzdBojLnVzYWdlLnYxLkV4cG9ydFVzYWdlRXZlbnRzUmVzcG9uc2UiIpACAYLT5JMCGRIXL3YxL3VzYWdlLWV2ZW50czpleHBvcnQwARJ/ChFJbmdlc3RVc2FnZUV2ZW50cxIiLnVzYWdlLnYxLkluZ2VzdFVzYWdlRXZlbnRzUmVxdWVzdBojLnVzYWdlLnYxLkluZ2VzdFVzYWdlRXZlbnRzUmVzcG9uc2UiIYLT5JMCGzoBKiIWL3YxL3VzYWdlLWV2ZW50cy9iYXRjaEKsAQoUY29tLmV4YW1wbGUudXNhZ2UudjFCEVVzYWdlU2VydmljZVByb3RvUAFaQGdpdGh1Yi5jb20vZXhhbXBsZS91c2FnZS1zZXJ2aWNlL2NsaWVudHMvZ28vZ2VuL3VzYWdlL3YxO3VzYWdldjGiAgNVWFiqAghVc2FnZS5WMcoCCFVzYWdlXFYx4gIUVXNhZ2VcVjFcR1BCTWV0YWRhdGHqAglVc2FnZTo6VjFiBnByb3RvMw", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_struct, file_google_protobuf_timestamp, file_usage_v1_events, file_usage_v1_pagination]);
+  fileDesc("Chx1c2FnZS92MS91c2FnZV9zZXJ2aWNlLnByb3RvEgh1c2FnZS52MSLdAgoeTGlzdEN1c3RvbWVyVXNhZ2VFdmVudHNSZXF1ZXN0EhYKAmlkGAEgASgJQgq6SAdyBRABGIABEiEKDWFnZ3JlZ2F0b3JfaWQYAiABKAlCCrpIB3IFEAEYgAESNgoKc3RhcnRfZGF0ZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARI0CghlbmRfZGF0ZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARItChRhZ2dyZWdhdG9yX2ZpbHRlcl9pZBgFIAEoCUIKukgHcgUQARiAAUgAiAEBEhwKBHRha2UYBiABKAVCCbpIBhoEGGQoAEgBiAEBEhoKBHNraXAYByABKAVCB7pIBBoCKABIAogBAUIXChVfYWdncmVnYXRvcl9maWx0ZXJfaWRCBwoFX3Rha2VCBwoFX3NraXAiOQoIUGFnZU1ldGESDQoFdG90YWwYASABKAUSDQoFdGFrZW4YAiABKAUSDwoHc2tpcHBlZBgDIAEoBSKHAQoSQ3VzdG9tZXJVc2FnZUV2ZW50EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSLQoJdGltZXN0YW1wGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIoCgdwYXlsb2FkGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJvCh9MaXN0Q3VzdG9tZXJVc2FnZUV2ZW50c1Jlc3BvbnNlEiAKBG1ldGEYASABKAsyEi51c2FnZS52MS5QYWdlTWV0YRIqCgRkYXRhGAIgAygLMhwudXNhZ2UudjEuQ3VzdG9tZXJVc2FnZUV2ZW50Io8DChZMaXN0VXNhZ2VFdmVudHNSZXF1ZXN0EhsKBWxpbWl0GAEgASgFQge6SAQaAigASACIAQESGAoGY3Vyc29yGAIgASgJQgi6SAVyAxiACBIkCgtjdXN0b21lcl9pZBgDIAEoCUIKukgHcgUQARiAAUgBiAEBEiMKCnByb2R1Y3RfaWQYBCABKAlCCrpIB3IFEAEYgAFIAogBARIoCg9zdWJzY3JpcHRpb25faWQYBSABKAlCCrpIB3IFEAEYgAFIA4gBARIjCgptZXRyaWNfa2V5GAYgAygJQg+6SAySAQkQZCIFcgMYgCASMgoOb2NjdXJyZWRfYWZ0ZXIYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD29jY3VycmVkX2JlZm9yZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCAoGX2xpbWl0Qg4KDF9jdXN0b21lcl9pZEINCgtfcHJvZHVjdF9pZEISChBfc3Vic2NyaXB0aW9uX2lkImcKF0xpc3RVc2FnZUV2ZW50c1Jlc3BvbnNlEiIKBGRhdGEYASADKAsyFC51c2FnZS52MS5Vc2FnZUV2ZW50EigKCnBhZ2luYXRpb24YAiABKAsyFC51c2FnZS52MS5QYWdpbmF0aW9uItgDChhFeHBvcnRVc2FnZUV2ZW50c1JlcXVlc3QSJAoLY3VzdG9tZXJfaWQYASABKAlCCrpIB3IFEAEYgAFIAIgBARIjCgpwcm9kdWN0X2lkGAIgASgJQgq6SAdyBRABGIABSAGIAQESKAoPc3Vic2NyaXB0aW9uX2lkGAMgASgJQgq6SAdyBRABGIABSAKIAQESIwoKbWV0cmljX2tleRgEIAMoCUIPukgMkgEJEGQiBXIDGIAgEjIKDm9jY3VycmVkX2FmdGVyGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzCg9vY2N1cnJlZF9iZWZvcmUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKBW9yZGVyGAcgASgJQiO6SCByHlIAUgxuZXdlc3RfZmlyc3RSDG9sZGVzdF9maXJzdBIjCgpjaHVua19zaXplGAggASgFQgq6SAcaBRiIJygASAOIAQESHgoMcmVzdW1lX3Rva2VuGAkgASgJQgi6SAVyAxiACEIOCgxfY3VzdG9tZXJfaWRCDQoLX3Byb2R1Y3RfaWRCEgoQX3N1YnNjcmlwdGlvbl9pZEINCgtfY2h1bmtfc2l6ZSJVChlFeHBvcnRVc2FnZUV2ZW50c1Jlc3BvbnNlEiIKBGRhdGEYASADKAsyFC51c2FnZS52MS5Vc2FnZUV2ZW50EhQKDHJlc3VtZV90b2tlbhgCIAEoCSK3AgoYRXhwbGFpblVzYWdlRXZlbnRSZXF1ZXN0EhwKCGV2ZW50X2lkGAEgASgJQgq6SAdyBRABGIABEiEKDWFnZ3JlZ2F0b3JfaWQYAiABKAlCCrpIB3IFEAEYgAESLQoUYWdncmVnYXRvcl9maWx0ZXJfaWQYAyABKAlCCrpIB3IFEAEYgAFIAIgBARIkCgtjdXN0b21lcl9pZBgEIAEoCUIKukgHcgUQARiAAUgBiAEBEi4KCnN0YXJ0X2RhdGUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF9kYXRlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIXChVfYWdncmVnYXRvcl9maWx0ZXJfaWRCDgoMX2N1c3RvbWVyX2lkInwKGUV4cGxhaW5Vc2FnZUV2ZW50UmVzcG9uc2USDgoGY291bnRzGAEgASgIEiMKBWV2ZW50GAIgASgLMhQudXNhZ2UudjEuVXNhZ2VFdmVudBIqCgZjaGVja3MYAyADKAsyGi51c2FnZS52MS5FeHBsYW5hdGlvbkNoZWNrIoUBChBFeHBsYW5hdGlvbkNoZWNrEgwKBG5hbWUYASABKAkSDgoGcGFzc2VkGAIgASgIEg4KBmRldGFpbBgDIAEoCRITCgtjb25kaXRpb25hbBgEIAEoCRIuCgpjb25kaXRpb25zGAUgAygLMhoudXNhZ2UudjEuQ29uZGl0aW9uVmVyZGljdCKpAQoQQ29uZGl0aW9uVmVyZGljdBIQCghwcm9wZXJ0eRgBIAEoCRIQCghvcGVyYXRvchgCIAEoCRIoCghleHBlY3RlZBgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIPCgdwcmVzZW50GAQgASgIEiYKBmFjdHVhbBgFIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIOCgZwYXNzZWQYBiABKAginwQKFUFnZ3JlZ2F0ZVVzYWdlUmVxdWVzdBImCgZidWNrZXQYASABKAlCFrpIE3IRUgRob3VyUgNkYXlSBHdlZWsSMQoFc2luY2UYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQga6SAPIAQESKQoFdW50aWwYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKBm1ldHJpYxgEIAEoCUIcukgZchdSAFIFY291bnRSDHN1bV9xdWFudGl0eRJGCghncm91cF9ieRgFIAEoCUI0ukgxci8yLV4ofG5vbmV8bWV0cmljX2tleXxkaW06W0EtWmEtejAtOV8uLV17MSw2NH0pJBIkCgtjdXN0b21lcl9pZBgGIAEoCUIKukgHcgUQARiAAUgAiAEBEiMKCnByb2R1Y3RfaWQYByABKAlCCrpIB3IFEAEYgAFIAYgBARIoCg9zdWJzY3JpcHRpb25faWQYCCABKAlCCrpIB3IFEAEYgAFIAogBARIjCgptZXRyaWNfa2V5GAkgAygJQg+6SAySAQkQZCIFcgMYgCASGQoDdG9wGAogASgFQge6SAQaAigASAOIAQESGgoJdGltZV96b25lGAsgASgJQge6SARyAhhAQg4KDF9jdXN0b21lcl9pZEINCgtfcHJvZHVjdF9pZEISChBfc3Vic2NyaXB0aW9uX2lkQgYKBF90b3AiXwoOQWdncmVnYXRlUG9pbnQSKQoFc3RhcnQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBXZhbHVlGAIgASgBEhMKC2V4YWN0X3ZhbHVlGAMgASgJInsKD0FnZ3JlZ2F0ZVNlcmllcxILCgNrZXkYASABKAkSDQoFb3RoZXIYAiABKAgSDQoFdG90YWwYAyABKAESKAoGcG9pbnRzGAQgAygLMhgudXNhZ2UudjEuQWdncmVnYXRlUG9pbnQSEwoLZXhhY3RfdG90YWwYBSABKAkiywEKFkFnZ3JlZ2F0ZVVzYWdlUmVzcG9uc2USDgoGYnVja2V0GAEgASgJEhAKCGdyb3VwX2J5GAIgASgJEg4KBm1ldHJpYxgDIAEoCRIpCgZzZXJpZXMYBCADKAsyGS51c2FnZS52MS5BZ2dyZWdhdGVTZXJpZXMSKQoFc2luY2UYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKBXVudGlsGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJSChhJbmdlc3RVc2FnZUV2ZW50c1JlcXVlc3QSNgoGZXZlbnRzGAEgAygLMhkudXNhZ2UudjEuVXNhZ2VFdmVudElucHV0Qgu6SAiSAQUIARCIJyI0Cg5FdmVudFZpb2xhdGlvbhINCgVmaWVsZBgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCSJtCgxJbmdlc3RSZXN1bHQSDQoFaW5kZXgYASABKAUSDgoGc3RhdHVzGAIgASgJEhAKCGV2ZW50X2lkGAMgASgJEiwKCnZpb2xhdGlvbnMYBCADKAsyGC51c2FnZS52MS5FdmVudFZpb2xhdGlvbiJEChlJbmdlc3RVc2FnZUV2ZW50c1Jlc3BvbnNlEicKB3Jlc3VsdHMYASADKAsyFi51c2FnZS52MS5Jbmdlc3RSZXN1bHQy0QYKDFVzYWdlU2VydmljZRKqAQoXTGlzdEN1c3RvbWVyVXNhZ2VFdmVudHMSKC51c2FnZS52MS5MaXN0Q3VzdG9tZXJVc2FnZUV2ZW50c1JlcXVlc3QaKS51c2FnZS52MS5MaXN0Q3VzdG9tZXJVc2FnZUV2ZW50c1Jlc3BvbnNlIjqQAgGC0+STAjESLy92MS9jdXN0b21lcnMve2lkfS91c2FnZS97YWdncmVnYXRvcl9pZH0vZXZlbnRzEnMKD0xpc3RVc2FnZUV2ZW50cxIgLnVzYWdlLnYxLkxpc3RVc2FnZUV2ZW50c1JlcXVlc3QaIS51c2FnZS52MS5MaXN0VXNhZ2VFdmVudHNSZXNwb25zZSIbkAIBgtPkkwISEhAvdjEvdXNhZ2UtZXZlbnRzEnoKDkFnZ3JlZ2F0ZVVzYWdlEh8udXNhZ2UudjEuQWdncmVnYXRlVXNhZ2VSZXF1ZXN0GiAudXNhZ2UudjEuQWdncmVnYXRlVXNhZ2VSZXNwb25zZSIlkAIBgtPkkwIcEhovdjEvdXNhZ2UtZXZlbnRzL2FnZ3JlZ2F0ZRKCAQoRRXhwb3J0VXNhZ2VFdmVudHMSIi51c2FnZS52MS5FeHBvcnRVc2FnZUV2ZW50c1JlcXVlc3QaIy51c2FnZS52MS5FeHBvcnRVc2FnZUV2ZW50c1Jlc3BvbnNlIiKQAgGC0+STAhkSFy92MS91c2FnZS1ldmVudHM6ZXhwb3J0MAESnAEKEUV4cGxhaW5Vc2FnZUV2ZW50EiIudXNhZ2UudjEuRXhwbGFpblVzYWdlRXZlbnRSZXF1ZXN0GiMudXNhZ2UudjEuRXhwbGFpblVzYWdlRXZlbnRSZXNwb25zZSI+kAIBgtPkkwI1EjMvdjEvdXNhZ2UtZXZlbnRzL3tldmVudF9pZH0vZXhwbGFpbi97YWdncmVnYXRvcl9pZH0SfwoRSW5nZXN0VXNhZ2VFdmVudHMSIi51c2FnZS52MS5Jbmdlc3RVc2FnZUV2ZW50c1JlcXVlc3QaIy51c2FnZS52MS5Jbmdlc3RVc2FnZUV2ZW50c1Jlc3BvbnNlIiGC0+STAhs6ASoiFi92MS91c2FnZS1ldmVudHMvYmF0Y2hCrAEKFGNvbS5leGFtcGxlLnVzYWdlLnYxQhFVc2FnZVNlcnZpY2VQcm90b1ABWkBnaXRodWIuY29tL2V4YW1wbGUvdXNhZ2Utc2VydmljZS9jbGllbnRzL2dvL2dlbi91c2FnZS92MTt1c2FnZXYxogIDVVhYqgIIVXNhZ2UuVjHKAghVc2FnZVxWMeICFFVzYWdlXFYxXEdQQk1ldGFkYXRh6gIJVXNhZ2U6OlYxYgZwcm90bzM", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_struct, file_google_protobuf_timestamp, file_usage_v1_events, file_usage_v1_pagination]);
 
 /**
  * Asks for one customer's events of one aggregator.
@@ -399,6 +399,206 @@ export const ExportUsageEventsResponseSchema: GenMessage<ExportUsageEventsRespon
   messageDesc(file_usage_v1_usage_service, 7);
 
 /**
+ * Asks why an event counts, or does not, for an aggregator.
+ *
+ * @generated from message usage.v1.ExplainUsageEventRequest
+ */
+export type ExplainUsageEventRequest = Message<"usage.v1.ExplainUsageEventRequest"> & {
+  /**
+   * The event.
+   *
+   * @generated from field: string event_id = 1;
+   */
+  eventId: string;
+
+  /**
+   * The aggregator whose event_type and filter are checked.
+   *
+   * @generated from field: string aggregator_id = 2;
+   */
+  aggregatorId: string;
+
+  /**
+   * An aggregator filter of this aggregator, checked in addition to its own filter.
+   *
+   * @generated from field: optional string aggregator_filter_id = 3;
+   */
+  aggregatorFilterId?: string;
+
+  /**
+   * The customer whose usage is asked about; default the event's own customer.
+   *
+   * @generated from field: optional string customer_id = 4;
+   */
+  customerId?: string;
+
+  /**
+   * Start of a period, inclusive; without it the period is not checked.
+   *
+   * @generated from field: google.protobuf.Timestamp start_date = 5;
+   */
+  startDate?: Timestamp;
+
+  /**
+   * End of the period, exclusive; needs start_date and must be after it.
+   *
+   * @generated from field: google.protobuf.Timestamp end_date = 6;
+   */
+  endDate?: Timestamp;
+};
+
+/**
+ * Describes the message usage.v1.ExplainUsageEventRequest.
+ * Use `create(ExplainUsageEventRequestSchema)` to create a new message.
+ */
+export const ExplainUsageEventRequestSchema: GenMessage<ExplainUsageEventRequest> = /*@__PURE__*/
+  messageDesc(file_usage_v1_usage_service, 8);
+
+/**
+ * Why an event counts, or does not.
+ *
+ * @generated from message usage.v1.ExplainUsageEventResponse
+ */
+export type ExplainUsageEventResponse = Message<"usage.v1.ExplainUsageEventResponse"> & {
+  /**
+   * Whether the event counts: every check passed. ListCustomerUsageEvents lists
+   * the event for the same customer, aggregator, filter and period exactly then.
+   *
+   * @generated from field: bool counts = 1;
+   */
+  counts: boolean;
+
+  /**
+   * The event, as ListUsageEvents returns it.
+   *
+   * @generated from field: usage.v1.UsageEvent event = 2;
+   */
+  event?: UsageEvent;
+
+  /**
+   * The checks, in this order: `customer`, `event_type`, `period` (when a period
+   * is given), `aggregator_filter`, then `named_filter` (when one is given).
+   *
+   * @generated from field: repeated usage.v1.ExplanationCheck checks = 3;
+   */
+  checks: ExplanationCheck[];
+};
+
+/**
+ * Describes the message usage.v1.ExplainUsageEventResponse.
+ * Use `create(ExplainUsageEventResponseSchema)` to create a new message.
+ */
+export const ExplainUsageEventResponseSchema: GenMessage<ExplainUsageEventResponse> = /*@__PURE__*/
+  messageDesc(file_usage_v1_usage_service, 9);
+
+/**
+ * One check of an explanation.
+ *
+ * @generated from message usage.v1.ExplanationCheck
+ */
+export type ExplanationCheck = Message<"usage.v1.ExplanationCheck"> & {
+  /**
+   * What is checked: `customer`, `event_type`, `period`, `aggregator_filter` or
+   * `named_filter`.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Whether the event passes it.
+   *
+   * @generated from field: bool passed = 2;
+   */
+  passed: boolean;
+
+  /**
+   * The check in words, with the values compared.
+   *
+   * @generated from field: string detail = 3;
+   */
+  detail: string;
+
+  /**
+   * For the two filter checks: how the conditions combine (`and` or `or`); an
+   * empty filter passes every event.
+   *
+   * @generated from field: string conditional = 4;
+   */
+  conditional: string;
+
+  /**
+   * For the two filter checks: each condition with its verdict.
+   *
+   * @generated from field: repeated usage.v1.ConditionVerdict conditions = 5;
+   */
+  conditions: ConditionVerdict[];
+};
+
+/**
+ * Describes the message usage.v1.ExplanationCheck.
+ * Use `create(ExplanationCheckSchema)` to create a new message.
+ */
+export const ExplanationCheckSchema: GenMessage<ExplanationCheck> = /*@__PURE__*/
+  messageDesc(file_usage_v1_usage_service, 10);
+
+/**
+ * One condition of a filter, applied to the event.
+ *
+ * @generated from message usage.v1.ConditionVerdict
+ */
+export type ConditionVerdict = Message<"usage.v1.ConditionVerdict"> & {
+  /**
+   * The property the condition reads.
+   *
+   * @generated from field: string property = 1;
+   */
+  property: string;
+
+  /**
+   * The condition's operator.
+   *
+   * @generated from field: string operator = 2;
+   */
+  operator: string;
+
+  /**
+   * The condition's value (absent for is_null and is_not_null).
+   *
+   * @generated from field: google.protobuf.Value expected = 3;
+   */
+  expected?: Value;
+
+  /**
+   * Whether the event has the property at all.
+   *
+   * @generated from field: bool present = 4;
+   */
+  present: boolean;
+
+  /**
+   * The event's value of the property, when present.
+   *
+   * @generated from field: google.protobuf.Value actual = 5;
+   */
+  actual?: Value;
+
+  /**
+   * Whether the condition holds for the event.
+   *
+   * @generated from field: bool passed = 6;
+   */
+  passed: boolean;
+};
+
+/**
+ * Describes the message usage.v1.ConditionVerdict.
+ * Use `create(ConditionVerdictSchema)` to create a new message.
+ */
+export const ConditionVerdictSchema: GenMessage<ConditionVerdict> = /*@__PURE__*/
+  messageDesc(file_usage_v1_usage_service, 11);
+
+/**
  * Asks for bucketed usage totals.
  *
  * @generated from message usage.v1.AggregateUsageRequest
@@ -491,7 +691,7 @@ export type AggregateUsageRequest = Message<"usage.v1.AggregateUsageRequest"> & 
  * Use `create(AggregateUsageRequestSchema)` to create a new message.
  */
 export const AggregateUsageRequestSchema: GenMessage<AggregateUsageRequest> = /*@__PURE__*/
-  messageDesc(file_usage_v1_usage_service, 8);
+  messageDesc(file_usage_v1_usage_service, 12);
 
 /**
  * One bucket of a series.
@@ -528,7 +728,7 @@ export type AggregatePoint = Message<"usage.v1.AggregatePoint"> & {
  * Use `create(AggregatePointSchema)` to create a new message.
  */
 export const AggregatePointSchema: GenMessage<AggregatePoint> = /*@__PURE__*/
-  messageDesc(file_usage_v1_usage_service, 9);
+  messageDesc(file_usage_v1_usage_service, 13);
 
 /**
  * The points of one group.
@@ -580,7 +780,7 @@ export type AggregateSeries = Message<"usage.v1.AggregateSeries"> & {
  * Use `create(AggregateSeriesSchema)` to create a new message.
  */
 export const AggregateSeriesSchema: GenMessage<AggregateSeries> = /*@__PURE__*/
-  messageDesc(file_usage_v1_usage_service, 10);
+  messageDesc(file_usage_v1_usage_service, 14);
 
 /**
  * Bucketed usage totals.
@@ -636,7 +836,7 @@ export type AggregateUsageResponse = Message<"usage.v1.AggregateUsageResponse"> 
  * Use `create(AggregateUsageResponseSchema)` to create a new message.
  */
 export const AggregateUsageResponseSchema: GenMessage<AggregateUsageResponse> = /*@__PURE__*/
-  messageDesc(file_usage_v1_usage_service, 11);
+  messageDesc(file_usage_v1_usage_service, 15);
 
 /**
  * A batch of events to store.
@@ -657,7 +857,7 @@ export type IngestUsageEventsRequest = Message<"usage.v1.IngestUsageEventsReques
  * Use `create(IngestUsageEventsRequestSchema)` to create a new message.
  */
 export const IngestUsageEventsRequestSchema: GenMessage<IngestUsageEventsRequest> = /*@__PURE__*/
-  messageDesc(file_usage_v1_usage_service, 12);
+  messageDesc(file_usage_v1_usage_service, 16);
 
 /**
  * A field of an event that failed validation.
@@ -685,7 +885,7 @@ export type EventViolation = Message<"usage.v1.EventViolation"> & {
  * Use `create(EventViolationSchema)` to create a new message.
  */
 export const EventViolationSchema: GenMessage<EventViolation> = /*@__PURE__*/
-  messageDesc(file_usage_v1_usage_service, 13);
+  messageDesc(file_usage_v1_usage_service, 17);
 
 /**
  * The outcome for one event of a batch.
@@ -729,7 +929,7 @@ export type IngestResult = Message<"usage.v1.IngestResult"> & {
  * Use `create(IngestResultSchema)` to create a new message.
  */
 export const IngestResultSchema: GenMessage<IngestResult> = /*@__PURE__*/
-  messageDesc(file_usage_v1_usage_service, 14);
+  messageDesc(file_usage_v1_usage_service, 18);
 
 /**
  * The outcome of a batch.
@@ -750,7 +950,7 @@ export type IngestUsageEventsResponse = Message<"usage.v1.IngestUsageEventsRespo
  * Use `create(IngestUsageEventsResponseSchema)` to create a new message.
  */
 export const IngestUsageEventsResponseSchema: GenMessage<IngestUsageEventsResponse> = /*@__PURE__*/
-  messageDesc(file_usage_v1_usage_service, 15);
+  messageDesc(file_usage_v1_usage_service, 19);
 
 /**
  * Stores usage events and answers questions about them. Every call acts for the
@@ -803,6 +1003,19 @@ export const UsageService: GenService<{
     methodKind: "server_streaming";
     input: typeof ExportUsageEventsRequestSchema;
     output: typeof ExportUsageEventsResponseSchema;
+  },
+  /**
+   * Whether one event counts for an aggregator (and optionally one of its filters,
+   * one customer and a window), and why: every check ListCustomerUsageEvents applies,
+   * each with its verdict, down to each condition of the filters with the event's
+   * actual value. Its verdict is the page's: the event is listed exactly when it counts.
+   *
+   * @generated from rpc usage.v1.UsageService.ExplainUsageEvent
+   */
+  explainUsageEvent: {
+    methodKind: "unary";
+    input: typeof ExplainUsageEventRequestSchema;
+    output: typeof ExplainUsageEventResponseSchema;
   },
   /**
    * Stores a batch of events, idempotently per idempotency key, with one result
