@@ -35,6 +35,7 @@ RESPONSE_TYPES: dict[str, Any] = {
     "ListCustomerUsageEvents": pb.ListCustomerUsageEventsResponse,
     "AggregateUsage": pb.AggregateUsageResponse,
     "IngestUsageEvents": pb.IngestUsageEventsResponse,
+    "ExplainUsageEvent": pb.ExplainUsageEventResponse,
 }
 
 
@@ -82,6 +83,9 @@ class BareServicer(pb_grpc.UsageServiceServicer):
         return self._reply(context)
 
     def IngestUsageEvents(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        return self._reply(context)
+
+    def ExplainUsageEvent(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         return self._reply(context)
 
     def ExportUsageEvents(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
