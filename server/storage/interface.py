@@ -17,13 +17,16 @@ from server.domain import (
     AggregateQuery,
     Aggregator,
     AggregatorFilter,
+    Correction,
     Customer,
     CustomerPage,
     CustomerPageQuery,
     EventFilters,
+    EventVersion,
     IngestOutcome,
     NewEvent,
     PageRow,
+    VoidOutcome,
 )
 
 
@@ -114,6 +117,20 @@ class AggregateStorage(Protocol):
         ...
 
 
+class CorrectionStorage(Protocol):
+    def void(
+        self, org: str, event_ids: Sequence[str], void: Correction, deadline: Deadline | None = None
+    ) -> list[VoidOutcome]:
+        """Void the events of `event_ids` (distinct) that are not voided yet, recording `void`; one
+        outcome per id, in order. A voided event stops counting in every read and aggregate (rollups
+        included) and bumps the data version, in one transaction; it is kept, never deleted."""
+        ...
+
+    def history(self, org: str, event_id: str, deadline: Deadline | None = None) -> list[EventVersion]:
+        """The versions of an event, oldest first; empty when the organization has no such event."""
+        ...
+
+
 class Storage(Protocol):
     @property
     def catalog(self) -> CatalogStorage: ...
@@ -123,6 +140,8 @@ class Storage(Protocol):
     def reads(self) -> EventReadStorage: ...
     @property
     def aggregates(self) -> AggregateStorage: ...
+    @property
+    def corrections(self) -> CorrectionStorage: ...
 
     def ping(self) -> None: ...
     def close(self) -> None: ...

@@ -4,6 +4,8 @@ still there, and means the same, after `migrate`.
 - 0002 -> 0003 (events.wire): events stored before the column existed (written here with plain
   SQL, as the service of revision 0002 stored them) are listed afterwards with every field, exactly
   as events ingested at revision 0003 are.
+- 0005 -> 0006 (voided_events): events stored before it are all still listed, and can be voided:
+  the voided one leaves the list and keeps every field in its history.
 - The migrated schema equals the tables of server/storage/schema.py (Alembic's own comparison).
 """
 
@@ -18,9 +20,9 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from pg_server import PgServer
-from stored_events import StoredEvent, all_events
+from stored_events import StoredEvent, all_events, decode
 
-from server.domain import NewEvent
+from server.domain import Correction, NewEvent
 from server.storage import schema
 from server.storage.engine import make_engine
 from server.storage.migrate import upgrade
@@ -126,6 +128,32 @@ def test_0003_fills_the_wire_form_of_events_stored_before_it(empty_url: str) -> 
             assert again == StoredEvent(
                 **{**expected.__dict__, "id": outcome.event_id, "organization_id": "org_fresh"}
             )
+    finally:
+        engine.dispose()
+
+
+def test_0006_leaves_earlier_events_listed_and_voidable(empty_url: str) -> None:
+    engine = make_engine(empty_url)
+    try:
+        assert upgrade(engine, "0005") == "0005"
+        ingested = SqlStorage(engine).events.ingest(
+            ORG,
+            [
+                NewEvent("cus_1", "login", OLD_ROWS[1]["timestamp_us"] + i, idempotency_key=f"k{i}")
+                for i in range(3)
+            ],
+            OLD_ROWS[0]["ingested_at_us"],
+        )
+        before = {e.id: e for e in all_events(SqlStorage(engine), ORG)}
+        assert upgrade(engine) == "0006"
+        storage = SqlStorage(engine)
+        assert {e.id: e for e in all_events(storage, ORG)} == before
+        voided = ingested[0].event_id
+        void = Correction(OLD_ROWS[0]["ingested_at_us"] + 1, "user_1", "duplicate")
+        assert [o.status for o in storage.corrections.void(ORG, [voided], void)] == ["VOIDED"]
+        assert set(before) - {e.id for e in all_events(storage, ORG)} == {voided}
+        (version,) = storage.corrections.history(ORG, voided)
+        assert decode([version.wire]) == [before[voided]] and version.void == void
     finally:
         engine.dispose()
 
