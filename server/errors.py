@@ -126,6 +126,7 @@ class Unauthenticated(ServiceError):
     EXPIRED = "TOKEN_EXPIRED"
     INVALID = "TOKEN_INVALID"  # signature, algorithm, audience, issuer or format
     NO_ORGANIZATION = "TOKEN_ORGANIZATION_INVALID"  # the organization claim is missing or malformed
+    NO_CALLER = "TOKEN_CALLER_MISSING"  # a correction with a token that names no caller
 
 
 class Unavailable(ServiceError):

@@ -22,13 +22,11 @@ from sqlalchemy.engine import Connection
 from server.deadline import Deadline
 from server.domain import Correction, EventVersion, VoidOutcome
 from server.storage import rollups, schema
-from server.storage.dialects import Failure
 from server.storage.engine import Database
-from server.storage.event_store import bump_version
+from server.storage.event_store import bump_version, write_retrying
 
 E = schema.events
 V = schema.voided_events
-_RETRIES = 3  # a deadlock with a concurrent write rolls the void back: it simply runs again
 
 
 class CorrectionStore:
@@ -42,14 +40,7 @@ class CorrectionStore:
     ) -> list[VoidOutcome]:
         """Void the events of `event_ids` (distinct) that are not voided yet; one outcome per id,
         in order. All or nothing."""
-        for attempt in range(_RETRIES):
-            try:
-                with self._db.write(deadline) as conn:
-                    return self._void(conn, org, event_ids, void)
-            except sa.exc.DBAPIError as exc:
-                if self._db.dialect.classify(exc) is not Failure.RETRY or attempt == _RETRIES - 1:
-                    raise
-        raise AssertionError("unreachable")
+        return write_retrying(self._db, deadline, lambda conn: self._void(conn, org, event_ids, void))
 
     def _void(
         self, conn: Connection, org: str, event_ids: Sequence[str], void: Correction

@@ -1,0 +1,52 @@
+"""CorrectionService adapter: validates and translates requests, calls the corrections logic with
+the call's deadline (server/deadline.py)."""
+
+from __future__ import annotations
+
+from usage.v1 import corrections_service_pb2 as pb
+from usage.v1 import corrections_service_pb2_grpc as pb_grpc
+
+from server import wire
+from server.deadline import Deadline
+from server.domain import Correction
+from server.logic.corrections import Corrections
+from server.rpc import convert, validation
+from server.rpc.interceptors import current_caller, current_org
+
+
+def _correction(c: Correction) -> pb.Correction:
+    return pb.Correction(corrected_at=convert.us_to_ts(c.at_us), corrected_by=c.actor, reason=c.reason)
+
+
+class CorrectionServicer(pb_grpc.CorrectionServiceServicer):
+    def __init__(self, corrections: Corrections, query_timeout_s: float) -> None:
+        self._corrections = corrections
+        self._timeout = query_timeout_s
+
+    def VoidUsageEvents(self, request, context):  # noqa: N802 (gRPC method name)
+        validation.check(request)
+        outcomes = self._corrections.void(
+            current_org(),
+            current_caller(),
+            list(request.event_ids),
+            request.reason,
+            Deadline.of_context(context, self._timeout),
+        )
+        response = pb.VoidUsageEventsResponse()
+        for o in outcomes:
+            result = response.results.add(event_id=o.event_id, status=o.status)
+            if o.void is not None:
+                result.void.CopyFrom(_correction(o.void))
+        return response
+
+    def GetUsageEventHistory(self, request, context):  # noqa: N802
+        validation.check(request)
+        versions = self._corrections.history(
+            current_org(), request.event_id, Deadline.of_context(context, self._timeout)
+        )
+        response = pb.GetUsageEventHistoryResponse()
+        for version, event in zip(versions, wire.decode(v.wire for v in versions), strict=True):
+            out = response.versions.add(event=event)
+            if version.void is not None:
+                out.voided.CopyFrom(_correction(version.void))
+        return response
