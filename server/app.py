@@ -140,7 +140,8 @@ def create_server(
     )
     corrections_service_pb2_grpc.add_CorrectionServiceServicer_to_server(
         CorrectionServicer(
-            Corrections(storage.corrections, settings.jwt_caller_claim), settings.default_query_timeout_s
+            Corrections(storage.corrections, settings.jwt_caller_claim, settings.max_future_skew_s),
+            settings.default_query_timeout_s,
         ),
         server,
     )

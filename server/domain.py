@@ -252,3 +252,23 @@ class EventVersion:
     wire: bytes
     void: Correction | None = None
     replaced_by: str | None = None
+
+
+AmendStatus = Literal["AMENDED", "NOT_FOUND", "VOIDED", "NOT_CURRENT", "RACED"]
+
+
+@dataclasses.dataclass(frozen=True)
+class AmendResult:
+    """What an amend did. AMENDED: `version` is the new version, `replaced_id` the one it replaced,
+    `amend` the correction that ended it.
+    Otherwise nothing changed: NOT_FOUND (no such event), VOIDED (the event is voided, nothing to
+    amend), NOT_CURRENT (the caller's expected version is not the current one) or RACED (another
+    correction of the current version committed while this one ran); `current_id` names the
+    current version for the last two."""
+
+    status: AmendStatus
+    version: EventVersion | None = None
+    new_id: str = ""
+    replaced_id: str = ""
+    amend: Correction | None = None
+    current_id: str = ""

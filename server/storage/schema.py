@@ -212,3 +212,5 @@ voided_events = sa.Table(
     sa.Column("void_reason", sa.String(1024), nullable=False),
     sa.Column("replaced_by", sa.String(64), nullable=True),
 )
+# An amended event's history, walked back from its current version (storage/corrections.py).
+sa.Index("ix_voided_events_replaced_by", voided_events.c.organization_id, voided_events.c.replaced_by)

@@ -371,7 +371,7 @@ def test_organizations_are_apart(stack: Stack, seeded: list[str]) -> None:
         status(other.get("/v1/customers/cus_1/usage/agg_api/events", params=WINDOW), 404, 5)
 
 
-def test_void_and_history_routes(stack: Stack) -> None:
+def test_void_amend_and_history_routes(stack: Stack) -> None:
     # An organization of its own: the voided event must not change the other tests' events.
     with stack.client("org_gw_void") as http:
         results = ok(http.post("/v1/usage-events/batch", json={"events": EVENTS[:2]}))["results"]
@@ -393,6 +393,24 @@ def test_void_and_history_routes(stack: Stack) -> None:
         status(http.get("/v1/usage-events/evt_x/history"), 404, 5)
         body = status(http.post("/v1/usage-events/void", json={"event_ids": [second], "reason": ""}), 400, 3)
         assert violations(body) == ["reason"]
+        amended = ok(
+            http.post(
+                f"/v1/usage-events/{second}/amend",
+                json={"event": {"quantity": "2.50"}, "update_mask": "quantity", "reason": "wrong quantity"},
+            )
+        )
+        assert (amended["replaced_version_id"], amended["event"]["quantity"]) == (second, "2.5")
+        new = amended["event"]["id"]
+        assert [e["id"] for e in ok(http.get("/v1/usage-events"))["data"]] == [new]
+        old, current = ok(http.get(f"/v1/usage-events/{second}/history"))["versions"]
+        assert (old["replaced_by"], old["voided"]["reason"], current["event"]["id"]) == (
+            new,
+            "wrong quantity",
+            new,
+        )
+        stale = {"update_mask": "quantity", "reason": "again", "expected_version_id": second}
+        body = status(http.post(f"/v1/usage-events/{second}/amend", json=stale), 400, 9)
+        assert body["details"][0]["metadata"] == {"current_version_id": new}
 
 
 def test_routing_errors(http: httpx.Client) -> None:

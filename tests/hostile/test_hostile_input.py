@@ -395,6 +395,23 @@ def create_aggregator(draw: st.DrawFn) -> cpb.CreateAggregatorRequest:
     return cpb.CreateAggregatorRequest(aggregator=draw(aggregator()))
 
 
+@st.composite
+def amend_usage_event(draw: st.DrawFn) -> xpb.AmendUsageEventRequest:
+    paths = st.one_of(
+        st.sampled_from(["quantity", "properties", "timestamp", "product_id", "customer_id", ""]),
+        hostile_text,
+    )
+    return _set(
+        xpb.AmendUsageEventRequest(
+            event_id=draw(ident),
+            event=draw(st.none() | usage_event()),
+            update_mask=field_mask_pb2.FieldMask(paths=draw(st.lists(paths, max_size=4))),
+        ),
+        reason=draw(st.none() | hostile_text),
+        expected_version_id=draw(st.none() | ident),
+    )
+
+
 def _page(cls: type) -> st.SearchStrategy[Any]:
     return st.builds(
         lambda limit, cursor: _set(cls(), limit=limit, cursor=cursor), maybe_int32, st.none() | hostile_text
@@ -438,6 +455,7 @@ RPCS: dict[str, Rpc] = {
         ),
         mutates=True,
     ),
+    "AmendUsageEvent": Rpc("corrections", amend_usage_event(), mutates=True),
     "GetUsageEventHistory": Rpc("corrections", st.builds(xpb.GetUsageEventHistoryRequest, event_id=ident)),
 }
 

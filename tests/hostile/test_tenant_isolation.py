@@ -835,6 +835,33 @@ def probe_void_usage_events(w: World) -> None:
     assert [r.status for r in both.results] == ["VOIDED", "NOT_FOUND"]
 
 
+def _amend(event: str, expected: str | None = None) -> Message:
+    request = xpb.AmendUsageEventRequest(
+        event_id=event,
+        event=events_pb2.UsageEventInput(quantity="1000"),
+        update_mask=field_mask_pb2.FieldMask(paths=["quantity"]),
+        reason="B's correction",
+    )
+    if expected is not None:
+        request.expected_version_id = expected
+    return request
+
+
+def probe_amend_usage_event(w: World) -> None:
+    call = w.b.corrections.AmendUsageEvent
+    for event_id in w.event_ids:
+        got = w.same_as_never(call, _amend, NOT_FOUND, event=event_id)
+        assert got.message == "Usage event not found"
+    # B's own event, guarded by A's ids as the expected version: refused without naming A's ids.
+    (mine,) = w.b.ingest_ok([event("cus_alpha", "api_call", T0)])
+    for event_id in w.event_ids[:3]:
+        got = _error(call, _amend(mine, expected=event_id))
+        assert got.code == grpc.StatusCode.FAILED_PRECONDITION and got.metadata == {
+            "current_version_id": mine
+        }
+        assert event_id not in got.message
+
+
 def _history(event: str) -> Message:
     return xpb.GetUsageEventHistoryRequest(event_id=event)
 
@@ -863,6 +890,7 @@ PROBES: dict[str, Callable[[World], None]] = {
     "CatalogService/DeleteAggregatorFilter": probe_delete_aggregator_filter,
     "CorrectionService/VoidUsageEvents": probe_void_usage_events,
     "CorrectionService/GetUsageEventHistory": probe_get_usage_event_history,
+    "CorrectionService/AmendUsageEvent": probe_amend_usage_event,
 }
 
 

@@ -1,6 +1,7 @@
 """CorrectionService over a real channel, on SQLite and PostgreSQL: voids leave every read (lists,
 customer totals and pages, aggregates, an answer kept in the answer cache), keep the event with its
-void in its history, name their caller from the token's claim, and refuse what they must.
+void in its history, name their caller from the token's claim, and refuse what they must; amends
+replace an event by a new version that keeps its identity, guarded by the version the caller saw.
 """
 
 from __future__ import annotations
@@ -8,10 +9,12 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import jwt
 import pytest
+from google.protobuf import field_mask_pb2
 from grpc_harness import (
     JWT_SECRET,
     Client,
@@ -175,3 +178,106 @@ def test_invalid_history_requests_name_their_field(harness: Harness) -> None:
         xpb.GetUsageEventHistoryRequest(event_id="evt_x"),
         grpc.StatusCode.NOT_FOUND,
     )
+
+
+# ---- AmendUsageEvent ------------------------------------------------------------------------------
+def amend(
+    client: Client, event_id: str, mask: list[str], reason: str = "wrong quantity", **fields: Any
+) -> Any:
+    expected = fields.pop("expected_version_id", None)
+    request = xpb.AmendUsageEventRequest(
+        event_id=event_id,
+        event=event(**fields) if fields else None,
+        update_mask=field_mask_pb2.FieldMask(paths=mask),
+        reason=reason,
+    )
+    if expected is not None:
+        request.expected_version_id = expected
+    return client.corrections.AmendUsageEvent(request)
+
+
+def test_an_amend_replaces_the_event_and_keeps_its_identity(harness: Harness) -> None:
+    alice = client_as(harness, "org_a", email="alice@example.com")
+    original = event(
+        timestamp=START, quantity="2", properties={"region": "eu"}, idempotency_key="k-1", product_id="prod_1"
+    )
+    (first,) = alice.ingest_ok([original])
+    (before,) = alice.all_events()
+    assert count(alice) == 1
+    got = amend(
+        alice, first, ["quantity", "properties", "product_id"], quantity="3.50", properties={"region": "us"}
+    )
+    new = got.event
+    assert got.replaced_version_id == first and new.id != first
+    assert (new.quantity, dict(new.properties), new.HasField("product_id")) == (
+        "3.5",
+        {"region": "us"},
+        False,
+    )
+    assert (new.customer_id, new.metric_key, new.idempotency_key, new.timestamp) == (
+        before.customer_id,
+        before.metric_key,
+        before.idempotency_key,
+        before.timestamp,
+    )
+    assert (got.amend.corrected_by, got.amend.reason) == ("alice@example.com", "wrong quantity")
+    assert [e.id for e in alice.all_events()] == [new.id] and count(alice) == 1
+    old, current = alice.corrections.GetUsageEventHistory(
+        xpb.GetUsageEventHistoryRequest(event_id=first)
+    ).versions
+    assert (old.event, old.voided, old.replaced_by) == (before, got.amend, new.id)
+    assert current.event == new and not current.HasField("voided") and current.replaced_by == ""
+    # A retry of the original ingest is still a DUPLICATE, of the current version.
+    assert [(r.status, r.event_id) for r in alice.ingest(original)] == [("DUPLICATE", new.id)]
+    # The guard: a stale expected version changes nothing and names the current one.
+    with pytest.raises(grpc.RpcError) as stale:
+        amend(alice, first, ["quantity"], quantity="9", expected_version_id=first)
+    assert stale.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert details(stale.value).metadata == {"current_version_id": new.id}
+    again = amend(alice, first, ["quantity"], quantity="9", expected_version_id=new.id)
+    assert again.replaced_version_id == new.id and again.event.quantity == "9"
+
+
+def test_amends_that_cannot_apply(harness: Harness) -> None:
+    a = client_as(harness, "org_a", email="a@example.com")
+    b = client_as(harness, "org_b", email="b@example.com")
+    first, second = a.ingest_ok([event(timestamp=START), event(timestamp=START + dt.timedelta(minutes=1))])
+    void(a, second)
+    for client, event_id in ((a, "evt_missing"), (b, first)):
+        expect_not_found(
+            client.corrections.AmendUsageEvent,
+            xpb.AmendUsageEventRequest(
+                event_id=event_id, update_mask=field_mask_pb2.FieldMask(paths=["quantity"]), reason="r"
+            ),
+            "Usage event not found",
+        )
+    with pytest.raises(grpc.RpcError) as voided:
+        amend(a, second, ["quantity"], quantity="2")
+    assert voided.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert [e.id for e in a.all_events()] == [first]
+
+
+@pytest.mark.parametrize(
+    ("mask", "fields", "field"),
+    [
+        ([], {}, "update_mask"),
+        (["customer_id"], {"customer_id": "cus_2"}, "update_mask"),
+        (["metric_key"], {}, "update_mask"),
+        (["idempotency_key"], {}, "update_mask"),
+        (["quantity"], {"quantity": "abc"}, "event.quantity"),
+        (["timestamp"], {"timestamp": dt.datetime(2100, 1, 1, tzinfo=dt.UTC)}, "event.timestamp"),
+        (["properties"], {"properties": {"a": {"nested": 1}}}, "event.properties.a"),
+        (["external_cost_amount"], {"external_cost_amount": "1"}, "event.external_cost_currency"),
+        (["quantity"], {"quantity": "1", "reason": " "}, "reason"),
+    ],
+)
+def test_invalid_amends_name_their_field(harness: Harness, mask: list[str], fields: dict, field: str) -> None:
+    client = client_as(harness, "org_a", email="a@example.com")
+    (first,) = client.ingest_ok([event(timestamp=START)])
+    fields = dict(fields)  # the parameters are shared by both backends' runs
+    reason = fields.pop("reason", "r")
+    with pytest.raises(grpc.RpcError) as caught:
+        amend(client, first, mask, reason=reason, **{"customer_id": "", **fields})  # unmasked: not read
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert details(caught.value).fields == [field], details(caught.value)
+    assert [e.id for e in client.all_events()] == [first]

@@ -1,13 +1,16 @@
-"""Voids in storage, on SQLite and PostgreSQL: a voided event stops counting in every read (pages,
-customer totals on the rollup path and the filtered path, aggregates), is kept with its void in the
-history, never comes back through a retried ingest, and is voided exactly once under concurrency.
+"""Voids and amends in storage, on SQLite and PostgreSQL: a voided event stops counting in every read
+(pages, customer totals on the rollup path and the filtered path, aggregates), is kept with its void
+in the history, never comes back through a retried ingest, and is voided exactly once under
+concurrency; an amend replaces an event by a new version that keeps its identity, exactly once.
 Expected values are counted here from what the test ingested, never asked of the storage layer.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 
@@ -188,3 +191,99 @@ def test_concurrent_voids_void_each_event_once(storage: SqlStorage, workers: int
     with storage.engine.connect() as conn:
         kept = conn.execute(sa.select(sa.func.count()).select_from(schema.voided_events)).scalar_one()
     assert kept == len(voided)  # one record per voided event, none for the ALREADY_VOIDED answers
+
+
+# ---- amends -------------------------------------------------------------------------------------
+AMEND = Correction(NOW + 7, "user_1", "wrong quantity")
+
+
+def _with(**changes: object) -> Callable[[NewEvent], NewEvent]:
+    """A change of the current version (canonical values, as the logic's checks make them)."""
+    return lambda current: dataclasses.replace(current, properties_json=None, **changes)  # type: ignore[arg-type]
+
+
+def test_an_amend_replaces_the_event_by_a_new_version(storage: SqlStorage) -> None:
+    if storage.db.dialect.keeps_rollups:
+        with storage.engine.begin() as conn:
+            assert rollups.add_dimension(conn, "region", NOW)
+    events = _events()[:3]
+    first, other, _ = ingest_ids(storage, events)
+    before = {e.id: e for e in all_events(storage)}
+    version = storage.reads.data_version(ORG)
+    result = storage.corrections.amend(
+        ORG, first, None, _with(quantity="7.25", properties={"region": "ap"}), AMEND, NOW + 10
+    )
+    assert (result.status, result.replaced_id, result.amend) == ("AMENDED", first, AMEND)
+    new = result.new_id
+    assert new != first and storage.reads.data_version(ORG) == version + 1
+    listed = {e.id: e for e in all_events(storage)}
+    assert set(listed) == set(before) - {first} | {new}
+    assert listed[new] == dataclasses.replace(
+        before[first], id=new, quantity="7.25", properties={"region": "ap"}, ingested_at_us=NOW + 10
+    )  # customer, metric, time and idempotency key kept
+    assert decode([result.version.wire]) == [listed[new]]  # type: ignore[union-attr]
+    # The history, from either id: the old version voided with a link to the new one.
+    for some_id in (first, new):
+        old, current = storage.corrections.history(ORG, some_id)
+        assert decode([old.wire]) == [before[first]] and (old.void, old.replaced_by) == (AMEND, new)
+        assert decode([current.wire]) == [listed[new]] and current.void is None
+    # A retry of the original ingest is a DUPLICATE of the event, answered with its current version.
+    assert [(o.status, o.event_id) for o in storage.events.ingest(ORG, events[:1], NOW)] == [
+        ("DUPLICATE", new)
+    ]
+    sums = _aggregate(storage, "dim:region", "sum_quantity")
+    assert sums == {"ap": Decimal("7.25"), "eu": Decimal("2"), "us": Decimal("0.25")}
+    if storage.db.dialect.keeps_rollups:
+        assert_rollups_match_events(storage.engine)
+    # Amended again through its first id: the current version is amended.
+    again = storage.corrections.amend(ORG, first, None, _with(quantity="1"), AMEND, NOW + 11)
+    assert again.status == "AMENDED" and again.replaced_id == new
+    assert len(storage.corrections.history(ORG, other)) == 1
+    assert [v.replaced_by for v in storage.corrections.history(ORG, first)] == [new, again.new_id, None]
+
+
+def test_an_amend_that_cannot_apply_changes_nothing(storage: SqlStorage) -> None:
+    first, second = ingest_ids(storage, _events()[:2])
+    amended = storage.corrections.amend(ORG, first, None, _with(quantity="3"), AMEND, NOW)
+    storage.corrections.void(ORG, [second], VOID)
+    before = (all_events(storage), storage.reads.data_version(ORG))
+    assert storage.corrections.amend(ORG, "evt_missing", None, _with(), AMEND, NOW).status == "NOT_FOUND"
+    assert storage.corrections.amend(OTHER, first, None, _with(), AMEND, NOW).status == "NOT_FOUND"
+    voided = storage.corrections.amend(ORG, second, None, _with(), AMEND, NOW)
+    assert (voided.status, voided.current_id) == ("VOIDED", second)
+    stale = storage.corrections.amend(ORG, first, first, _with(quantity="4"), AMEND, NOW)
+    assert (stale.status, stale.current_id) == ("NOT_CURRENT", amended.new_id)
+
+    def refuse(current: NewEvent) -> NewEvent:
+        raise ValueError("refused")
+
+    with pytest.raises(ValueError, match="refused"):
+        storage.corrections.amend(ORG, first, amended.new_id, refuse, AMEND, NOW)
+    assert (all_events(storage), storage.reads.data_version(ORG)) == before
+
+
+@pytest.mark.parametrize("workers", [8])
+def test_concurrent_amends_of_one_version_amend_it_once(storage: SqlStorage, workers: int) -> None:
+    (first,) = ingest_ids(storage, _events()[:1])
+    start = threading.Barrier(workers)
+
+    def amend(worker: int) -> tuple[str, str, str]:
+        start.wait()
+        r = storage.corrections.amend(
+            ORG, first, first, _with(quantity=str(worker + 10)), AMEND, NOW, Deadline(60.0)
+        )
+        return r.status, r.new_id, r.current_id
+
+    with ThreadPoolExecutor(workers) as pool:
+        results = list(pool.map(amend, range(workers)))
+    winners = [new for status, new, _ in results if status == "AMENDED"]
+    assert len(winners) == 1, results
+    # The others changed nothing and name the winner's version as the current one.
+    assert {(s, current) for s, _, current in results if s != "AMENDED"} <= {
+        ("RACED", winners[0]),
+        ("NOT_CURRENT", winners[0]),
+    }
+    assert [e.id for e in all_events(storage)] == winners
+    assert [v.replaced_by for v in storage.corrections.history(ORG, first)] == [winners[0], None]
+    if storage.db.dialect.keeps_rollups:
+        assert_rollups_match_events(storage.engine)

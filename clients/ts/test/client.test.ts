@@ -110,6 +110,26 @@ test("void an event, then read its history", async () => {
   assert.equal(history.versions[0].voided?.reason, "test traffic");
 });
 
+test("amend an event: a new version, the old one in its history", async () => {
+  const [ingested] = (
+    await usage.ingestUsageEvents({
+      events: [{ customerId: customer, metricKey: "amend_me", timestamp: at("2026-01-12T11:00:00Z"), quantity: "4" }],
+    })
+  ).results;
+  const amended = await corrections.amendUsageEvent({
+    eventId: ingested.eventId,
+    event: { quantity: "5.50" },
+    updateMask: { paths: ["quantity"] },
+    reason: "wrong quantity",
+    expectedVersionId: ingested.eventId,
+  });
+  assert.equal(amended.replacedVersionId, ingested.eventId);
+  assert.equal(amended.event?.quantity, "5.5");
+  const history = await corrections.getUsageEventHistory({ eventId: ingested.eventId });
+  assert.deepEqual(history.versions.map((v) => v.event?.quantity), ["4", "5.5"]);
+  assert.equal(history.versions[0].replacedBy, amended.event?.id);
+});
+
 test("an invalid request carries google.rpc.BadRequest and ErrorInfo details", async () => {
   const request = {
     id: customer,

@@ -24,11 +24,12 @@ _sym_db = _symbol_database.Default()
 
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from usage.v1 import events_pb2 as usage_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"usage/v1/corrections_service.proto\x12\x08usage.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15usage/v1/events.proto\"^\n\x16VoidUsageEventsRequest\x12(\n\tevent_ids\x18\x01 \x03(\tB\x15\xbaH\x12\x92\x01\x0f\x08\x01\x10\xe8\x07\x18\x01\"\x06r\x04\x10\x01\x18@\x12\x1a\n\x06reason\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80\x08\"d\n\nCorrection\x12\x30\n\x0c\x63orrected_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x63orrected_by\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"R\n\nVoidResult\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\"\n\x04void\x18\x03 \x01(\x0b\x32\x14.usage.v1.Correction\"@\n\x17VoidUsageEventsResponse\x12%\n\x07results\x18\x01 \x03(\x0b\x32\x14.usage.v1.VoidResult\":\n\x1bGetUsageEventHistoryRequest\x12\x1b\n\x08\x65vent_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@\"^\n\x11UsageEventVersion\x12#\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x14.usage.v1.UsageEvent\x12$\n\x06voided\x18\x02 \x01(\x0b\x32\x14.usage.v1.Correction\"M\n\x1cGetUsageEventHistoryResponse\x12-\n\x08versions\x18\x01 \x03(\x0b\x32\x1b.usage.v1.UsageEventVersion2\xa8\x02\n\x11\x43orrectionService\x12{\n\x0fVoidUsageEvents\x12 .usage.v1.VoidUsageEventsRequest\x1a!.usage.v1.VoidUsageEventsResponse\"#\x90\x02\x02\x82\xd3\xe4\x93\x02\x1a\"\x15/v1/usage-events/void:\x01*\x12\x95\x01\n\x14GetUsageEventHistory\x12%.usage.v1.GetUsageEventHistoryRequest\x1a&.usage.v1.GetUsageEventHistoryResponse\".\x90\x02\x01\x82\xd3\xe4\x93\x02%\x12#/v1/usage-events/{event_id}/historyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"usage/v1/corrections_service.proto\x12\x08usage.v1\x1a\x1b\x62uf/validate/validate.proto\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15usage/v1/events.proto\"^\n\x16VoidUsageEventsRequest\x12(\n\tevent_ids\x18\x01 \x03(\tB\x15\xbaH\x12\x92\x01\x0f\x08\x01\x10\xe8\x07\x18\x01\"\x06r\x04\x10\x01\x18@\x12\x1a\n\x06reason\x18\x02 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80\x08\"\x80\x03\n\x16\x41mendUsageEventRequest\x12\x1b\n\x08\x65vent_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@\x12(\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x19.usage.v1.UsageEventInput\x12\xbd\x01\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskB\x8b\x01\xbaH\x87\x01\xba\x01\x83\x01\n\x10update_mask.size\x12\x33must hold at most 16 paths of at most 64 characters\x1a:size(this.paths) <= 16 && this.paths.all(p, size(p) <= 64)\x12\x1a\n\x06reason\x18\x04 \x01(\tB\n\xbaH\x07r\x05\x10\x01\x18\x80\x08\x12+\n\x13\x65xpected_version_id\x18\x05 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@H\x00\x88\x01\x01\x42\x16\n\x14_expected_version_id\"\x80\x01\n\x17\x41mendUsageEventResponse\x12#\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x14.usage.v1.UsageEvent\x12\x1b\n\x13replaced_version_id\x18\x02 \x01(\t\x12#\n\x05\x61mend\x18\x03 \x01(\x0b\x32\x14.usage.v1.Correction\"d\n\nCorrection\x12\x30\n\x0c\x63orrected_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x63orrected_by\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"R\n\nVoidResult\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\"\n\x04void\x18\x03 \x01(\x0b\x32\x14.usage.v1.Correction\"@\n\x17VoidUsageEventsResponse\x12%\n\x07results\x18\x01 \x03(\x0b\x32\x14.usage.v1.VoidResult\":\n\x1bGetUsageEventHistoryRequest\x12\x1b\n\x08\x65vent_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@\"s\n\x11UsageEventVersion\x12#\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x14.usage.v1.UsageEvent\x12$\n\x06voided\x18\x02 \x01(\x0b\x32\x14.usage.v1.Correction\x12\x13\n\x0breplaced_by\x18\x03 \x01(\t\"M\n\x1cGetUsageEventHistoryResponse\x12-\n\x08versions\x18\x01 \x03(\x0b\x32\x1b.usage.v1.UsageEventVersion2\xaf\x03\n\x11\x43orrectionService\x12{\n\x0fVoidUsageEvents\x12 .usage.v1.VoidUsageEventsRequest\x1a!.usage.v1.VoidUsageEventsResponse\"#\x90\x02\x02\x82\xd3\xe4\x93\x02\x1a\"\x15/v1/usage-events/void:\x01*\x12\x84\x01\n\x0f\x41mendUsageEvent\x12 .usage.v1.AmendUsageEventRequest\x1a!.usage.v1.AmendUsageEventResponse\",\x82\xd3\xe4\x93\x02&\"!/v1/usage-events/{event_id}/amend:\x01*\x12\x95\x01\n\x14GetUsageEventHistory\x12%.usage.v1.GetUsageEventHistoryRequest\x1a&.usage.v1.GetUsageEventHistoryResponse\".\x90\x02\x01\x82\xd3\xe4\x93\x02%\x12#/v1/usage-events/{event_id}/historyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,26 +40,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VOIDUSAGEEVENTSREQUEST'].fields_by_name['event_ids']._serialized_options = b'\272H\022\222\001\017\010\001\020\350\007\030\001\"\006r\004\020\001\030@'
   _globals['_VOIDUSAGEEVENTSREQUEST'].fields_by_name['reason']._loaded_options = None
   _globals['_VOIDUSAGEEVENTSREQUEST'].fields_by_name['reason']._serialized_options = b'\272H\007r\005\020\001\030\200\010'
+  _globals['_AMENDUSAGEEVENTREQUEST'].fields_by_name['event_id']._loaded_options = None
+  _globals['_AMENDUSAGEEVENTREQUEST'].fields_by_name['event_id']._serialized_options = b'\272H\006r\004\020\001\030@'
+  _globals['_AMENDUSAGEEVENTREQUEST'].fields_by_name['update_mask']._loaded_options = None
+  _globals['_AMENDUSAGEEVENTREQUEST'].fields_by_name['update_mask']._serialized_options = b'\272H\207\001\272\001\203\001\n\020update_mask.size\0223must hold at most 16 paths of at most 64 characters\032:size(this.paths) <= 16 && this.paths.all(p, size(p) <= 64)'
+  _globals['_AMENDUSAGEEVENTREQUEST'].fields_by_name['reason']._loaded_options = None
+  _globals['_AMENDUSAGEEVENTREQUEST'].fields_by_name['reason']._serialized_options = b'\272H\007r\005\020\001\030\200\010'
+  _globals['_AMENDUSAGEEVENTREQUEST'].fields_by_name['expected_version_id']._loaded_options = None
+  _globals['_AMENDUSAGEEVENTREQUEST'].fields_by_name['expected_version_id']._serialized_options = b'\272H\006r\004\020\001\030@'
   _globals['_GETUSAGEEVENTHISTORYREQUEST'].fields_by_name['event_id']._loaded_options = None
   _globals['_GETUSAGEEVENTHISTORYREQUEST'].fields_by_name['event_id']._serialized_options = b'\272H\006r\004\020\001\030@'
   _globals['_CORRECTIONSERVICE'].methods_by_name['VoidUsageEvents']._loaded_options = None
   _globals['_CORRECTIONSERVICE'].methods_by_name['VoidUsageEvents']._serialized_options = b'\220\002\002\202\323\344\223\002\032\"\025/v1/usage-events/void:\001*'
+  _globals['_CORRECTIONSERVICE'].methods_by_name['AmendUsageEvent']._loaded_options = None
+  _globals['_CORRECTIONSERVICE'].methods_by_name['AmendUsageEvent']._serialized_options = b'\202\323\344\223\002&\"!/v1/usage-events/{event_id}/amend:\001*'
   _globals['_CORRECTIONSERVICE'].methods_by_name['GetUsageEventHistory']._loaded_options = None
   _globals['_CORRECTIONSERVICE'].methods_by_name['GetUsageEventHistory']._serialized_options = b'\220\002\001\202\323\344\223\002%\022#/v1/usage-events/{event_id}/history'
-  _globals['_VOIDUSAGEEVENTSREQUEST']._serialized_start=163
-  _globals['_VOIDUSAGEEVENTSREQUEST']._serialized_end=257
-  _globals['_CORRECTION']._serialized_start=259
-  _globals['_CORRECTION']._serialized_end=359
-  _globals['_VOIDRESULT']._serialized_start=361
-  _globals['_VOIDRESULT']._serialized_end=443
-  _globals['_VOIDUSAGEEVENTSRESPONSE']._serialized_start=445
-  _globals['_VOIDUSAGEEVENTSRESPONSE']._serialized_end=509
-  _globals['_GETUSAGEEVENTHISTORYREQUEST']._serialized_start=511
-  _globals['_GETUSAGEEVENTHISTORYREQUEST']._serialized_end=569
-  _globals['_USAGEEVENTVERSION']._serialized_start=571
-  _globals['_USAGEEVENTVERSION']._serialized_end=665
-  _globals['_GETUSAGEEVENTHISTORYRESPONSE']._serialized_start=667
-  _globals['_GETUSAGEEVENTHISTORYRESPONSE']._serialized_end=744
-  _globals['_CORRECTIONSERVICE']._serialized_start=747
-  _globals['_CORRECTIONSERVICE']._serialized_end=1043
+  _globals['_VOIDUSAGEEVENTSREQUEST']._serialized_start=197
+  _globals['_VOIDUSAGEEVENTSREQUEST']._serialized_end=291
+  _globals['_AMENDUSAGEEVENTREQUEST']._serialized_start=294
+  _globals['_AMENDUSAGEEVENTREQUEST']._serialized_end=678
+  _globals['_AMENDUSAGEEVENTRESPONSE']._serialized_start=681
+  _globals['_AMENDUSAGEEVENTRESPONSE']._serialized_end=809
+  _globals['_CORRECTION']._serialized_start=811
+  _globals['_CORRECTION']._serialized_end=911
+  _globals['_VOIDRESULT']._serialized_start=913
+  _globals['_VOIDRESULT']._serialized_end=995
+  _globals['_VOIDUSAGEEVENTSRESPONSE']._serialized_start=997
+  _globals['_VOIDUSAGEEVENTSRESPONSE']._serialized_end=1061
+  _globals['_GETUSAGEEVENTHISTORYREQUEST']._serialized_start=1063
+  _globals['_GETUSAGEEVENTHISTORYREQUEST']._serialized_end=1121
+  _globals['_USAGEEVENTVERSION']._serialized_start=1123
+  _globals['_USAGEEVENTVERSION']._serialized_end=1238
+  _globals['_GETUSAGEEVENTHISTORYRESPONSE']._serialized_start=1240
+  _globals['_GETUSAGEEVENTHISTORYRESPONSE']._serialized_end=1317
+  _globals['_CORRECTIONSERVICE']._serialized_start=1320
+  _globals['_CORRECTIONSERVICE']._serialized_end=1751
 # @@protoc_insertion_point(module_scope)

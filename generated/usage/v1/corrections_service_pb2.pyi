@@ -2,6 +2,7 @@ import datetime
 
 from buf.validate import validate_pb2 as _validate_pb2
 from google.api import annotations_pb2 as _annotations_pb2
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from usage.v1 import events_pb2 as _events_pb2
 from google.protobuf.internal import containers as _containers
@@ -19,6 +20,30 @@ class VoidUsageEventsRequest(_message.Message):
     event_ids: _containers.RepeatedScalarFieldContainer[str]
     reason: str
     def __init__(self, event_ids: _Optional[_Iterable[str]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class AmendUsageEventRequest(_message.Message):
+    __slots__ = ("event_id", "event", "update_mask", "reason", "expected_version_id")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    event: _events_pb2.UsageEventInput
+    update_mask: _field_mask_pb2.FieldMask
+    reason: str
+    expected_version_id: str
+    def __init__(self, event_id: _Optional[str] = ..., event: _Optional[_Union[_events_pb2.UsageEventInput, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ..., reason: _Optional[str] = ..., expected_version_id: _Optional[str] = ...) -> None: ...
+
+class AmendUsageEventResponse(_message.Message):
+    __slots__ = ("event", "replaced_version_id", "amend")
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_VERSION_ID_FIELD_NUMBER: _ClassVar[int]
+    AMEND_FIELD_NUMBER: _ClassVar[int]
+    event: _events_pb2.UsageEvent
+    replaced_version_id: str
+    amend: Correction
+    def __init__(self, event: _Optional[_Union[_events_pb2.UsageEvent, _Mapping]] = ..., replaced_version_id: _Optional[str] = ..., amend: _Optional[_Union[Correction, _Mapping]] = ...) -> None: ...
 
 class Correction(_message.Message):
     __slots__ = ("corrected_at", "corrected_by", "reason")
@@ -53,12 +78,14 @@ class GetUsageEventHistoryRequest(_message.Message):
     def __init__(self, event_id: _Optional[str] = ...) -> None: ...
 
 class UsageEventVersion(_message.Message):
-    __slots__ = ("event", "voided")
+    __slots__ = ("event", "voided", "replaced_by")
     EVENT_FIELD_NUMBER: _ClassVar[int]
     VOIDED_FIELD_NUMBER: _ClassVar[int]
+    REPLACED_BY_FIELD_NUMBER: _ClassVar[int]
     event: _events_pb2.UsageEvent
     voided: Correction
-    def __init__(self, event: _Optional[_Union[_events_pb2.UsageEvent, _Mapping]] = ..., voided: _Optional[_Union[Correction, _Mapping]] = ...) -> None: ...
+    replaced_by: str
+    def __init__(self, event: _Optional[_Union[_events_pb2.UsageEvent, _Mapping]] = ..., voided: _Optional[_Union[Correction, _Mapping]] = ..., replaced_by: _Optional[str] = ...) -> None: ...
 
 class GetUsageEventHistoryResponse(_message.Message):
     __slots__ = ("versions",)

@@ -45,6 +45,11 @@ class CorrectionServiceStub:
                 request_serializer=usage_dot_v1_dot_corrections__service__pb2.VoidUsageEventsRequest.SerializeToString,
                 response_deserializer=usage_dot_v1_dot_corrections__service__pb2.VoidUsageEventsResponse.FromString,
                 _registered_method=True)
+        self.AmendUsageEvent = channel.unary_unary(
+                '/usage.v1.CorrectionService/AmendUsageEvent',
+                request_serializer=usage_dot_v1_dot_corrections__service__pb2.AmendUsageEventRequest.SerializeToString,
+                response_deserializer=usage_dot_v1_dot_corrections__service__pb2.AmendUsageEventResponse.FromString,
+                _registered_method=True)
         self.GetUsageEventHistory = channel.unary_unary(
                 '/usage.v1.CorrectionService/GetUsageEventHistory',
                 request_serializer=usage_dot_v1_dot_corrections__service__pb2.GetUsageEventHistoryRequest.SerializeToString,
@@ -71,6 +76,19 @@ class CorrectionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AmendUsageEvent(self, request, context):
+        """Replaces an event by a new version: the fields named in update_mask take the
+        values of `event`, every other field keeps the current version's. The current
+        version is voided with a link to the new one, which gets a new id and keeps the
+        event's customer, metric key and idempotency key: a retry of the original ingest
+        answers DUPLICATE with the new version's id. Exactly once: of two amends of the
+        same version running at once, one wins and the other is ABORTED naming the
+        current version (ErrorInfo metadata `current_version_id`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetUsageEventHistory(self, request, context):
         """The versions of one event, oldest first, each with the correction that ended
         it; the last one is the current version unless the event was voided.
@@ -86,6 +104,11 @@ def add_CorrectionServiceServicer_to_server(servicer, server):
                     servicer.VoidUsageEvents,
                     request_deserializer=usage_dot_v1_dot_corrections__service__pb2.VoidUsageEventsRequest.FromString,
                     response_serializer=usage_dot_v1_dot_corrections__service__pb2.VoidUsageEventsResponse.SerializeToString,
+            ),
+            'AmendUsageEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.AmendUsageEvent,
+                    request_deserializer=usage_dot_v1_dot_corrections__service__pb2.AmendUsageEventRequest.FromString,
+                    response_serializer=usage_dot_v1_dot_corrections__service__pb2.AmendUsageEventResponse.SerializeToString,
             ),
             'GetUsageEventHistory': grpc.unary_unary_rpc_method_handler(
                     servicer.GetUsageEventHistory,
@@ -126,6 +149,33 @@ class CorrectionService:
             '/usage.v1.CorrectionService/VoidUsageEvents',
             usage_dot_v1_dot_corrections__service__pb2.VoidUsageEventsRequest.SerializeToString,
             usage_dot_v1_dot_corrections__service__pb2.VoidUsageEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AmendUsageEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/usage.v1.CorrectionService/AmendUsageEvent',
+            usage_dot_v1_dot_corrections__service__pb2.AmendUsageEventRequest.SerializeToString,
+            usage_dot_v1_dot_corrections__service__pb2.AmendUsageEventResponse.FromString,
             options,
             channel_credentials,
             insecure,

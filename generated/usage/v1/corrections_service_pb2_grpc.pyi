@@ -45,6 +45,15 @@ class CorrectionServiceStub:
     history. One result per id. Idempotent: voiding a voided event answers its
     earlier void and changes nothing.
     """
+    AmendUsageEvent: _grpc.UnaryUnaryMultiCallable[_corrections_service_pb2.AmendUsageEventRequest, _corrections_service_pb2.AmendUsageEventResponse]
+    """Replaces an event by a new version: the fields named in update_mask take the
+    values of `event`, every other field keeps the current version's. The current
+    version is voided with a link to the new one, which gets a new id and keeps the
+    event's customer, metric key and idempotency key: a retry of the original ingest
+    answers DUPLICATE with the new version's id. Exactly once: of two amends of the
+    same version running at once, one wins and the other is ABORTED naming the
+    current version (ErrorInfo metadata `current_version_id`).
+    """
     GetUsageEventHistory: _grpc.UnaryUnaryMultiCallable[_corrections_service_pb2.GetUsageEventHistoryRequest, _corrections_service_pb2.GetUsageEventHistoryResponse]
     """The versions of one event, oldest first, each with the correction that ended
     it; the last one is the current version unless the event was voided.
@@ -66,6 +75,15 @@ class CorrectionServiceAsyncStub(CorrectionServiceStub):
     customer totals and pages, aggregates) but is kept, with its void, in its
     history. One result per id. Idempotent: voiding a voided event answers its
     earlier void and changes nothing.
+    """
+    AmendUsageEvent: _aio.UnaryUnaryMultiCallable[_corrections_service_pb2.AmendUsageEventRequest, _corrections_service_pb2.AmendUsageEventResponse]  # type: ignore[assignment]
+    """Replaces an event by a new version: the fields named in update_mask take the
+    values of `event`, every other field keeps the current version's. The current
+    version is voided with a link to the new one, which gets a new id and keeps the
+    event's customer, metric key and idempotency key: a retry of the original ingest
+    answers DUPLICATE with the new version's id. Exactly once: of two amends of the
+    same version running at once, one wins and the other is ABORTED naming the
+    current version (ErrorInfo metadata `current_version_id`).
     """
     GetUsageEventHistory: _aio.UnaryUnaryMultiCallable[_corrections_service_pb2.GetUsageEventHistoryRequest, _corrections_service_pb2.GetUsageEventHistoryResponse]  # type: ignore[assignment]
     """The versions of one event, oldest first, each with the correction that ended
@@ -91,6 +109,21 @@ class CorrectionServiceServicer(metaclass=_abc_1.ABCMeta):
         customer totals and pages, aggregates) but is kept, with its void, in its
         history. One result per id. Idempotent: voiding a voided event answers its
         earlier void and changes nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def AmendUsageEvent(
+        self,
+        request: _corrections_service_pb2.AmendUsageEventRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_corrections_service_pb2.AmendUsageEventResponse, _abc.Awaitable[_corrections_service_pb2.AmendUsageEventResponse]]:
+        """Replaces an event by a new version: the fields named in update_mask take the
+        values of `event`, every other field keeps the current version's. The current
+        version is voided with a link to the new one, which gets a new id and keeps the
+        event's customer, metric key and idempotency key: a retry of the original ingest
+        answers DUPLICATE with the new version's id. Exactly once: of two amends of the
+        same version running at once, one wins and the other is ABORTED naming the
+        current version (ErrorInfo metadata `current_version_id`).
         """
 
     @_abc_1.abstractmethod

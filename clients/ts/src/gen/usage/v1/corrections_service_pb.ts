@@ -6,9 +6,9 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_buf_validate_validate } from "../../buf/validate/validate_pb.js";
 import { file_google_api_annotations } from "../../google/api/annotations_pb.js";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { UsageEvent } from "./events_pb.js";
+import type { FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_field_mask, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { UsageEvent, UsageEventInput } from "./events_pb.js";
 import { file_usage_v1_events } from "./events_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file usage/v1/corrections_service.proto.
  */
 export const file_usage_v1_corrections_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJ1c2FnZS92MS9jb3JyZWN0aW9uc19zZXJ2aWNlLnByb3RvEgh1c2FnZS52MSJeChZWb2lkVXNhZ2VFdmVudHNSZXF1ZXN0EigKCWV2ZW50X2lkcxgBIAMoCUIVukgSkgEPCAEQ6AcYASIGcgQQARhAEhoKBnJlYXNvbhgCIAEoCUIKukgHcgUQARiACCJkCgpDb3JyZWN0aW9uEjAKDGNvcnJlY3RlZF9hdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMY29ycmVjdGVkX2J5GAIgASgJEg4KBnJlYXNvbhgDIAEoCSJSCgpWb2lkUmVzdWx0EhAKCGV2ZW50X2lkGAEgASgJEg4KBnN0YXR1cxgCIAEoCRIiCgR2b2lkGAMgASgLMhQudXNhZ2UudjEuQ29ycmVjdGlvbiJAChdWb2lkVXNhZ2VFdmVudHNSZXNwb25zZRIlCgdyZXN1bHRzGAEgAygLMhQudXNhZ2UudjEuVm9pZFJlc3VsdCI6ChtHZXRVc2FnZUV2ZW50SGlzdG9yeVJlcXVlc3QSGwoIZXZlbnRfaWQYASABKAlCCbpIBnIEEAEYQCJeChFVc2FnZUV2ZW50VmVyc2lvbhIjCgVldmVudBgBIAEoCzIULnVzYWdlLnYxLlVzYWdlRXZlbnQSJAoGdm9pZGVkGAIgASgLMhQudXNhZ2UudjEuQ29ycmVjdGlvbiJNChxHZXRVc2FnZUV2ZW50SGlzdG9yeVJlc3BvbnNlEi0KCHZlcnNpb25zGAEgAygLMhsudXNhZ2UudjEuVXNhZ2VFdmVudFZlcnNpb24yqAIKEUNvcnJlY3Rpb25TZXJ2aWNlEnsKD1ZvaWRVc2FnZUV2ZW50cxIgLnVzYWdlLnYxLlZvaWRVc2FnZUV2ZW50c1JlcXVlc3QaIS51c2FnZS52MS5Wb2lkVXNhZ2VFdmVudHNSZXNwb25zZSIjkAICgtPkkwIaOgEqIhUvdjEvdXNhZ2UtZXZlbnRzL3ZvaWQSlQEKFEdldFVzYWdlRXZlbnRIaXN0b3J5EiUudXNhZ2UudjEuR2V0VXNhZ2VFdmVudEhpc3RvcnlSZXF1ZXN0GiYudXNhZ2UudjEuR2V0VXNhZ2VFdmVudEhpc3RvcnlSZXNwb25zZSIukAIBgtPkkwIlEiMvdjEvdXNhZ2UtZXZlbnRzL3tldmVudF9pZH0vaGlzdG9yeUKyAQoUY29tLmV4YW1wbGUudXNhZ2UudjFCF0NvcnJlY3Rpb25zU2VydmljZVByb3RvUAFaQGdpdGh1Yi5jb20vZXhhbXBsZS91c2FnZS1zZXJ2aWNlL2NsaWVudHMvZ28vZ2VuL3VzYWdlL3YxO3VzYWdldjGiAgNVWFiqAghVc2FnZS5WMcoCCFVzYWdlXFYx4gIUVXNhZ2VcVjFcR1BCTWV0YWRhdGHqAglVc2FnZTo6VjFiBnByb3RvMw", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_timestamp, file_usage_v1_events]);
+  fileDesc("CiJ1c2FnZS92MS9jb3JyZWN0aW9uc19zZXJ2aWNlLnByb3RvEgh1c2FnZS52MSJeChZWb2lkVXNhZ2VFdmVudHNSZXF1ZXN0EigKCWV2ZW50X2lkcxgBIAMoCUIVukgSkgEPCAEQ6AcYASIGcgQQARhAEhoKBnJlYXNvbhgCIAEoCUIKukgHcgUQARiACCKAAwoWQW1lbmRVc2FnZUV2ZW50UmVxdWVzdBIbCghldmVudF9pZBgBIAEoCUIJukgGcgQQARhAEigKBWV2ZW50GAIgASgLMhkudXNhZ2UudjEuVXNhZ2VFdmVudElucHV0Er0BCgt1cGRhdGVfbWFzaxgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE1hc2tCiwG6SIcBugGDAQoQdXBkYXRlX21hc2suc2l6ZRIzbXVzdCBob2xkIGF0IG1vc3QgMTYgcGF0aHMgb2YgYXQgbW9zdCA2NCBjaGFyYWN0ZXJzGjpzaXplKHRoaXMucGF0aHMpIDw9IDE2ICYmIHRoaXMucGF0aHMuYWxsKHAsIHNpemUocCkgPD0gNjQpEhoKBnJlYXNvbhgEIAEoCUIKukgHcgUQARiACBIrChNleHBlY3RlZF92ZXJzaW9uX2lkGAUgASgJQgm6SAZyBBABGEBIAIgBAUIWChRfZXhwZWN0ZWRfdmVyc2lvbl9pZCKAAQoXQW1lbmRVc2FnZUV2ZW50UmVzcG9uc2USIwoFZXZlbnQYASABKAsyFC51c2FnZS52MS5Vc2FnZUV2ZW50EhsKE3JlcGxhY2VkX3ZlcnNpb25faWQYAiABKAkSIwoFYW1lbmQYAyABKAsyFC51c2FnZS52MS5Db3JyZWN0aW9uImQKCkNvcnJlY3Rpb24SMAoMY29ycmVjdGVkX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxjb3JyZWN0ZWRfYnkYAiABKAkSDgoGcmVhc29uGAMgASgJIlIKClZvaWRSZXN1bHQSEAoIZXZlbnRfaWQYASABKAkSDgoGc3RhdHVzGAIgASgJEiIKBHZvaWQYAyABKAsyFC51c2FnZS52MS5Db3JyZWN0aW9uIkAKF1ZvaWRVc2FnZUV2ZW50c1Jlc3BvbnNlEiUKB3Jlc3VsdHMYASADKAsyFC51c2FnZS52MS5Wb2lkUmVzdWx0IjoKG0dldFVzYWdlRXZlbnRIaXN0b3J5UmVxdWVzdBIbCghldmVudF9pZBgBIAEoCUIJukgGcgQQARhAInMKEVVzYWdlRXZlbnRWZXJzaW9uEiMKBWV2ZW50GAEgASgLMhQudXNhZ2UudjEuVXNhZ2VFdmVudBIkCgZ2b2lkZWQYAiABKAsyFC51c2FnZS52MS5Db3JyZWN0aW9uEhMKC3JlcGxhY2VkX2J5GAMgASgJIk0KHEdldFVzYWdlRXZlbnRIaXN0b3J5UmVzcG9uc2USLQoIdmVyc2lvbnMYASADKAsyGy51c2FnZS52MS5Vc2FnZUV2ZW50VmVyc2lvbjKvAwoRQ29ycmVjdGlvblNlcnZpY2USewoPVm9pZFVzYWdlRXZlbnRzEiAudXNhZ2UudjEuVm9pZFVzYWdlRXZlbnRzUmVxdWVzdBohLnVzYWdlLnYxLlZvaWRVc2FnZUV2ZW50c1Jlc3BvbnNlIiOQAgKC0+STAho6ASoiFS92MS91c2FnZS1ldmVudHMvdm9pZBKEAQoPQW1lbmRVc2FnZUV2ZW50EiAudXNhZ2UudjEuQW1lbmRVc2FnZUV2ZW50UmVxdWVzdBohLnVzYWdlLnYxLkFtZW5kVXNhZ2VFdmVudFJlc3BvbnNlIiyC0+STAiY6ASoiIS92MS91c2FnZS1ldmVudHMve2V2ZW50X2lkfS9hbWVuZBKVAQoUR2V0VXNhZ2VFdmVudEhpc3RvcnkSJS51c2FnZS52MS5HZXRVc2FnZUV2ZW50SGlzdG9yeVJlcXVlc3QaJi51c2FnZS52MS5HZXRVc2FnZUV2ZW50SGlzdG9yeVJlc3BvbnNlIi6QAgGC0+STAiUSIy92MS91c2FnZS1ldmVudHMve2V2ZW50X2lkfS9oaXN0b3J5QrIBChRjb20uZXhhbXBsZS51c2FnZS52MUIXQ29ycmVjdGlvbnNTZXJ2aWNlUHJvdG9QAVpAZ2l0aHViLmNvbS9leGFtcGxlL3VzYWdlLXNlcnZpY2UvY2xpZW50cy9nby9nZW4vdXNhZ2UvdjE7dXNhZ2V2MaICA1VYWKoCCFVzYWdlLlYxygIIVXNhZ2VcVjHiAhRVc2FnZVxWMVxHUEJNZXRhZGF0YeoCCVVzYWdlOjpWMWIGcHJvdG8z", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_field_mask, file_google_protobuf_timestamp, file_usage_v1_events]);
 
 /**
  * Asks to void events.
@@ -45,6 +45,93 @@ export type VoidUsageEventsRequest = Message<"usage.v1.VoidUsageEventsRequest"> 
  */
 export const VoidUsageEventsRequestSchema: GenMessage<VoidUsageEventsRequest> = /*@__PURE__*/
   messageDesc(file_usage_v1_corrections_service, 0);
+
+/**
+ * Asks to amend one event.
+ *
+ * @generated from message usage.v1.AmendUsageEventRequest
+ */
+export type AmendUsageEventRequest = Message<"usage.v1.AmendUsageEventRequest"> & {
+  /**
+   * Any version id of the event (its first id keeps working): the current version is amended.
+   *
+   * @generated from field: string event_id = 1;
+   */
+  eventId: string;
+
+  /**
+   * The new values of the fields named in update_mask; its other fields are ignored.
+   *
+   * @generated from field: usage.v1.UsageEventInput event = 2;
+   */
+  event?: UsageEventInput;
+
+  /**
+   * The fields to change, at least one of: quantity, properties, timestamp, product_id,
+   * subscription_id, price_key, external_cost_amount, external_cost_currency,
+   * wallet_currency. At most 16 paths of at most 64 characters.
+   *
+   * @generated from field: google.protobuf.FieldMask update_mask = 3;
+   */
+  updateMask?: FieldMask;
+
+  /**
+   * Why the event is amended, kept in its history: 1 to 1024 characters, not only spaces.
+   *
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+
+  /**
+   * The id of the version the caller saw as current. When set and another version is
+   * current, nothing changes: FAILED_PRECONDITION naming the current version.
+   *
+   * @generated from field: optional string expected_version_id = 5;
+   */
+  expectedVersionId?: string;
+};
+
+/**
+ * Describes the message usage.v1.AmendUsageEventRequest.
+ * Use `create(AmendUsageEventRequestSchema)` to create a new message.
+ */
+export const AmendUsageEventRequestSchema: GenMessage<AmendUsageEventRequest> = /*@__PURE__*/
+  messageDesc(file_usage_v1_corrections_service, 1);
+
+/**
+ * The outcome of an amend.
+ *
+ * @generated from message usage.v1.AmendUsageEventResponse
+ */
+export type AmendUsageEventResponse = Message<"usage.v1.AmendUsageEventResponse"> & {
+  /**
+   * The new, current version, every field.
+   *
+   * @generated from field: usage.v1.UsageEvent event = 1;
+   */
+  event?: UsageEvent;
+
+  /**
+   * The id of the version it replaced (now voided).
+   *
+   * @generated from field: string replaced_version_id = 2;
+   */
+  replacedVersionId: string;
+
+  /**
+   * The amend, as the replaced version's history records it.
+   *
+   * @generated from field: usage.v1.Correction amend = 3;
+   */
+  amend?: Correction;
+};
+
+/**
+ * Describes the message usage.v1.AmendUsageEventResponse.
+ * Use `create(AmendUsageEventResponseSchema)` to create a new message.
+ */
+export const AmendUsageEventResponseSchema: GenMessage<AmendUsageEventResponse> = /*@__PURE__*/
+  messageDesc(file_usage_v1_corrections_service, 2);
 
 /**
  * One correction of an event, as its history keeps it.
@@ -79,7 +166,7 @@ export type Correction = Message<"usage.v1.Correction"> & {
  * Use `create(CorrectionSchema)` to create a new message.
  */
 export const CorrectionSchema: GenMessage<Correction> = /*@__PURE__*/
-  messageDesc(file_usage_v1_corrections_service, 1);
+  messageDesc(file_usage_v1_corrections_service, 3);
 
 /**
  * What voiding one event id did.
@@ -115,7 +202,7 @@ export type VoidResult = Message<"usage.v1.VoidResult"> & {
  * Use `create(VoidResultSchema)` to create a new message.
  */
 export const VoidResultSchema: GenMessage<VoidResult> = /*@__PURE__*/
-  messageDesc(file_usage_v1_corrections_service, 2);
+  messageDesc(file_usage_v1_corrections_service, 4);
 
 /**
  * The outcome of a void.
@@ -136,7 +223,7 @@ export type VoidUsageEventsResponse = Message<"usage.v1.VoidUsageEventsResponse"
  * Use `create(VoidUsageEventsResponseSchema)` to create a new message.
  */
 export const VoidUsageEventsResponseSchema: GenMessage<VoidUsageEventsResponse> = /*@__PURE__*/
-  messageDesc(file_usage_v1_corrections_service, 3);
+  messageDesc(file_usage_v1_corrections_service, 5);
 
 /**
  * Asks for the history of one event.
@@ -157,7 +244,7 @@ export type GetUsageEventHistoryRequest = Message<"usage.v1.GetUsageEventHistory
  * Use `create(GetUsageEventHistoryRequestSchema)` to create a new message.
  */
 export const GetUsageEventHistoryRequestSchema: GenMessage<GetUsageEventHistoryRequest> = /*@__PURE__*/
-  messageDesc(file_usage_v1_corrections_service, 4);
+  messageDesc(file_usage_v1_corrections_service, 6);
 
 /**
  * One version of an event.
@@ -173,11 +260,18 @@ export type UsageEventVersion = Message<"usage.v1.UsageEventVersion"> & {
   event?: UsageEvent;
 
   /**
-   * The void that ended this version; absent while it is current.
+   * The void that ended this version (a void, or an amend); absent while it is current.
    *
    * @generated from field: usage.v1.Correction voided = 2;
    */
   voided?: Correction;
+
+  /**
+   * The version that replaced this one, when an amend ended it.
+   *
+   * @generated from field: string replaced_by = 3;
+   */
+  replacedBy: string;
 };
 
 /**
@@ -185,7 +279,7 @@ export type UsageEventVersion = Message<"usage.v1.UsageEventVersion"> & {
  * Use `create(UsageEventVersionSchema)` to create a new message.
  */
 export const UsageEventVersionSchema: GenMessage<UsageEventVersion> = /*@__PURE__*/
-  messageDesc(file_usage_v1_corrections_service, 5);
+  messageDesc(file_usage_v1_corrections_service, 7);
 
 /**
  * The history of an event.
@@ -206,7 +300,7 @@ export type GetUsageEventHistoryResponse = Message<"usage.v1.GetUsageEventHistor
  * Use `create(GetUsageEventHistoryResponseSchema)` to create a new message.
  */
 export const GetUsageEventHistoryResponseSchema: GenMessage<GetUsageEventHistoryResponse> = /*@__PURE__*/
-  messageDesc(file_usage_v1_corrections_service, 6);
+  messageDesc(file_usage_v1_corrections_service, 8);
 
 /**
  * Corrects stored usage events with an audit trail. A correction never deletes an
@@ -231,6 +325,22 @@ export const CorrectionService: GenService<{
     methodKind: "unary";
     input: typeof VoidUsageEventsRequestSchema;
     output: typeof VoidUsageEventsResponseSchema;
+  },
+  /**
+   * Replaces an event by a new version: the fields named in update_mask take the
+   * values of `event`, every other field keeps the current version's. The current
+   * version is voided with a link to the new one, which gets a new id and keeps the
+   * event's customer, metric key and idempotency key: a retry of the original ingest
+   * answers DUPLICATE with the new version's id. Exactly once: of two amends of the
+   * same version running at once, one wins and the other is ABORTED naming the
+   * current version (ErrorInfo metadata `current_version_id`).
+   *
+   * @generated from rpc usage.v1.CorrectionService.AmendUsageEvent
+   */
+  amendUsageEvent: {
+    methodKind: "unary";
+    input: typeof AmendUsageEventRequestSchema;
+    output: typeof AmendUsageEventResponseSchema;
   },
   /**
    * The versions of one event, oldest first, each with the correction that ended
