@@ -128,6 +128,8 @@ def mint_token(settings: Settings, org: str, ttl: dt.timedelta, caller: str | No
     caller claim names `caller`, by default the organization itself."""
     if not _ORG_RE.fullmatch(org):
         raise ValueError(f"invalid organization id: {org!r}")
+    if caller is not None and not 0 < len(caller) <= MAX_CALLER_CHARS:
+        raise ValueError(f"invalid caller: 1 to {MAX_CALLER_CHARS} characters")
     now = dt.datetime.now(dt.UTC)
     claims: dict[str, object] = {settings.jwt_org_claim: org, "iat": now, "exp": now + ttl, "sub": org}
     claims[settings.jwt_caller_claim] = org if caller is None else caller

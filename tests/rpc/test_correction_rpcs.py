@@ -138,6 +138,7 @@ def test_a_token_without_the_caller_claim_reads_but_cannot_correct(harness: Harn
         lambda: void(anonymous, event_id),
         lambda: void(client_as(harness, "org_a", email=""), event_id),
         lambda: void(client_as(harness, "org_a", email=["a", "b"]), event_id),
+        lambda: amend(anonymous, event_id, ["quantity"], quantity="2"),
     ):
         with pytest.raises(grpc.RpcError) as caught:
             attempt()
