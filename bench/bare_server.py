@@ -35,6 +35,7 @@ RESPONSE_TYPES: dict[str, Any] = {
     "ListCustomerUsageEvents": pb.ListCustomerUsageEventsResponse,
     "AggregateUsage": pb.AggregateUsageResponse,
     "IngestUsageEvents": pb.IngestUsageEventsResponse,
+    "ExplainUsageEvent": pb.ExplainUsageEventResponse,
 }
 
 
@@ -83,6 +84,13 @@ class BareServicer(pb_grpc.UsageServiceServicer):
 
     def IngestUsageEvents(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         return self._reply(context)
+
+    def ExplainUsageEvent(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        return self._reply(context)
+
+    def ExportUsageEvents(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        # Its baselines are paging and a SQL cursor (bench/export.py), not a replay.
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "the bare server does not replay streams")
 
 
 def main(argv: list[str] | None = None) -> int:

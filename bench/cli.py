@@ -34,12 +34,12 @@ from typing import Any
 import grpc
 import sqlalchemy as sa
 
-from bench import clients, driver, generate, ingest, report, scenarios, service
+from bench import clients, driver, export, generate, ingest, report, scenarios, service
 from bench.bare_server import write_responses
 from bench.dataset import BIG_ORG, Dataset
 
 BARE_LISTENING = re.compile(r"^bare listening on (\S+):(\d+)$")
-GROUPS = ("list", "customer", "aggregate", "ingest")
+GROUPS = ("list", "customer", "aggregate", "ingest", "export")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -92,6 +92,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--ingest-concurrency", type=int, help="concurrent ingest callers (default: --concurrency)"
     )
     p.add_argument("--batch-size", type=int, default=1000, help="events per ingest batch (default 1000)")
+    p.add_argument(
+        "--export-duration",
+        type=float,
+        default=20.0,
+        help="seconds of each export measure: the export, paging, SQL (default 20)",
+    )
     p.add_argument(
         "--workers",
         default="",
@@ -276,6 +282,10 @@ def run_all(args: argparse.Namespace, db: Database, workdir: pathlib.Path, resul
         if "ingest" in args.groups:
             results["ingest"] = run_ingest(
                 args, db, server, ingest_svc, bare, factory, captured["ingest"].check
+            )
+        if "export" in args.groups:
+            results["export"] = export.run_export(
+                svc, server.rss_kib, db.conninfo, end_us, args.export_duration
             )
         if len(args.workers) > 1 and workers is not None:
             svc.close()
@@ -543,6 +553,9 @@ def print_summary(args: argparse.Namespace, results: dict[str, Any]) -> None:
             print(report.unloaded_line(r))
     if results.get("ingest"):
         for line in report.ingest_lines(results["ingest"]):
+            print(line)
+    if results.get("export"):
+        for line in export.lines(results["export"]):
             print(line)
     if results.get("scaling"):
         print()

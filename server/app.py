@@ -28,11 +28,12 @@ from server.logic.answer_cache import AnswerCache
 from server.logic.catalog import Catalog
 from server.logic.corrections import Corrections
 from server.logic.cursors import CursorCodec
+from server.logic.explain import Explainer
 from server.logic.ingest import Ingestion
 from server.logic.queries import UsageQueries
 from server.observability import Observability
 from server.rpc import reflection as described_reflection
-from server.rpc.admission import RESERVED_THREADS, Admission
+from server.rpc.admission import RESERVED_THREADS, Admission, StreamBound
 from server.rpc.catalog_servicer import CatalogServicer
 from server.rpc.correction_servicer import CorrectionServicer
 from server.rpc.interceptors import ServiceInterceptor
@@ -113,7 +114,14 @@ def create_server(
         futures.ThreadPoolExecutor(
             max_workers=max(admitted, settings.max_workers) + RESERVED_THREADS, thread_name_prefix="rpc"
         ),
-        interceptors=[ServiceInterceptor(TokenVerifier(settings), observability, admission)],
+        interceptors=[
+            ServiceInterceptor(
+                TokenVerifier(settings),
+                observability,
+                admission,
+                StreamBound(settings.max_export_streams, settings.max_export_streams_per_org),
+            )
+        ],
         maximum_concurrent_rpcs=2 * admitted + RESERVED_THREADS if settings.max_concurrent_rpcs > 0 else None,
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -129,6 +137,7 @@ def create_server(
             UsageQueries(
                 storage, cursors, settings.max_aggregate_buckets, settings.max_aggregate_points, answers
             ),
+            Explainer(storage),
             Ingestion(storage.events, settings.max_future_skew_s),
             settings.default_query_timeout_s,
             on_ingested=observability.count_ingested,

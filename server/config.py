@@ -67,6 +67,17 @@ class Settings:
             "RESOURCE_EXHAUSTED; 0: no bound"
         },
     )
+    max_export_streams: int = dataclasses.field(
+        default=4,
+        metadata={
+            "help": "ExportUsageEvents streams open at once in each server process (each holds an RPC "
+            "thread for its whole life); beyond it RESOURCE_EXHAUSTED"
+        },
+    )
+    max_export_streams_per_org: int = dataclasses.field(
+        default=2,
+        metadata={"help": "ExportUsageEvents streams one organization may have open at once per process"},
+    )
     max_request_mib_in_flight: int = dataclasses.field(
         default=16,
         metadata={

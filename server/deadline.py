@@ -56,6 +56,16 @@ class Deadline:
         context.add_callback(deadline.cancel)
         return deadline
 
+    @classmethod
+    def of_stream(cls, context: Any) -> Deadline:
+        """A streaming call's remaining deadline, uncapped (a stream may outlive any one statement,
+        and each statement stays bounded by the database's default timeout), cancelled when the
+        call ends early."""
+        left = context.time_remaining()
+        deadline = cls(left, enforced=left is not None)
+        context.add_callback(deadline.cancel)
+        return deadline
+
     def timeout_s(self) -> float | None:
         """Seconds left (at least a millisecond), or None when unbounded."""
         if self._expires is None:

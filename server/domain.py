@@ -140,12 +140,9 @@ class EventFilters:
     occurred_before_us: int | None = None  # exclusive
 
 
-class PageRow(NamedTuple):
-    """One event of a page: its keyset position and its wire form (server/wire.py)."""
-
-    timestamp_us: int
-    id: str
-    wire: bytes
+# One event of a page as the database returns it: its keyset position (timestamp_us, id), then its
+# wire form (server/wire.py). A plain tuple: pages and export chunks hold thousands of them.
+PageRow = tuple[int, str, bytes]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,6 +154,31 @@ class CustomerPage:
     total: int = 0
     # (wire form, display name) of the page's events, newest first.
     events: tuple[tuple[bytes, str], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class FilterVerdict:
+    """A filter applied to one event by the SQL the pages use: the whole filter's verdict, and
+    each condition's."""
+
+    filter: PropertyFilter
+    passed: bool
+    conditions: tuple[bool, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class EventVerdicts:
+    """What ExplainUsageEvent needs of storage, or what was not found (`missing`: "event",
+    "customer", "aggregator" or "aggregator_filter"; then nothing else is set)."""
+
+    missing: str | None = None
+    wire: bytes = b""  # the event, as list pages send it (server/wire.py)
+    customer_id: str = ""
+    metric_key: str = ""
+    timestamp_us: int = 0
+    event_type: str = ""  # the aggregator's
+    aggregator_filter: FilterVerdict | None = None
+    named_filter: FilterVerdict | None = None
 
 
 @dataclasses.dataclass(frozen=True)

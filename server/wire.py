@@ -74,3 +74,10 @@ def list_response(entries: Sequence[bytes], cursor: str) -> bytes:
         pagination=pagination_pb2.Pagination(cursor=cursor, has_more=bool(cursor))
     )
     return b"".join(entries) + tail.SerializeToString()
+
+
+def export_chunk(entries: Sequence[bytes], resume_token: str) -> bytes:
+    """The serialized ExportUsageEventsResponse of a chunk: its `data` has the field number of
+    ListUsageEventsResponse's, so the stored entries are its events as they are."""
+    tail = usage_service_pb2.ExportUsageEventsResponse(resume_token=resume_token)
+    return b"".join(entries) + tail.SerializeToString()

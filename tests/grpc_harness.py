@@ -148,6 +148,8 @@ def details(err: grpc.RpcError) -> ErrorDetails:
 def expect_error(fn: Callable[..., Any], request: Any, code: grpc.StatusCode, **kwargs: Any) -> ErrorDetails:
     try:
         response = fn(request, **kwargs)
+        if isinstance(response, grpc.Call) and hasattr(response, "__next__"):
+            response = list(response)  # a server stream: its error comes with the first read
     except grpc.RpcError as err:
         got = details(err)
         assert got.code == code, f"expected {code}, got {got.code}: {got.message} {got.violations}"

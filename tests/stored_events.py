@@ -89,7 +89,7 @@ def _int_if_whole(v: Any) -> Any:
 
 def all_events(storage: SqlStorage, org: str, filters: EventFilters | None = None) -> list[StoredEvent]:
     rows = storage.reads.list_events(org, filters or EventFilters(), None, 1_000_000)
-    return decode([r.wire for r in rows])
+    return decode([wire for _, _, wire in rows])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,7 +26,7 @@ import grpc
 from google.protobuf import descriptor
 from google.protobuf.message import Message
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 from usage.v1 import catalog_service_pb2, corrections_service_pb2, usage_service_pb2
 
@@ -42,6 +42,8 @@ SERVICES: tuple[descriptor.ServiceDescriptor, ...] = (
     corrections_service_pb2.DESCRIPTOR.services_by_name["CorrectionService"],
 )
 MAX_BODY_BYTES = 16 * 1024 * 1024
+# The media type of a server stream's newline-delimited JSON (grpc-gateway's is application/json).
+NDJSON = "application/x-ndjson"
 _TIMEOUT = re.compile(r"^([0-9]{1,8})([HMSmun])$")
 _TIMEOUT_UNITS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 MAX_TIMEOUT_S = 86_400.0
@@ -196,6 +198,59 @@ class UnaryCaller:
         return future.result(), future  # raises the grpc.RpcError of a failure
 
 
+class StreamCaller:
+    """Calls one server-streaming RPC; its messages are read on a worker thread each, so the event
+    loop never blocks on the stream."""
+
+    def __init__(self, channel: grpc.Channel, route: routes.Route) -> None:
+        self._callable = channel.unary_stream(
+            route.grpc_path,
+            request_serializer=route.input_class.SerializeToString,
+            response_deserializer=route.output_class.FromString,
+        )
+
+    def __call__(self, request: Message, metadata: list[tuple[str, str]], timeout: float) -> Any:
+        """The call: an iterator of its messages, and its status and metadata."""
+        return self._callable(request, metadata=metadata, timeout=timeout)
+
+
+_END = object()
+
+
+async def _next_message(call: Any) -> Any:
+    """The stream's next message, _END after the last; a failure raises its grpc.RpcError."""
+    return await asyncio.to_thread(next, call, _END)
+
+
+async def stream_response(call: Any, has_auth: bool) -> Response:
+    """A server stream as newline-delimited JSON, one `{"result": ...}` line per message, as
+    grpc-gateway writes it. A failure before the first message is an ordinary error response (its
+    HTTP status tells it); one after it is a last `{"error": ...}` line, the status being sent.
+    The HTTP client going away cancels the call, and with it the service's work."""
+    try:
+        first = await _next_message(call)
+    except grpc.RpcError as err:
+        response = errors.from_rpc_error(err, had_credentials=has_auth)
+        response.headers.update(response_headers(err))
+        return response
+    except asyncio.CancelledError:
+        call.cancel()
+        raise
+
+    async def lines() -> Any:
+        message = first
+        try:
+            while message is not _END:
+                yield b'{"result":' + transcode.to_json(message).encode() + b"}\n"
+                message = await _next_message(call)
+        except grpc.RpcError as err:
+            yield errors.stream_error_line(err)
+        finally:
+            call.cancel()  # after the last message: nothing; the client gone: stops the service's work
+
+    return StreamingResponse(lines(), 200, response_headers(call), media_type=NDJSON)
+
+
 class Gateway:
     """The request handler: one instance per app, holding the routes and their callers.
 
@@ -209,7 +264,13 @@ class Gateway:
     ):
         self.routes = route_table
         self.default_timeout_s = default_timeout_s
-        self._callers = [{r.grpc_path: UnaryCaller(ch, r) for r in route_table} for ch in channels]
+        self._callers = [
+            {
+                r.grpc_path: (StreamCaller if r.method.server_streaming else UnaryCaller)(ch, r)
+                for r in route_table
+            }
+            for ch in channels
+        ]
         self._turn = itertools.cycle(self._callers)
 
     async def handle(self, request: Request) -> Response:
@@ -240,6 +301,8 @@ class Gateway:
         except ServiceError as exc:
             return errors.service_error_response(exc)
         caller = next(self._turn)[route.grpc_path]
+        if isinstance(caller, StreamCaller):
+            return await stream_response(caller(message, metadata, timeout), has_auth)
         call = asyncio.ensure_future(caller(message, metadata, timeout))
         gone = asyncio.ensure_future(client_gone(request.receive))
         try:

@@ -73,19 +73,35 @@ def service_error_response(error: ServiceError) -> Response:
     return Response(body, error.http_status, media_type=JSON)
 
 
-def from_rpc_error(error: grpc.RpcError, *, had_credentials: bool) -> Response:
-    """The response of a failed call: the service's status and details, or a generic message."""
+def _rich_status(error: grpc.RpcError) -> tuple[grpc.StatusCode, status_pb2.Status | None]:
+    """The code of a failed call and its google.rpc.Status, when the service sent one with details."""
     code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
-    status = None
     try:
         status = rpc_status.from_call(error)  # type: ignore[arg-type]
     except ValueError:  # a status-details trailer that disagrees with the code or message
         status = None
-    if status is not None and status.details:
+    return code, status if status is not None and status.details else None
+
+
+def from_rpc_error(error: grpc.RpcError, *, had_credentials: bool) -> Response:
+    """The response of a failed call: the service's status and details, or a generic message."""
+    code, status = _rich_status(error)
+    if status is not None:
         response = error_response(code, status.message, list(status.details), had_credentials=had_credentials)
         response.status_code = HTTP_STATUS_OF_REASON.get(_reason(status), response.status_code)
         return response
     return error_response(code, generic_message(code), had_credentials=had_credentials)
+
+
+def stream_error_line(error: grpc.RpcError) -> bytes:
+    """The last line of a stream that failed after it started, as grpc-gateway writes it:
+    `{"error": {"code": N, "message": "...", "details": [...]}}`."""
+    code, status = _rich_status(error)
+    if status is not None:
+        body = status_body(code, status.message, list(status.details))
+    else:
+        body = status_body(code, generic_message(code))
+    return b'{"error":' + body + b"}\n"
 
 
 def _reason(status: status_pb2.Status) -> str:

@@ -329,6 +329,23 @@ def openapi_path(route: Route) -> str:
     return "/" + "/".join(parts) + (":" + route.verb if route.verb else "")
 
 
+def _ok(builder: SchemaBuilder, route: Route) -> dict[str, Any]:
+    """A unary answer is the response message; a server stream is newline-delimited JSON, one
+    `{"result": <message>}` per line, and an `{"error": <status>}` line if it fails once started."""
+    message = builder.message_ref(route.method.output_type)
+    if not route.method.server_streaming:
+        return {"description": "OK", "content": {"application/json": {"schema": message}}}
+    line = {
+        "type": "object",
+        "description": "One line of the stream: a message, or the error that ended the stream",
+        "properties": {"result": message, "error": {"$ref": f"#/components/schemas/{STATUS_SCHEMA}"}},
+    }
+    return {
+        "description": "A stream: newline-delimited JSON, one object per line",
+        "content": {"application/x-ndjson": {"schema": line}},
+    }
+
+
 def operation(builder: SchemaBuilder, route: Route) -> dict[str, Any]:
     bound = set(route.path_fields)
     if route.body and route.body != "*":
@@ -346,10 +363,7 @@ def operation(builder: SchemaBuilder, route: Route) -> dict[str, Any]:
         "description": f"{comment}\n\ngRPC: `{route.grpc_path[1:]}`".lstrip(),
         "parameters": parameters,
         "responses": {
-            "200": {
-                "description": "OK",
-                "content": {"application/json": {"schema": builder.message_ref(route.method.output_type)}},
-            },
+            "200": _ok(builder, route),
             "default": {
                 "description": "An error: the gRPC status, its HTTP status from grpc-gateway's table",
                 "content": {

@@ -138,8 +138,8 @@ def build_routes(services: Iterable[descriptor.ServiceDescriptor]) -> list[Route
             options = method.GetOptions()
             if not options.HasExtension(annotations_pb2.http):
                 continue
-            if method.client_streaming or method.server_streaming:
-                continue  # unary only; no streaming RPC is annotated today
+            if method.client_streaming:
+                continue  # HTTP/1 request bodies are not streamed; server streams are (app.py)
             for http_method, template, body in _bindings(options.Extensions[annotations_pb2.http]):
                 segments, verb = parse_template(template)
                 routes.append(Route(http_method, template, segments, verb, body, service, method))

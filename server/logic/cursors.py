@@ -48,22 +48,39 @@ class CursorCodec:
         sig = _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
         return f"{payload}.{sig}"
 
-    def decode(self, cursor: str, bound_to: str) -> list[Any]:
-        """The position of a cursor issued for `bound_to`, or InvalidArgument on `cursor`."""
+    def decode(self, cursor: str, bound_to: str, field: str = "cursor") -> list[Any]:
+        """The position of a cursor issued for `bound_to`, or InvalidArgument on `field` (`cursor`,
+        or ExportUsageEvents' `resume_token`, which is a cursor too)."""
         payload, _, sig = cursor.partition(".")
         expected = _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest())
         # Bytes: compare_digest refuses str with non-ASCII characters (a hostile cursor may hold any).
         if not sig or not hmac.compare_digest(sig.encode(), expected.encode()):
-            raise InvalidArgument.field("cursor", NOT_ISSUED_HERE)
+            raise InvalidArgument.field(field, _worded(NOT_ISSUED_HERE, field))
         try:
             data = json.loads(_unb64(payload))
         except (ValueError, binascii.Error):
-            raise InvalidArgument.field("cursor", MALFORMED) from None
+            raise InvalidArgument.field(field, _worded(MALFORMED, field)) from None
         if data.get("b") != bound_to:
             raise InvalidArgument.field(
-                "cursor", "the cursor belongs to another query: use it with the filters it was issued for"
+                field,
+                f"the {'cursor' if field == 'cursor' else 'token'} belongs to another query: use it with "
+                "the filters it was issued for",
             )
         position = data.get("p")
         if not isinstance(position, list):
-            raise InvalidArgument.field("cursor", MALFORMED)
+            raise InvalidArgument.field(field, _worded(MALFORMED, field))
         return position
+
+
+def _worded(message: str, field: str) -> str:
+    """A cursor message for `field`: what to pass back is the resume token of the last chunk."""
+    if field == "cursor":
+        return message
+    return message.replace("pagination.cursor", "the resume_token of the last chunk received")
+
+
+def keyset_position(position: list[Any], field: str = "cursor") -> tuple[int, str]:
+    """A decoded (timestamp_us, id) keyset position, or InvalidArgument on `field`."""
+    if len(position) != 2 or not isinstance(position[0], int) or not isinstance(position[1], str):
+        raise InvalidArgument.field(field, _worded(MALFORMED, field))
+    return position[0], position[1]

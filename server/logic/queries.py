@@ -7,21 +7,27 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from server.deadline import Deadline
 from server.decimals import trim_decimal
-from server.domain import AggregateQuery, CustomerPageQuery, EventFilters
+from server.domain import AggregateQuery, CustomerPageQuery, EventFilters, PageRow
 from server.errors import InvalidArgument, NotFound
 from server.logic import buckets
 from server.logic.answer_cache import AnswerCache
-from server.logic.cursors import MALFORMED, CursorCodec, fingerprint
+from server.logic.cursors import CursorCodec, fingerprint, keyset_position
 from server.storage.interface import Storage
 
 DEFAULT_TAKE = 50
 DEFAULT_LIMIT = 25
 MAX_LIMIT = 100
 DEFAULT_TOP = 8
+DEFAULT_CHUNK = 1000
+MAX_CHUNK = 5000
+# An export chunk's bytes at most (a 5000-event chunk of 16 KiB events would pass gRPC's 16 MiB
+# message limit), and the rows one export statement reads: what one stream holds at most.
+MAX_CHUNK_BYTES = 4 * 1024 * 1024
+FETCH_ROWS = 1000
 OTHER_KEY = "Other"
 # Aggregate windows stay where calendar arithmetic in any time zone is defined (no events predate 1970).
 AGGREGATE_MIN_US = 0
@@ -74,6 +80,16 @@ class EventsPage:
     # The events' wire forms, newest first (server/wire.py).
     events: list[bytes]
     cursor: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportRequest:
+    filters: FilterRequest
+    occurred_after_us: int | None = None
+    occurred_before_us: int | None = None
+    oldest_first: bool = False
+    chunk_size: int | None = None
+    resume_token: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,17 +215,83 @@ class UsageQueries:
         limit = min(req.limit or DEFAULT_LIMIT, MAX_LIMIT)
         # The filters' fields by name, as dataclasses.asdict would give them (without its deep copy).
         bound = fingerprint(org, "ListUsageEvents", filters.__dict__)
-        after: tuple[int, str] | None = None
-        if req.cursor:
-            position = self._cursors.decode(req.cursor, bound)
-            if len(position) != 2 or not isinstance(position[0], int) or not isinstance(position[1], str):
-                raise InvalidArgument.field("cursor", MALFORMED)
-            after = (position[0], position[1])
+        after = keyset_position(self._cursors.decode(req.cursor, bound)) if req.cursor else None
         rows = self._storage.reads.list_events(org, filters, after, limit + 1, deadline)
         page, more = rows[:limit], len(rows) > limit
-        last = page[-1] if more else None
-        cursor = self._cursors.encode(bound, [last.timestamp_us, last.id]) if last is not None else ""
-        return EventsPage([r.wire for r in page], cursor)
+        cursor = self._cursors.encode(bound, list(page[-1][:2])) if more else ""
+        return EventsPage([wire for _, _, wire in page], cursor)
+
+    def export_events(self, org: str, req: ExportRequest, deadline: Deadline) -> Iterator[EventsPage]:
+        """Every matching event, in chunks of keyset pages: each chunk's `cursor` is the resume token
+        of the position after it. Checked before the first chunk is read; each chunk is one indexed
+        statement, so the stream holds no transaction and no more than one chunk in memory."""
+        filters = _event_filters(
+            req.filters, req.occurred_after_us, req.occurred_before_us, "occurred_before"
+        )
+        size = min(req.chunk_size or DEFAULT_CHUNK, MAX_CHUNK)
+        order = "oldest_first" if req.oldest_first else "newest_first"
+        bound = fingerprint(org, f"ExportUsageEvents:{order}", filters.__dict__)
+        after = None
+        if req.resume_token:
+            position = self._cursors.decode(req.resume_token, bound, "resume_token")
+            after = keyset_position(position, "resume_token")
+        return self._chunks(org, filters, bound, after, size, req.oldest_first, deadline)
+
+    def _chunks(
+        self,
+        org: str,
+        filters: EventFilters,
+        bound: str,
+        after: tuple[int, str] | None,
+        size: int,
+        oldest_first: bool,
+        deadline: Deadline,
+    ) -> Iterator[EventsPage]:
+        """Chunks of at most `size` events and MAX_CHUNK_BYTES: events with large properties make
+        smaller chunks, so no message nears gRPC's limit and a stream holds at most one fetch."""
+        chunk: list[bytes] = []
+        held = 0
+        last: tuple[int, str] = (0, "")
+        for rows in self._fetches(org, filters, after, min(size, FETCH_ROWS), oldest_first, deadline):
+            wires = [wire for _, _, wire in rows]
+            total = sum(map(len, wires))
+            if len(chunk) + len(rows) <= size and held + total <= MAX_CHUNK_BYTES:  # the usual case
+                chunk.extend(wires)
+                held += total
+                last = rows[-1][:2]
+                if len(chunk) == size:
+                    yield EventsPage(chunk, self._cursors.encode(bound, list(last)))
+                    chunk, held = [], 0
+                continue
+            for ts_us, event_id, wire in rows:  # large events: cut where the bounds say
+                if chunk and (len(chunk) == size or held + len(wire) > MAX_CHUNK_BYTES):
+                    yield EventsPage(chunk, self._cursors.encode(bound, list(last)))
+                    chunk, held = [], 0
+                chunk.append(wire)
+                held += len(wire)
+                last = (ts_us, event_id)
+        if chunk:
+            yield EventsPage(chunk, self._cursors.encode(bound, list(last)))
+
+    def _fetches(
+        self,
+        org: str,
+        filters: EventFilters,
+        after: tuple[int, str] | None,
+        fetch: int,
+        oldest_first: bool,
+        deadline: Deadline,
+    ) -> Iterator[list[PageRow]]:
+        """Every matching event after `after`, `fetch` rows per keyset statement, each statement run
+        only once the rows before it were taken."""
+        while True:
+            deadline.check()
+            rows = self._storage.reads.list_events(org, filters, after, fetch, deadline, oldest_first)
+            if rows:
+                yield rows
+            if len(rows) < fetch:
+                return
+            after = rows[-1][:2]
 
     def aggregate(
         self, org: str, req: AggregateRequest, deadline: Deadline | None, now: dt.datetime

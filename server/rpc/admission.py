@@ -92,3 +92,39 @@ class Admission:
             yield
         finally:
             self._bytes.release(taken)
+
+
+class StreamBound:
+    """Streams open at once: at most `total`, and `per_org` of one organization. A stream holds an
+    RPC thread for as long as its reader reads, so without a bound of their own a few slow exports
+    would take the threads every other call needs; the per-organization bound keeps one tenant
+    from taking them all."""
+
+    def __init__(self, total: int, per_org: int) -> None:
+        self.total = total
+        self.per_org = per_org
+        self._lock = threading.Lock()
+        self._open: dict[str, int] = {}
+
+    @contextlib.contextmanager
+    def hold(self, org: str) -> Iterator[None]:
+        with self._lock:
+            mine = self._open.get(org, 0)
+            if mine >= self.per_org:
+                raise ResourceExhausted(
+                    f"this organization has {mine} export streams open, its limit; retry when one ends"
+                )
+            if sum(self._open.values()) >= self.total:
+                raise ResourceExhausted(
+                    f"the server has {self.total} export streams open, its limit; retry later"
+                )
+            self._open[org] = mine + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                left = self._open[org] - 1
+                if left:
+                    self._open[org] = left
+                else:
+                    del self._open[org]

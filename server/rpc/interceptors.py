@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -29,7 +29,7 @@ from server.observability import (
     RpcRecord,
     request_id,
 )
-from server.rpc.admission import Admission
+from server.rpc.admission import Admission, StreamBound
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ MAX_REQUEST_BYTES: dict[str, int | None] = {
     **dict.fromkeys(
         (
             "/usage.v1.UsageService/ListUsageEvents",  # 100 metric keys of 4096 characters
+            "/usage.v1.UsageService/ExportUsageEvents",  # the same filters
             "/usage.v1.UsageService/AggregateUsage",
             "/usage.v1.CatalogService/CreateAggregator",
             "/usage.v1.CatalogService/UpdateAggregator",
@@ -107,17 +108,28 @@ class ServiceInterceptor(grpc.ServerInterceptor):
     """Observes each unary RPC; authenticates the caller, then runs the handler with domain errors
     mapped to statuses. Streaming RPCs (server reflection) pass through untouched."""
 
-    def __init__(self, verifier: TokenVerifier, observability: Observability, admission: Admission) -> None:
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        observability: Observability,
+        admission: Admission,
+        streams: StreamBound | None = None,
+    ) -> None:
         self._verifier = verifier
         self._observability = observability
         self._admission = admission
+        self._streams = streams or StreamBound(4, 2)
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails) -> Any:
         handler = continuation(details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None:
             return handler
         method = details.method
         public = method.startswith(INFRASTRUCTURE_PREFIXES)
+        if handler.unary_stream is not None and not public:
+            return self._server_stream(handler, method)
+        if handler.unary_unary is None:
+            return handler
         inner = handler.unary_unary
         request_deserializer = handler.request_deserializer
         verifier = self._verifier
@@ -146,24 +158,66 @@ class ServiceInterceptor(grpc.ServerInterceptor):
                     # A handler may set a code without raising (the health service does for unknown names).
                     record.code = context.code() or grpc.StatusCode.OK  # type: ignore[attr-defined]
                     return response
-                except ServiceError as exc:
-                    record.code = exc.code
-                    context.abort_with_status(to_status(exc))
-                except Exception:
-                    aborted = context.code()  # type: ignore[attr-defined]
-                    if aborted not in (None, grpc.StatusCode.OK):
-                        # The handler set its code, then aborted or raised (a generated base class
-                        # raises NotImplementedError after UNIMPLEMENTED, as Health/List does):
-                        # answer that code, without grpc's "Exception calling application" traceback.
-                        record.code = aborted
-                        context.abort(aborted, clip(context.details() or aborted.name))  # type: ignore[attr-defined]
-                    log.exception("unexpected error in %s (request_id %s)", method, record.request_id)
-                    record.code = grpc.StatusCode.INTERNAL
-                    context.abort_with_status(to_status(Internal()))
+                except Exception as exc:  # noqa: BLE001 - each kind gets its status in _abort
+                    _abort(context, record, method, exc)
 
         return grpc.unary_unary_rpc_method_handler(
             behavior, request_deserializer=None, response_serializer=_serializer(handler.response_serializer)
         )
+
+    def _server_stream(self, handler: Any, method: str) -> Any:
+        """A server-streaming API call (ExportUsageEvents), observed, admitted and authenticated as a
+        unary one is, for the whole life of the stream, and also held within the stream bound."""
+        inner = handler.unary_stream
+        request_deserializer = handler.request_deserializer
+        verifier = self._verifier
+        observability = self._observability
+        admission = self._admission
+        streams = self._streams
+
+        def behavior(raw: bytes, context: grpc.ServicerContext) -> Iterator[Any]:
+            pairs = context.invocation_metadata()
+            metadata = dict(pairs)
+            record = RpcRecord(method=method, request_id=request_id(metadata), peer=context.peer())
+            context.send_initial_metadata(((REQUEST_ID_HEADER, record.request_id),))
+            with observability.rpc(record, metadata):
+                try:
+                    with admission.admit(context.time_remaining(), len(raw)):
+                        request = deserialize(request_deserializer, raw, method)
+                        caller = verifier.caller(single_authorization(pairs))
+                        record.organization = caller.organization
+                        with streams.hold(record.organization):
+                            token = _CALLER.set(caller)
+                            try:
+                                responses = inner(request, context)
+                            finally:
+                                _CALLER.reset(token)
+                            # grpc asks for the next response once the last one is sent.
+                            yield from responses
+                    record.code = context.code() or grpc.StatusCode.OK  # type: ignore[attr-defined]
+                except Exception as exc:  # noqa: BLE001 - each kind gets its status in _abort
+                    _abort(context, record, method, exc)
+
+        return grpc.unary_stream_rpc_method_handler(
+            behavior, request_deserializer=None, response_serializer=_serializer(handler.response_serializer)
+        )
+
+
+def _abort(context: grpc.ServicerContext, record: RpcRecord, method: str, exc: Exception) -> None:
+    """End the call with the status of `exc`: a domain error's own, else INTERNAL (logged)."""
+    if isinstance(exc, ServiceError):
+        record.code = exc.code
+        context.abort_with_status(to_status(exc))
+    aborted = context.code()  # type: ignore[attr-defined]
+    if aborted not in (None, grpc.StatusCode.OK):
+        # The handler set its code, then aborted or raised (a generated base class raises
+        # NotImplementedError after UNIMPLEMENTED, as Health/List does): answer that code, without
+        # grpc's "Exception calling application" traceback.
+        record.code = aborted
+        context.abort(aborted, clip(context.details() or aborted.name))  # type: ignore[attr-defined]
+    log.exception("unexpected error in %s (request_id %s)", method, record.request_id)
+    record.code = grpc.StatusCode.INTERNAL
+    context.abort_with_status(to_status(Internal()))
 
 
 def _serializer(serialize: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:

@@ -14,11 +14,13 @@ from server import wire
 from server.deadline import Deadline
 from server.errors import FieldViolation, InvalidArgument
 from server.logic.buckets import to_us
+from server.logic.explain import Explainer, ExplainRequest
 from server.logic.ingest import EventDraft, Ingestion
 from server.logic.queries import (
     AggregateRequest,
     AggregateResult,
     CustomerEventsRequest,
+    ExportRequest,
     FilterRequest,
     ListEventsRequest,
     UsageQueries,
@@ -28,7 +30,9 @@ from server.rpc.convert import optional
 from server.rpc.interceptors import current_org
 
 
-def _filters(request: pb.ListUsageEventsRequest | pb.AggregateUsageRequest) -> FilterRequest:
+def _filters(
+    request: pb.ListUsageEventsRequest | pb.AggregateUsageRequest | pb.ExportUsageEventsRequest,
+) -> FilterRequest:
     return FilterRequest(
         customer_id=optional(request, "customer_id"),
         product_id=optional(request, "product_id"),
@@ -41,6 +45,7 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
     def __init__(
         self,
         queries: UsageQueries,
+        explainer: Explainer,
         ingestion: Ingestion,
         query_timeout_s: float,
         on_ingested: Callable[[list[str]], None] | None = None,
@@ -49,6 +54,7 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
         self._ingestion = ingestion
         self._timeout = query_timeout_s
         self._on_ingested = on_ingested  # gets the statuses of each ingested batch (metrics)
+        self._explainer = explainer
 
     def ListCustomerUsageEvents(self, request, context):  # noqa: N802 (gRPC method name)
         validation.check(request)
@@ -90,6 +96,55 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
         )
         # The response as the bytes it serializes to: the events as stored (server/wire.py).
         return wire.list_response(page.events, page.cursor)
+
+    def ExportUsageEvents(self, request, context):  # noqa: N802
+        validation.check(request)
+        chunks = self._queries.export_events(
+            current_org(),
+            ExportRequest(
+                filters=_filters(request),
+                occurred_after_us=_bound(request, "occurred_after"),
+                occurred_before_us=_bound(request, "occurred_before"),
+                oldest_first=request.order == "oldest_first",
+                chunk_size=optional(request, "chunk_size"),
+                resume_token=request.resume_token,
+            ),
+            Deadline.of_stream(context),
+        )
+        # Each chunk as the bytes it serializes to; grpc pulls the next one only once the previous
+        # one is sent, so a slow reader holds the stream back rather than filling the server's memory.
+        return (wire.export_chunk(chunk.events, chunk.cursor) for chunk in chunks)
+
+    def ExplainUsageEvent(self, request, context):  # noqa: N802
+        validation.check(request)
+        explanation = self._explainer.explain(
+            current_org(),
+            ExplainRequest(
+                event_id=request.event_id,
+                aggregator_id=request.aggregator_id,
+                aggregator_filter_id=optional(request, "aggregator_filter_id"),
+                customer_id=optional(request, "customer_id"),
+                start_us=_bound(request, "start_date"),
+                end_us=_bound(request, "end_date"),
+            ),
+            Deadline.of_context(context, self._timeout),
+        )
+        (event,) = wire.decode([explanation.wire])
+        response = pb.ExplainUsageEventResponse(counts=explanation.counts, event=event)
+        for check in explanation.checks:
+            out = response.checks.add(
+                name=check.name, passed=check.passed, detail=check.detail, conditional=check.conditional
+            )
+            for condition, passed in check.conditions:
+                verdict = out.conditions.add(
+                    property=condition.property, operator=condition.operator, passed=passed
+                )
+                if condition.operator not in ("is_null", "is_not_null"):
+                    verdict.expected.CopyFrom(convert.python_to_value(condition.value))
+                if condition.property in event.properties.fields:
+                    verdict.present = True
+                    verdict.actual.CopyFrom(event.properties.fields[condition.property])
+        return response
 
     def AggregateUsage(self, request, context):  # noqa: N802
         validation.check(request)

@@ -19,11 +19,19 @@ from typing import Any
 import sqlalchemy as sa
 
 from server.deadline import Deadline
-from server.domain import CustomerPage, CustomerPageQuery, EventFilters, PageRow, PropertyFilter
+from server.domain import (
+    CustomerPage,
+    CustomerPageQuery,
+    EventFilters,
+    EventVerdicts,
+    FilterVerdict,
+    PageRow,
+    PropertyFilter,
+)
 from server.storage import rollups, schema
 from server.storage.catalog_store import filter_from_json
 from server.storage.engine import Database, Prepared
-from server.storage.filters import compile_filter
+from server.storage.filters import compile_condition, compile_filter, holds
 from server.storage.functions import prop_text, prop_type
 
 E = schema.events
@@ -65,8 +73,10 @@ class EventReads:
         after: tuple[int, str] | None,
         limit: int,
         deadline: Deadline | None = None,
+        oldest_first: bool = False,
     ) -> list[PageRow]:
-        """Events strictly after the keyset position `after` (timestamp_us, id), newest first."""
+        """Events strictly after the keyset position `after` (timestamp_us, id), newest first (or
+        oldest first: ExportUsageEvents), read from the same indexes in either direction."""
         f = filters
         keys = f.metric_keys
         values: dict[str, Any] = {"org": org, "limit": limit}
@@ -83,13 +93,13 @@ class EventReads:
                 values[name] = value
         if after is not None:
             values["after_ts"], values["after_id"] = after
-        shape = (*(name in values for name in _OPTIONAL_FILTERS), len(keys), after is not None)
+        shape = (*(name in values for name in _OPTIONAL_FILTERS), len(keys), after is not None, oldest_first)
         rows = self._db.fetch(self._list_statement(shape), values, deadline)
-        return list(map(PageRow._make, rows))
+        return rows  # type: ignore[return-value]  # (timestamp_us, id, wire) tuples
 
     @functools.lru_cache(maxsize=512)  # noqa: B019 (one EventReads per database, for the process's life)
     def _list_statement(self, shape: tuple[Any, ...]) -> Prepared:
-        *present, n_keys, has_after = shape
+        *present, n_keys, has_after, oldest_first = shape
         p = sa.bindparam
         stmt = sa.select(E.c.timestamp_us, E.c.id, E.c.wire).where(E.c.organization_id == p("org"))
         for name, here in zip(_OPTIONAL_FILTERS, present, strict=True):
@@ -97,9 +107,14 @@ class EventReads:
                 stmt = stmt.where(_OPTIONAL_FILTERS[name](p(name)))
         if n_keys:
             stmt = stmt.where(E.c.metric_key.in_([p(f"k{i}") for i in range(n_keys)]))
+        position, after = sa.tuple_(E.c.timestamp_us, E.c.id), sa.tuple_(p("after_ts"), p("after_id"))
         if has_after:
-            stmt = stmt.where(sa.tuple_(E.c.timestamp_us, E.c.id) < sa.tuple_(p("after_ts"), p("after_id")))
-        stmt = stmt.order_by(E.c.timestamp_us.desc(), E.c.id.desc()).limit(p("limit"))
+            stmt = stmt.where(position > after if oldest_first else position < after)
+        if oldest_first:
+            stmt = stmt.order_by(E.c.timestamp_us.asc(), E.c.id.asc())
+        else:
+            stmt = stmt.order_by(E.c.timestamp_us.desc(), E.c.id.desc())
+        stmt = stmt.limit(p("limit"))
         return Prepared(self._db.engine, stmt)
 
     # ---- the organization's data version ----------------------------------------------------------
@@ -183,6 +198,76 @@ class EventReads:
     @functools.lru_cache(maxsize=2)  # noqa: B019
     def _unfiltered_page_statement(self, from_rollup: bool) -> Prepared:
         return Prepared(self._db.engine, _page_statement([], from_rollup))
+
+    # ---- ExplainUsageEvent ----------------------------------------------------------------------
+    def explain(
+        self,
+        org: str,
+        event_id: str,
+        aggregator_id: str,
+        aggregator_filter_id: str | None,
+        customer_id: str | None,
+        deadline: Deadline | None = None,
+    ) -> EventVerdicts:
+        """One event and the aggregator's (and the named filter's) verdicts on it, each condition's
+        too, computed by the SQL the customer pages filter with (filters.py), so an explanation
+        cannot disagree with a page."""
+        with self._db.read(deadline) as conn:
+            event = conn.execute(
+                sa.select(E.c.customer_id, E.c.metric_key, E.c.timestamp_us, E.c.wire).where(
+                    E.c.organization_id == org, E.c.id == event_id
+                )
+            ).first()
+            if event is None:
+                return EventVerdicts("event")
+            customer = customer_id if customer_id is not None else event.customer_id
+            known = conn.execute(
+                sa.select(C.c.id).where(C.c.organization_id == org, C.c.id == customer)
+            ).first()
+            if known is None:
+                return EventVerdicts("customer")
+            aggregator = conn.execute(
+                sa.select(A.c.event_type, A.c.filter).where(
+                    A.c.organization_id == org, A.c.id == aggregator_id
+                )
+            ).first()
+            if aggregator is None:
+                return EventVerdicts("aggregator")
+            filters = [_filter(aggregator.filter) or PropertyFilter()]
+            if aggregator_filter_id is not None:
+                named = conn.execute(
+                    sa.select(F.c.filter).where(
+                        F.c.organization_id == org,
+                        F.c.aggregator_id == aggregator_id,
+                        F.c.id == aggregator_filter_id,
+                    )
+                ).first()
+                if named is None:
+                    return EventVerdicts("aggregator_filter")
+                filters.append(_filter(named.filter) or PropertyFilter())
+            column = E.c.properties
+            verdicts = [holds(compile_filter(column, f)) if f.conditions else sa.true() for f in filters] + [
+                holds(compile_condition(column, c)) for f in filters for c in f.conditions
+            ]
+            row = conn.execute(
+                sa.select(*verdicts).where(E.c.organization_id == org, E.c.id == event_id)
+            ).one()
+        found = [bool(v) for v in row]
+        wholes, conditions = found[: len(filters)], found[len(filters) :]
+        out: list[FilterVerdict] = []
+        for f, whole in zip(filters, wholes, strict=True):
+            out.append(FilterVerdict(f, whole, tuple(conditions[: len(f.conditions)])))
+            conditions = conditions[len(f.conditions) :]
+        return EventVerdicts(
+            None,
+            bytes(event.wire),
+            event.customer_id,
+            event.metric_key,
+            event.timestamp_us,
+            aggregator.event_type,
+            out[0],
+            out[1] if len(out) > 1 else None,
+        )
 
 
 def _page_statement(conditions: list[Any], total_from_rollup: bool) -> sa.Select[Any]:

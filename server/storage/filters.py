@@ -34,6 +34,17 @@ def compile_filter(column: ColumnElement[Any], flt: PropertyFilter) -> ColumnEle
     return sa.or_(*parts) if flt.conditional == "or" else sa.and_(*parts)
 
 
+def holds(expr: ColumnElement[bool]) -> ColumnElement[bool]:
+    """A filter's or condition's verdict as true/false: unknown (an absent property compared) is
+    false, as a WHERE clause treats it (ExplainUsageEvent shows verdicts the pages apply)."""
+    return sa.func.coalesce(expr, sa.false())
+
+
+def compile_condition(column: ColumnElement[Any], condition: Condition) -> ColumnElement[bool]:
+    """One condition of a filter, compiled as compile_filter compiles it within the filter."""
+    return _condition(column, condition)
+
+
 def _equals(column: ColumnElement[Any], key: str, value: Any) -> ColumnElement[bool]:
     if value is None:
         return _is_null(column, key)
@@ -51,7 +62,7 @@ def _is_null(column: ColumnElement[Any], key: str) -> ColumnElement[bool]:
 
 def _negate(expr: ColumnElement[bool]) -> ColumnElement[bool]:
     # SQL NOT of NULL is NULL: treat "unknown" (absent property) as "did not match", then negate.
-    return sa.not_(sa.func.coalesce(expr, sa.false()))
+    return sa.not_(holds(expr))
 
 
 def _compare(column: ColumnElement[Any], key: str, op: str, value: Any) -> ColumnElement[bool]:

@@ -23,6 +23,7 @@ from server.domain import (
     CustomerPage,
     CustomerPageQuery,
     EventFilters,
+    EventVerdicts,
     EventVersion,
     IngestOutcome,
     NewEvent,
@@ -95,8 +96,23 @@ class EventReadStorage(Protocol):
         after: tuple[int, str] | None,
         limit: int,
         deadline: Deadline | None = None,
+        oldest_first: bool = False,
     ) -> list[PageRow]:
-        """Events strictly after the keyset position `after` (timestamp_us, id), newest first."""
+        """Events strictly after the keyset position `after` (timestamp_us, id), newest first, or
+        oldest first."""
+        ...
+
+    def explain(
+        self,
+        org: str,
+        event_id: str,
+        aggregator_id: str,
+        aggregator_filter_id: str | None,
+        customer_id: str | None,
+        deadline: Deadline | None = None,
+    ) -> EventVerdicts:
+        """The event and the aggregator's (and named filter's) verdicts on it, computed by the SQL
+        the customer pages filter with; `customer_id` None: the event's own customer."""
         ...
 
     def data_version(self, org: str, deadline: Deadline | None = None) -> int:

@@ -307,6 +307,35 @@ def list_usage_events(draw: st.DrawFn) -> pb.ListUsageEventsRequest:
 
 
 @st.composite
+def export_usage_events(draw: st.DrawFn) -> pb.ExportUsageEventsRequest:
+    return _set(
+        pb.ExportUsageEventsRequest(),
+        chunk_size=draw(maybe_int32),
+        resume_token=draw(st.none() | hostile_text),
+        order=draw(st.none() | st.sampled_from(["", "newest_first", "oldest_first"]) | hostile_text),
+        customer_id=draw(st.none() | ident),
+        product_id=draw(st.none() | ident),
+        subscription_id=draw(st.none() | ident),
+        metric_key=draw(metric_keys),
+        occurred_after=draw(maybe_timestamp),
+        occurred_before=draw(maybe_timestamp),
+    )
+
+
+@st.composite
+def explain_usage_event(draw: st.DrawFn) -> pb.ExplainUsageEventRequest:
+    return _set(
+        pb.ExplainUsageEventRequest(),
+        event_id=draw(ident),
+        aggregator_id=draw(ident),
+        aggregator_filter_id=draw(st.none() | ident),
+        customer_id=draw(st.none() | ident),
+        start_date=draw(maybe_timestamp),
+        end_date=draw(maybe_timestamp),
+    )
+
+
+@st.composite
 def aggregate_usage(draw: st.DrawFn) -> pb.AggregateUsageRequest:
     group_by = st.one_of(
         st.sampled_from(["", "none", "metric_key", "dim:region", "dim:", "dim:a.b"]),
@@ -429,6 +458,8 @@ RPCS: dict[str, Rpc] = {
     "ListCustomerUsageEvents": Rpc("usage", list_customer_usage_events()),
     "ListUsageEvents": Rpc("usage", list_usage_events()),
     "AggregateUsage": Rpc("usage", aggregate_usage()),
+    "ExportUsageEvents": Rpc("usage", export_usage_events()),
+    "ExplainUsageEvent": Rpc("usage", explain_usage_event()),
     "IngestUsageEvents": Rpc("usage", ingest_request, mutates=True),
     "CreateCustomer": Rpc("catalog", create_customer(), mutates=True),
     "GetCustomer": Rpc("catalog", st.builds(cpb.GetCustomerRequest, id=ident)),
@@ -523,6 +554,8 @@ def call(target: Target, name: str, request: Any) -> None:
     before = fingerprint(target.engine)
     try:
         response = method(request)
+        if name == "ExportUsageEvents":
+            response = list(response)  # a stream: read to its end (an error comes with a read)
     except grpc.RpcError as err:
         got = details(err)
         assert got.code in ALLOWED, f"{name} answered {got.code.name}: {got.message} for {request}"
@@ -699,6 +732,20 @@ REGRESSIONS: dict[str, list[Any]] = {
         pb.ListUsageEventsRequest(metric_key=MANY_METRIC_KEYS),
         *(pb.ListUsageEventsRequest(occurred_after=t) for t in BAD_TIMES),
         *(pb.ListUsageEventsRequest(occurred_before=t) for t in BAD_TIMES),
+    ],
+    "ExportUsageEvents": [
+        pb.ExportUsageEventsRequest(resume_token="\u00e9.\u00e9"),
+        pb.ExportUsageEventsRequest(metric_key=MANY_METRIC_KEYS),
+        *(pb.ExportUsageEventsRequest(occurred_after=t) for t in BAD_TIMES),
+        *(pb.ExportUsageEventsRequest(occurred_before=t) for t in BAD_TIMES),
+    ],
+    "ExplainUsageEvent": [
+        pb.ExplainUsageEventRequest(event_id="\x00", aggregator_id="agg_1"),
+        *(pb.ExplainUsageEventRequest(event_id="e", aggregator_id="agg_1", start_date=t) for t in BAD_TIMES),
+        *(
+            pb.ExplainUsageEventRequest(event_id="e", aggregator_id="agg_1", start_date=GOOD_TIME, end_date=t)
+            for t in BAD_TIMES
+        ),
     ],
     "ListCustomerUsageEvents": [
         *(

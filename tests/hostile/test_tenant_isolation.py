@@ -548,6 +548,79 @@ def probe_list_usage_events(w: World) -> None:
     _cursor_replays(w, "ListUsageEvents", w.b_own_cursors()["ListCustomers"])
 
 
+def probe_export_usage_events(w: World) -> None:
+    def export(client: Client, request: Message) -> list[bytes]:
+        return [_bytes(chunk) for chunk in client.usage.ExportUsageEvents(request)]
+
+    for request in (
+        pb.ExportUsageEventsRequest(),
+        pb.ExportUsageEventsRequest(order="oldest_first", chunk_size=1),
+        pb.ExportUsageEventsRequest(metric_key=["api_call,storage_gb"]),
+        pb.ExportUsageEventsRequest(product_id="prod_a", subscription_id="sub_a"),
+        pb.ExportUsageEventsRequest(occurred_after=ts(SINCE), occurred_before=ts(UNTIL)),
+        *(pb.ExportUsageEventsRequest(customer_id=c) for c in ALL_CUSTOMERS),
+    ):
+        assert export(w.b, request) == export(w.empty, request) == [], request
+    for customer in ALL_CUSTOMERS:
+        mine = pb.ExportUsageEventsRequest(customer_id=customer)
+        never = pb.ExportUsageEventsRequest(customer_id=_never(customer))
+        assert export(w.b, mine) == export(w.b, never)
+    # A's resume tokens, replayed by B with A's filters: refused as B's own token of another query is.
+    a_request = pb.ExportUsageEventsRequest(chunk_size=1)
+    a_token = next(iter(w.a.usage.ExportUsageEvents(a_request))).resume_token
+    w.b.ingest_ok([event("cus_bown", "b_metric", T0)])
+    b_token = next(iter(w.b.usage.ExportUsageEvents(_copy(a_request, order="oldest_first")))).resume_token
+
+    def call(request: Message) -> list[bytes]:
+        return export(w.b, request)
+
+    got = _error(call, _copy(a_request, resume_token=a_token))
+    reference = _error(call, _copy(a_request, resume_token=b_token))
+    assert got.code == INVALID and got.fields == ["resume_token"], got
+    assert _masked(got, {}) == _masked(reference, {})
+
+
+def _explain(event_id: str, aggregator: str, flt: str | None = None, customer: str | None = None) -> Message:
+    request = pb.ExplainUsageEventRequest(event_id=event_id, aggregator_id=aggregator)
+    if flt is not None:
+        request.aggregator_filter_id = flt
+    if customer is not None:
+        request.customer_id = customer
+    return request
+
+
+def probe_explain_usage_event(w: World) -> None:
+    call = w.b.usage.ExplainUsageEvent
+    for event_id in w.event_ids:
+        for aggregator, filters in AGGREGATOR_FILTERS.items():
+            got = w.same_as_never(call, _explain, NOT_FOUND, event_id=event_id, aggregator=aggregator)
+            assert got.message == "Usage event not found"
+            for flt in filters:
+                w.same_as_never(call, _explain, NOT_FOUND, event_id=event_id, aggregator=aggregator, flt=flt)
+    # With an aggregator and an event of B's own, A's ids are unknown one by one.
+    w.b_aggregator("agg_bown")
+    for event_id in w.event_ids:
+        got = w.same_as_never(
+            call, functools.partial(_explain, aggregator="agg_bown"), NOT_FOUND, event_id=event_id
+        )
+        assert got.message == "Usage event not found"
+    (b_event,) = w.b.ingest_ok([event("cus_bown", "api_call", T0)])
+    for aggregator in AGGREGATOR_FILTERS:
+        got = w.same_as_never(call, functools.partial(_explain, b_event), NOT_FOUND, aggregator=aggregator)
+        assert got.message == "Aggregator not found"
+    for flt in ALL_FILTERS:
+        got = w.same_as_never(call, functools.partial(_explain, b_event, "agg_bown"), NOT_FOUND, flt=flt)
+        assert got.message == "Aggregator filter not found"
+    for customer in ALL_CUSTOMERS:
+        build = functools.partial(_explain, b_event, "agg_bown", None)
+        got = w.same_as_never(call, build, NOT_FOUND, customer=customer)
+        assert got.message == "Customer not found"
+    # B's own event explained against B's namesake of A's aggregator: B's definition, B's event.
+    w.b_aggregator("agg_calls_b", like=_a_aggregators()[0])
+    got = call(_explain(b_event, "agg_calls_b"))
+    assert got.event.id == b_event and got.event.customer_id == "cus_bown"
+
+
 def probe_aggregate_usage(w: World) -> None:
     for filters in (
         {},
@@ -876,6 +949,8 @@ PROBES: dict[str, Callable[[World], None]] = {
     "UsageService/ListCustomerUsageEvents": probe_list_customer_usage_events,
     "UsageService/ListUsageEvents": probe_list_usage_events,
     "UsageService/AggregateUsage": probe_aggregate_usage,
+    "UsageService/ExportUsageEvents": probe_export_usage_events,
+    "UsageService/ExplainUsageEvent": probe_explain_usage_event,
     "UsageService/IngestUsageEvents": probe_ingest_usage_events,
     "CatalogService/CreateCustomer": probe_create_customer,
     "CatalogService/GetCustomer": probe_get_customer,
@@ -972,7 +1047,9 @@ def _refusals(h: Harness, variants: dict[str, tuple[tuple[str, str], ...]]) -> l
             client = h.raw_client(metadata)
             call = getattr(client.stub(service.name), method)
             try:
-                call(request)
+                response = call(request)
+                if service.methods_by_name[method].server_streaming:
+                    list(response)  # a stream's status comes with its first read
             except grpc.RpcError as err:
                 got = details(err)
                 if (got.code, got.domain) == (grpc.StatusCode.UNAUTHENTICATED, "usage.v1") and got.reason in (
@@ -995,7 +1072,9 @@ def _authenticated(h: Harness, metadata: tuple[tuple[str, str], ...]) -> list[st
         client = h.raw_client(metadata)
         call = getattr(client.stub(service.name), method)
         try:
-            call(_request(service, method))
+            response = call(_request(service, method))
+            if service.methods_by_name[method].server_streaming:
+                list(response)  # a stream's status comes with its first read
         except grpc.RpcError as err:
             if err.code() == grpc.StatusCode.UNAUTHENTICATED:
                 out.append(method)

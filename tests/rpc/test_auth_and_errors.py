@@ -57,7 +57,7 @@ def empty_request(service: Any, method: str) -> Message:
 
 def test_all_rpcs_are_listed() -> None:
     names = sorted(m for _, m in ALL_METHODS)
-    assert len(names) == 18
+    assert len(names) == 20
     assert {"ListCustomerUsageEvents", "ListUsageEvents", "AggregateUsage", "IngestUsageEvents"} <= set(names)
     assert {"VoidUsageEvents", "AmendUsageEvent", "GetUsageEventHistory"} <= set(names)
 

@@ -282,3 +282,26 @@ def test_invalid_amends_name_their_field(harness: Harness, mask: list[str], fiel
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert details(caught.value).fields == [field], details(caught.value)
     assert [e.id for e in client.all_events()] == [first]
+
+
+def test_export_and_explain_see_only_current_versions(harness: Harness) -> None:
+    client = client_as(harness, "org_a", email="a@example.com")
+    client.catalog.CreateAggregator(
+        cpb.CreateAggregatorRequest(
+            aggregator=catalog_pb2.Aggregator(id="agg", name="agg", event_type="api_call", operation="count")
+        )
+    )
+    voided, amended, kept = client.ingest_ok(
+        [event(timestamp=START + dt.timedelta(minutes=i)) for i in range(3)]
+    )
+    void(client, voided)
+    new = amend(client, amended, ["quantity"], quantity="4").event.id
+    exported = [
+        e.id for chunk in client.usage.ExportUsageEvents(pb.ExportUsageEventsRequest()) for e in chunk.data
+    ]
+    assert sorted(exported) == sorted([new, kept])
+    for gone in (voided, amended):
+        expect_not_found(
+            client.usage.ExplainUsageEvent, pb.ExplainUsageEventRequest(event_id=gone, aggregator_id="agg")
+        )
+    client.usage.ExplainUsageEvent(pb.ExplainUsageEventRequest(event_id=new, aggregator_id="agg"))

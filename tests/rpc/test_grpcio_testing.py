@@ -29,6 +29,7 @@ from server.config import Settings
 from server.errors import InvalidArgument, NotFound
 from server.logic.catalog import Catalog
 from server.logic.cursors import CursorCodec
+from server.logic.explain import Explainer
 from server.logic.ingest import Ingestion
 from server.logic.queries import UsageQueries
 from server.rpc.catalog_servicer import CatalogServicer
@@ -71,6 +72,7 @@ def servicers(tmp_path: pathlib.Path) -> Iterator[tuple[UsageServicer, CatalogSe
     cursors = CursorCodec(settings.cursor_secret)
     usage = UsageServicer(
         UsageQueries(storage, cursors, settings.max_aggregate_buckets),
+        Explainer(storage),
         Ingestion(storage.events, settings.max_future_skew_s),
         settings.default_query_timeout_s,
     )

@@ -848,8 +848,8 @@ def test_list_events_keyset_never_repeats_or_skips_on_shared_timestamp(
         assert len(page) <= limit
         if not page:
             break
-        seen.extend(e.id for e in page)
-        after = (page[-1].timestamp_us, page[-1].id)
+        seen.extend(event_id for _, event_id, _ in page)
+        after = page[-1][:2]
         pages += 1
         assert pages <= 400
     assert seen == expected
@@ -862,15 +862,15 @@ def test_list_events_keyset_never_repeats_or_skips_on_shared_timestamp(
 def test_list_events_limit_and_position(storage: SqlStorage) -> None:
     ids = ingest_ids(storage, [ev(ts=T0 + i * SEC) for i in range(10)])
     newest = list(reversed(ids))
-    assert [e.id for e in storage.reads.list_events(ORG, EventFilters(), None, 4)] == newest[:4]
+    assert [e[1] for e in storage.reads.list_events(ORG, EventFilters(), None, 4)] == newest[:4]
     # `after` is exclusive; a position need not be an existing event.
     assert [
-        e.id for e in storage.reads.list_events(ORG, EventFilters(), (T0 + 5 * SEC, ids[5]), 3)
+        e[1] for e in storage.reads.list_events(ORG, EventFilters(), (T0 + 5 * SEC, ids[5]), 3)
     ] == newest[5:8]
-    assert [e.id for e in storage.reads.list_events(ORG, EventFilters(), (T0 + 5 * SEC, "zzz"), 3)] == newest[
+    assert [e[1] for e in storage.reads.list_events(ORG, EventFilters(), (T0 + 5 * SEC, "zzz"), 3)] == newest[
         4:7
     ]
-    assert [e.id for e in storage.reads.list_events(ORG, EventFilters(), (T0 + 5 * SEC, ""), 3)] == newest[
+    assert [e[1] for e in storage.reads.list_events(ORG, EventFilters(), (T0 + 5 * SEC, ""), 3)] == newest[
         5:8
     ]
     assert storage.reads.list_events(ORG, EventFilters(), (T0, ids[0]), 3) == []
@@ -918,13 +918,13 @@ def test_list_events_filters(storage: SqlStorage, filters: EventFilters, expecte
     ingest_ids(storage, events, OTHER)  # the same events in another organization never show up
     label_of = {i: row[0] for i, row in zip(ids, LIST_EVENTS, strict=True)}
     got = storage.reads.list_events(ORG, filters, None, 100)
-    assert "".join(label_of[e.id] for e in got) == expected
+    assert "".join(label_of[event_id] for _, event_id, _ in got) == expected
     # Paging with filters: one at a time gives the same sequence.
     one_by_one: list[str] = []
     after: tuple[int, str] | None = None
     while page := storage.reads.list_events(ORG, filters, after, 1):
-        one_by_one.append(label_of[page[0].id])
-        after = (page[0].timestamp_us, page[0].id)
+        one_by_one.append(label_of[page[0][1]])
+        after = page[0][:2]
     assert "".join(one_by_one) == expected
 
 

@@ -160,6 +160,26 @@ LISTINGS = {
 }
 
 
+@pytest.mark.parametrize("name", ["none", "customer", "metrics", "product", "customer+window"])
+def test_export_oldest_first_reads_the_same_indexes_backwards(
+    planned: tuple[SqlStorage, list[tuple[str, Any]]], name: str
+) -> None:
+    """ExportUsageEvents' oldest-first statements: the listing's index, scanned the other way, with
+    no sort of the matching events."""
+    storage, captured = planned
+    filters = LISTINGS[name]
+    first = storage.reads.list_events(BIG, filters, None, 1000, Deadline(30.0), oldest_first=True)
+    assert first and first == sorted(first), "oldest first"
+    after = first[-1][:2]
+    plans = []
+    for position in (None, after):
+        captured.clear()
+        storage.reads.list_events(BIG, filters, position, 1000, Deadline(30.0), oldest_first=True)
+        plans.extend(_plans(storage, captured))
+    nodes = [node["Node Type"] for plan in plans for node in _nodes(plan)]
+    assert "Seq Scan" not in nodes and "Sort" not in nodes and "Incremental Sort" not in nodes, nodes
+
+
 @pytest.mark.parametrize("name", LISTINGS)
 def test_list_usage_events_uses_an_index(
     planned: tuple[SqlStorage, list[tuple[str, Any]]], name: str
@@ -171,7 +191,7 @@ def test_list_usage_events_uses_an_index(
     assert "Seq Scan" not in _scans_of_events(
         storage, captured, lambda: storage.reads.list_events(BIG, filters, None, 25, Deadline(30.0))
     )
-    after = (first[-1].timestamp_us, first[-1].id)
+    after = first[-1][:2]
     scans = _scans_of_events(
         storage, captured, lambda: storage.reads.list_events(BIG, filters, after, 25, Deadline(30.0))
     )

@@ -159,6 +159,58 @@ test("an invalid request carries google.rpc.BadRequest and ErrorInfo details", a
   );
 });
 
+test("an export streams every event in chunks and resumes after a chunk", async () => {
+  const exportCustomer = `cus_ts_export_${run}`;
+  const events = Array.from({ length: 25 }, (_, i) => ({
+    customerId: exportCustomer,
+    metricKey: "api_call",
+    timestamp: at(`2026-01-12T10:${String(i).padStart(2, "0")}:00Z`),
+    properties: { i },
+  }));
+  const ingested = await usage.ingestUsageEvents({ events });
+  assert.ok(ingested.results.every((r) => r.status === "ACCEPTED"));
+  const ids: string[] = [];
+  const tokens: string[] = [];
+  for await (const chunk of usage.exportUsageEvents({ customerId: exportCustomer, order: "oldest_first", chunkSize: 10 })) {
+    ids.push(...chunk.data.map((e) => e.id));
+    tokens.push(chunk.resumeToken);
+  }
+  assert.deepEqual(ids, ingested.results.map((r) => r.eventId), "oldest first: in the order ingested");
+  assert.equal(tokens.length, 3);
+  const rest: string[] = [];
+  for await (const chunk of usage.exportUsageEvents({ customerId: exportCustomer, order: "oldest_first", chunkSize: 10, resumeToken: tokens[0] })) {
+    rest.push(...chunk.data.map((e) => e.id));
+  }
+  assert.deepEqual(rest, ids.slice(10));
+});
+
+test("an explanation says which check an event fails", async () => {
+  const explainAggregator = `agg_ts_explain_${run}`;
+  await catalog.createAggregator({
+    aggregator: {
+      id: explainAggregator,
+      name: "EU calls",
+      eventType: "api_call",
+      operation: "count",
+      filter: { conditional: "and", fields: [{ property: "region", operator: "equals", value: { kind: { case: "stringValue", value: "eu" } } }] },
+    },
+  });
+  const ingested = await usage.ingestUsageEvents({
+    events: [{ customerId: `cus_ts_explain_${run}`, metricKey: "api_call", timestamp: at("2026-01-13T10:00:00Z"), properties: { region: "us" } }],
+  });
+  const eventId = ingested.results[0].eventId;
+  const got = await usage.explainUsageEvent({ eventId, aggregatorId: explainAggregator });
+  assert.equal(got.counts, false);
+  assert.equal(got.event?.id, eventId);
+  assert.deepEqual(got.checks.map((c) => [c.name, c.passed]), [["customer", true], ["event_type", true], ["aggregator_filter", false]]);
+  const [region] = got.checks[2].conditions;
+  assert.deepEqual(
+    [region.property, region.expected?.kind.value, region.actual?.kind.value, region.present, region.passed],
+    ["region", "eu", "us", true, false],
+  );
+  await catalog.deleteAggregator({ id: explainAggregator });
+});
+
 test("a call without a valid token is UNAUTHENTICATED", async () => {
   const anonymous = usageClients({ address, token: "not-a-jwt" });
   await assert.rejects(anonymous.usage.listUsageEvents({}), (e: unknown) => ConnectError.from(e).code === Code.Unauthenticated);

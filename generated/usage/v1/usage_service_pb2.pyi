@@ -90,6 +90,92 @@ class ListUsageEventsResponse(_message.Message):
     pagination: _pagination_pb2.Pagination
     def __init__(self, data: _Optional[_Iterable[_Union[_events_pb2.UsageEvent, _Mapping]]] = ..., pagination: _Optional[_Union[_pagination_pb2.Pagination, _Mapping]] = ...) -> None: ...
 
+class ExportUsageEventsRequest(_message.Message):
+    __slots__ = ("customer_id", "product_id", "subscription_id", "metric_key", "occurred_after", "occurred_before", "order", "chunk_size", "resume_token")
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    PRODUCT_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIPTION_ID_FIELD_NUMBER: _ClassVar[int]
+    METRIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_AFTER_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    ORDER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    customer_id: str
+    product_id: str
+    subscription_id: str
+    metric_key: _containers.RepeatedScalarFieldContainer[str]
+    occurred_after: _timestamp_pb2.Timestamp
+    occurred_before: _timestamp_pb2.Timestamp
+    order: str
+    chunk_size: int
+    resume_token: str
+    def __init__(self, customer_id: _Optional[str] = ..., product_id: _Optional[str] = ..., subscription_id: _Optional[str] = ..., metric_key: _Optional[_Iterable[str]] = ..., occurred_after: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., occurred_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., order: _Optional[str] = ..., chunk_size: _Optional[int] = ..., resume_token: _Optional[str] = ...) -> None: ...
+
+class ExportUsageEventsResponse(_message.Message):
+    __slots__ = ("data", "resume_token")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    RESUME_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    data: _containers.RepeatedCompositeFieldContainer[_events_pb2.UsageEvent]
+    resume_token: str
+    def __init__(self, data: _Optional[_Iterable[_Union[_events_pb2.UsageEvent, _Mapping]]] = ..., resume_token: _Optional[str] = ...) -> None: ...
+
+class ExplainUsageEventRequest(_message.Message):
+    __slots__ = ("event_id", "aggregator_id", "aggregator_filter_id", "customer_id", "start_date", "end_date")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATOR_FILTER_ID_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    START_DATE_FIELD_NUMBER: _ClassVar[int]
+    END_DATE_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    aggregator_id: str
+    aggregator_filter_id: str
+    customer_id: str
+    start_date: _timestamp_pb2.Timestamp
+    end_date: _timestamp_pb2.Timestamp
+    def __init__(self, event_id: _Optional[str] = ..., aggregator_id: _Optional[str] = ..., aggregator_filter_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., start_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ExplainUsageEventResponse(_message.Message):
+    __slots__ = ("counts", "event", "checks")
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    CHECKS_FIELD_NUMBER: _ClassVar[int]
+    counts: bool
+    event: _events_pb2.UsageEvent
+    checks: _containers.RepeatedCompositeFieldContainer[ExplanationCheck]
+    def __init__(self, counts: _Optional[bool] = ..., event: _Optional[_Union[_events_pb2.UsageEvent, _Mapping]] = ..., checks: _Optional[_Iterable[_Union[ExplanationCheck, _Mapping]]] = ...) -> None: ...
+
+class ExplanationCheck(_message.Message):
+    __slots__ = ("name", "passed", "detail", "conditional", "conditions")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PASSED_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONAL_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    passed: bool
+    detail: str
+    conditional: str
+    conditions: _containers.RepeatedCompositeFieldContainer[ConditionVerdict]
+    def __init__(self, name: _Optional[str] = ..., passed: _Optional[bool] = ..., detail: _Optional[str] = ..., conditional: _Optional[str] = ..., conditions: _Optional[_Iterable[_Union[ConditionVerdict, _Mapping]]] = ...) -> None: ...
+
+class ConditionVerdict(_message.Message):
+    __slots__ = ("property", "operator", "expected", "present", "actual", "passed")
+    PROPERTY_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_FIELD_NUMBER: _ClassVar[int]
+    PRESENT_FIELD_NUMBER: _ClassVar[int]
+    ACTUAL_FIELD_NUMBER: _ClassVar[int]
+    PASSED_FIELD_NUMBER: _ClassVar[int]
+    property: str
+    operator: str
+    expected: _struct_pb2.Value
+    present: bool
+    actual: _struct_pb2.Value
+    passed: bool
+    def __init__(self, property: _Optional[str] = ..., operator: _Optional[str] = ..., expected: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., present: _Optional[bool] = ..., actual: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., passed: _Optional[bool] = ...) -> None: ...
+
 class AggregateUsageRequest(_message.Message):
     __slots__ = ("bucket", "since", "until", "metric", "group_by", "customer_id", "product_id", "subscription_id", "metric_key", "top", "time_zone")
     BUCKET_FIELD_NUMBER: _ClassVar[int]

@@ -51,6 +51,16 @@ class UsageServiceStub:
                 request_serializer=usage_dot_v1_dot_usage__service__pb2.AggregateUsageRequest.SerializeToString,
                 response_deserializer=usage_dot_v1_dot_usage__service__pb2.AggregateUsageResponse.FromString,
                 _registered_method=True)
+        self.ExportUsageEvents = channel.unary_stream(
+                '/usage.v1.UsageService/ExportUsageEvents',
+                request_serializer=usage_dot_v1_dot_usage__service__pb2.ExportUsageEventsRequest.SerializeToString,
+                response_deserializer=usage_dot_v1_dot_usage__service__pb2.ExportUsageEventsResponse.FromString,
+                _registered_method=True)
+        self.ExplainUsageEvent = channel.unary_unary(
+                '/usage.v1.UsageService/ExplainUsageEvent',
+                request_serializer=usage_dot_v1_dot_usage__service__pb2.ExplainUsageEventRequest.SerializeToString,
+                response_deserializer=usage_dot_v1_dot_usage__service__pb2.ExplainUsageEventResponse.FromString,
+                _registered_method=True)
         self.IngestUsageEvents = channel.unary_unary(
                 '/usage.v1.UsageService/IngestUsageEvents',
                 request_serializer=usage_dot_v1_dot_usage__service__pb2.IngestUsageEventsRequest.SerializeToString,
@@ -85,6 +95,27 @@ class UsageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportUsageEvents(self, request, context):
+        """Every event matching the filters, streamed in chunks, newest or oldest first.
+        Each chunk carries a resume token: a stream that breaks resumes after its last
+        chunk with the same filters and that token, and ends with each event exactly once.
+        Over HTTP the chunks arrive as newline-delimited JSON, one `{"result": ...}` per
+        chunk (an `{"error": ...}` line if the stream fails after it started).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExplainUsageEvent(self, request, context):
+        """Whether one event counts for an aggregator (and optionally one of its filters,
+        one customer and a window), and why: every check ListCustomerUsageEvents applies,
+        each with its verdict, down to each condition of the filters with the event's
+        actual value. Its verdict is the page's: the event is listed exactly when it counts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def IngestUsageEvents(self, request, context):
         """Stores a batch of events, idempotently per idempotency key, with one result
         per event. Safe to retry: a retried event comes back DUPLICATE.
@@ -110,6 +141,16 @@ def add_UsageServiceServicer_to_server(servicer, server):
                     servicer.AggregateUsage,
                     request_deserializer=usage_dot_v1_dot_usage__service__pb2.AggregateUsageRequest.FromString,
                     response_serializer=usage_dot_v1_dot_usage__service__pb2.AggregateUsageResponse.SerializeToString,
+            ),
+            'ExportUsageEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExportUsageEvents,
+                    request_deserializer=usage_dot_v1_dot_usage__service__pb2.ExportUsageEventsRequest.FromString,
+                    response_serializer=usage_dot_v1_dot_usage__service__pb2.ExportUsageEventsResponse.SerializeToString,
+            ),
+            'ExplainUsageEvent': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExplainUsageEvent,
+                    request_deserializer=usage_dot_v1_dot_usage__service__pb2.ExplainUsageEventRequest.FromString,
+                    response_serializer=usage_dot_v1_dot_usage__service__pb2.ExplainUsageEventResponse.SerializeToString,
             ),
             'IngestUsageEvents': grpc.unary_unary_rpc_method_handler(
                     servicer.IngestUsageEvents,
@@ -200,6 +241,60 @@ class UsageService:
             '/usage.v1.UsageService/AggregateUsage',
             usage_dot_v1_dot_usage__service__pb2.AggregateUsageRequest.SerializeToString,
             usage_dot_v1_dot_usage__service__pb2.AggregateUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportUsageEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/usage.v1.UsageService/ExportUsageEvents',
+            usage_dot_v1_dot_usage__service__pb2.ExportUsageEventsRequest.SerializeToString,
+            usage_dot_v1_dot_usage__service__pb2.ExportUsageEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExplainUsageEvent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/usage.v1.UsageService/ExplainUsageEvent',
+            usage_dot_v1_dot_usage__service__pb2.ExplainUsageEventRequest.SerializeToString,
+            usage_dot_v1_dot_usage__service__pb2.ExplainUsageEventResponse.FromString,
             options,
             channel_credentials,
             insecure,

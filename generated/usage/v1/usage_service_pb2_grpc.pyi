@@ -43,6 +43,19 @@ class UsageServiceStub:
     """All events of the caller's organization, newest first, filtered, cursor-paginated."""
     AggregateUsage: _grpc.UnaryUnaryMultiCallable[_usage_service_pb2.AggregateUsageRequest, _usage_service_pb2.AggregateUsageResponse]
     """Time-bucketed counts or quantity sums, grouped, with top-N folding."""
+    ExportUsageEvents: _grpc.UnaryStreamMultiCallable[_usage_service_pb2.ExportUsageEventsRequest, _usage_service_pb2.ExportUsageEventsResponse]
+    """Every event matching the filters, streamed in chunks, newest or oldest first.
+    Each chunk carries a resume token: a stream that breaks resumes after its last
+    chunk with the same filters and that token, and ends with each event exactly once.
+    Over HTTP the chunks arrive as newline-delimited JSON, one `{"result": ...}` per
+    chunk (an `{"error": ...}` line if the stream fails after it started).
+    """
+    ExplainUsageEvent: _grpc.UnaryUnaryMultiCallable[_usage_service_pb2.ExplainUsageEventRequest, _usage_service_pb2.ExplainUsageEventResponse]
+    """Whether one event counts for an aggregator (and optionally one of its filters,
+    one customer and a window), and why: every check ListCustomerUsageEvents applies,
+    each with its verdict, down to each condition of the filters with the event's
+    actual value. Its verdict is the page's: the event is listed exactly when it counts.
+    """
     IngestUsageEvents: _grpc.UnaryUnaryMultiCallable[_usage_service_pb2.IngestUsageEventsRequest, _usage_service_pb2.IngestUsageEventsResponse]
     """Stores a batch of events, idempotently per idempotency key, with one result
     per event. Safe to retry: a retried event comes back DUPLICATE.
@@ -63,6 +76,19 @@ class UsageServiceAsyncStub(UsageServiceStub):
     """All events of the caller's organization, newest first, filtered, cursor-paginated."""
     AggregateUsage: _aio.UnaryUnaryMultiCallable[_usage_service_pb2.AggregateUsageRequest, _usage_service_pb2.AggregateUsageResponse]  # type: ignore[assignment]
     """Time-bucketed counts or quantity sums, grouped, with top-N folding."""
+    ExportUsageEvents: _aio.UnaryStreamMultiCallable[_usage_service_pb2.ExportUsageEventsRequest, _usage_service_pb2.ExportUsageEventsResponse]  # type: ignore[assignment]
+    """Every event matching the filters, streamed in chunks, newest or oldest first.
+    Each chunk carries a resume token: a stream that breaks resumes after its last
+    chunk with the same filters and that token, and ends with each event exactly once.
+    Over HTTP the chunks arrive as newline-delimited JSON, one `{"result": ...}` per
+    chunk (an `{"error": ...}` line if the stream fails after it started).
+    """
+    ExplainUsageEvent: _aio.UnaryUnaryMultiCallable[_usage_service_pb2.ExplainUsageEventRequest, _usage_service_pb2.ExplainUsageEventResponse]  # type: ignore[assignment]
+    """Whether one event counts for an aggregator (and optionally one of its filters,
+    one customer and a window), and why: every check ListCustomerUsageEvents applies,
+    each with its verdict, down to each condition of the filters with the event's
+    actual value. Its verdict is the page's: the event is listed exactly when it counts.
+    """
     IngestUsageEvents: _aio.UnaryUnaryMultiCallable[_usage_service_pb2.IngestUsageEventsRequest, _usage_service_pb2.IngestUsageEventsResponse]  # type: ignore[assignment]
     """Stores a batch of events, idempotently per idempotency key, with one result
     per event. Safe to retry: a retried event comes back DUPLICATE.
@@ -98,6 +124,31 @@ class UsageServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_usage_service_pb2.AggregateUsageResponse, _abc.Awaitable[_usage_service_pb2.AggregateUsageResponse]]:
         """Time-bucketed counts or quantity sums, grouped, with top-N folding."""
+
+    @_abc_1.abstractmethod
+    def ExportUsageEvents(
+        self,
+        request: _usage_service_pb2.ExportUsageEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_usage_service_pb2.ExportUsageEventsResponse], _abc.AsyncIterator[_usage_service_pb2.ExportUsageEventsResponse]]:
+        """Every event matching the filters, streamed in chunks, newest or oldest first.
+        Each chunk carries a resume token: a stream that breaks resumes after its last
+        chunk with the same filters and that token, and ends with each event exactly once.
+        Over HTTP the chunks arrive as newline-delimited JSON, one `{"result": ...}` per
+        chunk (an `{"error": ...}` line if the stream fails after it started).
+        """
+
+    @_abc_1.abstractmethod
+    def ExplainUsageEvent(
+        self,
+        request: _usage_service_pb2.ExplainUsageEventRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_usage_service_pb2.ExplainUsageEventResponse, _abc.Awaitable[_usage_service_pb2.ExplainUsageEventResponse]]:
+        """Whether one event counts for an aggregator (and optionally one of its filters,
+        one customer and a window), and why: every check ListCustomerUsageEvents applies,
+        each with its verdict, down to each condition of the filters with the event's
+        actual value. Its verdict is the page's: the event is listed exactly when it counts.
+        """
 
     @_abc_1.abstractmethod
     def IngestUsageEvents(

@@ -121,7 +121,7 @@ class PostgresDialect(Dialect):
         try:
             # prepare=True: parsed once per connection, and planned generically once PostgreSQL
             # finds the generic plan as good as the custom ones (plan_cache_mode auto).
-            return raw.execute(sql, params, prepare=True).fetchall()  # type: ignore[no-any-return]
+            return raw.execute(sql, params, prepare=True, binary=True).fetchall()  # type: ignore[no-any-return]
         except psycopg.Error as exc:
             raise sa.exc.DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
 

@@ -6,7 +6,7 @@ import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegen
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_buf_validate_validate } from "../../buf/validate/validate_pb.js";
 import { file_google_api_annotations } from "../../google/api/annotations_pb.js";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import type { Timestamp, Value } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { UsageEvent, UsageEventInput } from "./events_pb.js";
 import { file_usage_v1_events } from "./events_pb.js";
@@ -18,7 +18,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file usage/v1/usage_service.proto.
  */
 export const file_usage_v1_usage_service: GenFile = /*@__PURE__*/
-  fileDesc("Chx1c2FnZS92MS91c2FnZV9zZXJ2aWNlLnByb3RvEgh1c2FnZS52MSLdAgoeTGlzdEN1c3RvbWVyVXNhZ2VFdmVudHNSZXF1ZXN0EhYKAmlkGAEgASgJQgq6SAdyBRABGIABEiEKDWFnZ3JlZ2F0b3JfaWQYAiABKAlCCrpIB3IFEAEYgAESNgoKc3RhcnRfZGF0ZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARI0CghlbmRfZGF0ZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARItChRhZ2dyZWdhdG9yX2ZpbHRlcl9pZBgFIAEoCUIKukgHcgUQARiAAUgAiAEBEhwKBHRha2UYBiABKAVCCbpIBhoEGGQoAEgBiAEBEhoKBHNraXAYByABKAVCB7pIBBoCKABIAogBAUIXChVfYWdncmVnYXRvcl9maWx0ZXJfaWRCBwoFX3Rha2VCBwoFX3NraXAiOQoIUGFnZU1ldGESDQoFdG90YWwYASABKAUSDQoFdGFrZW4YAiABKAUSDwoHc2tpcHBlZBgDIAEoBSKHAQoSQ3VzdG9tZXJVc2FnZUV2ZW50EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSLQoJdGltZXN0YW1wGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIoCgdwYXlsb2FkGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJvCh9MaXN0Q3VzdG9tZXJVc2FnZUV2ZW50c1Jlc3BvbnNlEiAKBG1ldGEYASABKAsyEi51c2FnZS52MS5QYWdlTWV0YRIqCgRkYXRhGAIgAygLMhwudXNhZ2UudjEuQ3VzdG9tZXJVc2FnZUV2ZW50Io8DChZMaXN0VXNhZ2VFdmVudHNSZXF1ZXN0EhsKBWxpbWl0GAEgASgFQge6SAQaAigASACIAQESGAoGY3Vyc29yGAIgASgJQgi6SAVyAxiACBIkCgtjdXN0b21lcl9pZBgDIAEoCUIKukgHcgUQARiAAUgBiAEBEiMKCnByb2R1Y3RfaWQYBCABKAlCCrpIB3IFEAEYgAFIAogBARIoCg9zdWJzY3JpcHRpb25faWQYBSABKAlCCrpIB3IFEAEYgAFIA4gBARIjCgptZXRyaWNfa2V5GAYgAygJQg+6SAySAQkQZCIFcgMYgCASMgoOb2NjdXJyZWRfYWZ0ZXIYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD29jY3VycmVkX2JlZm9yZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCAoGX2xpbWl0Qg4KDF9jdXN0b21lcl9pZEINCgtfcHJvZHVjdF9pZEISChBfc3Vic2NyaXB0aW9uX2lkImcKF0xpc3RVc2FnZUV2ZW50c1Jlc3BvbnNlEiIKBGRhdGEYASADKAsyFC51c2FnZS52MS5Vc2FnZUV2ZW50EigKCnBhZ2luYXRpb24YAiABKAsyFC51c2FnZS52MS5QYWdpbmF0aW9uIp8EChVBZ2dyZWdhdGVVc2FnZVJlcXVlc3QSJgoGYnVja2V0GAEgASgJQha6SBNyEVIEaG91clIDZGF5UgR3ZWVrEjEKBXNpbmNlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBEikKBXVudGlsGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCgZtZXRyaWMYBCABKAlCHLpIGXIXUgBSBWNvdW50UgxzdW1fcXVhbnRpdHkSRgoIZ3JvdXBfYnkYBSABKAlCNLpIMXIvMi1eKHxub25lfG1ldHJpY19rZXl8ZGltOltBLVphLXowLTlfLi1dezEsNjR9KSQSJAoLY3VzdG9tZXJfaWQYBiABKAlCCrpIB3IFEAEYgAFIAIgBARIjCgpwcm9kdWN0X2lkGAcgASgJQgq6SAdyBRABGIABSAGIAQESKAoPc3Vic2NyaXB0aW9uX2lkGAggASgJQgq6SAdyBRABGIABSAKIAQESIwoKbWV0cmljX2tleRgJIAMoCUIPukgMkgEJEGQiBXIDGIAgEhkKA3RvcBgKIAEoBUIHukgEGgIoAEgDiAEBEhoKCXRpbWVfem9uZRgLIAEoCUIHukgEcgIYQEIOCgxfY3VzdG9tZXJfaWRCDQoLX3Byb2R1Y3RfaWRCEgoQX3N1YnNjcmlwdGlvbl9pZEIGCgRfdG9wIl8KDkFnZ3JlZ2F0ZVBvaW50EikKBXN0YXJ0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgV2YWx1ZRgCIAEoARITCgtleGFjdF92YWx1ZRgDIAEoCSJ7Cg9BZ2dyZWdhdGVTZXJpZXMSCwoDa2V5GAEgASgJEg0KBW90aGVyGAIgASgIEg0KBXRvdGFsGAMgASgBEigKBnBvaW50cxgEIAMoCzIYLnVzYWdlLnYxLkFnZ3JlZ2F0ZVBvaW50EhMKC2V4YWN0X3RvdGFsGAUgASgJIssBChZBZ2dyZWdhdGVVc2FnZVJlc3BvbnNlEg4KBmJ1Y2tldBgBIAEoCRIQCghncm91cF9ieRgCIAEoCRIOCgZtZXRyaWMYAyABKAkSKQoGc2VyaWVzGAQgAygLMhkudXNhZ2UudjEuQWdncmVnYXRlU2VyaWVzEikKBXNpbmNlGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgV1bnRpbBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiUgoYSW5nZXN0VXNhZ2VFdmVudHNSZXF1ZXN0EjYKBmV2ZW50cxgBIAMoCzIZLnVzYWdlLnYxLlVzYWdlRXZlbnRJbnB1dEILukgIkgEFCAEQiCciNAoORXZlbnRWaW9sYXRpb24SDQoFZmllbGQYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkibQoMSW5nZXN0UmVzdWx0Eg0KBWluZGV4GAEgASgFEg4KBnN0YXR1cxgCIAEoCRIQCghldmVudF9pZBgDIAEoCRIsCgp2aW9sYXRpb25zGAQgAygLMhgudXNhZ2UudjEuRXZlbnRWaW9sYXRpb24iRAoZSW5nZXN0VXNhZ2VFdmVudHNSZXNwb25zZRInCgdyZXN1bHRzGAEgAygLMhYudXNhZ2UudjEuSW5nZXN0UmVzdWx0Mq0ECgxVc2FnZVNlcnZpY2USqgEKF0xpc3RDdXN0b21lclVzYWdlRXZlbnRzEigudXNhZ2UudjEuTGlzdEN1c3RvbWVyVXNhZ2VFdmVudHNSZXF1ZXN0GikudXNhZ2UudjEuTGlzdEN1c3RvbWVyVXNhZ2VFdmVudHNSZXNwb25zZSI6kAIBgtPkkwIxEi8vdjEvY3VzdG9tZXJzL3tpZH0vdXNhZ2Uve2FnZ3JlZ2F0b3JfaWR9L2V2ZW50cxJzCg9MaXN0VXNhZ2VFdmVudHMSIC51c2FnZS52MS5MaXN0VXNhZ2VFdmVudHNSZXF1ZXN0GiEudXNhZ2UudjEuTGlzdFVzYWdlRXZlbnRzUmVzcG9uc2UiG5ACAYLT5JMCEhIQL3YxL3VzYWdlLWV2ZW50cxJ6Cg5BZ2dyZWdhdGVVc2FnZRIfLnVzYWdlLnYxLkFnZ3JlZ2F0ZVVzYWdlUmVxdWVzdBogLnVzYWdlLnYxLkFnZ3JlZ2F0ZVVzYWdlUmVzcG9uc2UiJZACAYLT5JMCHBIaL3YxL3VzYWdlLWV2ZW50cy9hZ2dyZWdhdGUSfwoRSW5nZXN0VXNhZ2VFdmVudHMSIi51c2FnZS52MS5Jbmdlc3RVc2FnZUV2ZW50c1JlcXVlc3QaIy51c2FnZS52MS5Jbmdlc3RVc2FnZUV2ZW50c1Jlc3BvbnNlIiGC0+STAhs6ASoiFi92MS91c2FnZS1ldmVudHMvYmF0Y2hCrAEKFGNvbS5leGFtcGxlLnVzYWdlLnYxQhFVc2FnZVNlcnZpY2VQcm90b1ABWkBnaXRodWIuY29tL2V4YW1wbGUvdXNhZ2Utc2VydmljZS9jbGllbnRzL2dvL2dlbi91c2FnZS92MTt1c2FnZXYxogIDVVhYqgIIVXNhZ2UuVjHKAghVc2FnZVxWMeICFFVzYWdlXFYxXEdQQk1ldGFkYXRh6gIJVXNhZ2U6OlYxYgZwcm90bzM", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_struct, file_google_protobuf_timestamp, file_usage_v1_events, file_usage_v1_pagination]);
+  fileDesc("Chx1c2FnZS92MS91c2FnZV9zZXJ2aWNlLnByb3RvEgh1c2FnZS52MSLdAgoeTGlzdEN1c3RvbWVyVXNhZ2VFdmVudHNSZXF1ZXN0EhYKAmlkGAEgASgJQgq6SAdyBRABGIABEiEKDWFnZ3JlZ2F0b3JfaWQYAiABKAlCCrpIB3IFEAEYgAESNgoKc3RhcnRfZGF0ZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARI0CghlbmRfZGF0ZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARItChRhZ2dyZWdhdG9yX2ZpbHRlcl9pZBgFIAEoCUIKukgHcgUQARiAAUgAiAEBEhwKBHRha2UYBiABKAVCCbpIBhoEGGQoAEgBiAEBEhoKBHNraXAYByABKAVCB7pIBBoCKABIAogBAUIXChVfYWdncmVnYXRvcl9maWx0ZXJfaWRCBwoFX3Rha2VCBwoFX3NraXAiOQoIUGFnZU1ldGESDQoFdG90YWwYASABKAUSDQoFdGFrZW4YAiABKAUSDwoHc2tpcHBlZBgDIAEoBSKHAQoSQ3VzdG9tZXJVc2FnZUV2ZW50EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSLQoJdGltZXN0YW1wGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIoCgdwYXlsb2FkGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJvCh9MaXN0Q3VzdG9tZXJVc2FnZUV2ZW50c1Jlc3BvbnNlEiAKBG1ldGEYASABKAsyEi51c2FnZS52MS5QYWdlTWV0YRIqCgRkYXRhGAIgAygLMhwudXNhZ2UudjEuQ3VzdG9tZXJVc2FnZUV2ZW50Io8DChZMaXN0VXNhZ2VFdmVudHNSZXF1ZXN0EhsKBWxpbWl0GAEgASgFQge6SAQaAigASACIAQESGAoGY3Vyc29yGAIgASgJQgi6SAVyAxiACBIkCgtjdXN0b21lcl9pZBgDIAEoCUIKukgHcgUQARiAAUgBiAEBEiMKCnByb2R1Y3RfaWQYBCABKAlCCrpIB3IFEAEYgAFIAogBARIoCg9zdWJzY3JpcHRpb25faWQYBSABKAlCCrpIB3IFEAEYgAFIA4gBARIjCgptZXRyaWNfa2V5GAYgAygJQg+6SAySAQkQZCIFcgMYgCASMgoOb2NjdXJyZWRfYWZ0ZXIYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD29jY3VycmVkX2JlZm9yZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCAoGX2xpbWl0Qg4KDF9jdXN0b21lcl9pZEINCgtfcHJvZHVjdF9pZEISChBfc3Vic2NyaXB0aW9uX2lkImcKF0xpc3RVc2FnZUV2ZW50c1Jlc3BvbnNlEiIKBGRhdGEYASADKAsyFC51c2FnZS52MS5Vc2FnZUV2ZW50EigKCnBhZ2luYXRpb24YAiABKAsyFC51c2FnZS52MS5QYWdpbmF0aW9uItgDChhFeHBvcnRVc2FnZUV2ZW50c1JlcXVlc3QSJAoLY3VzdG9tZXJfaWQYASABKAlCCrpIB3IFEAEYgAFIAIgBARIjCgpwcm9kdWN0X2lkGAIgASgJQgq6SAdyBRABGIABSAGIAQESKAoPc3Vic2NyaXB0aW9uX2lkGAMgASgJQgq6SAdyBRABGIABSAKIAQESIwoKbWV0cmljX2tleRgEIAMoCUIPukgMkgEJEGQiBXIDGIAgEjIKDm9jY3VycmVkX2FmdGVyGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzCg9vY2N1cnJlZF9iZWZvcmUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKBW9yZGVyGAcgASgJQiO6SCByHlIAUgxuZXdlc3RfZmlyc3RSDG9sZGVzdF9maXJzdBIjCgpjaHVua19zaXplGAggASgFQgq6SAcaBRiIJygASAOIAQESHgoMcmVzdW1lX3Rva2VuGAkgASgJQgi6SAVyAxiACEIOCgxfY3VzdG9tZXJfaWRCDQoLX3Byb2R1Y3RfaWRCEgoQX3N1YnNjcmlwdGlvbl9pZEINCgtfY2h1bmtfc2l6ZSJVChlFeHBvcnRVc2FnZUV2ZW50c1Jlc3BvbnNlEiIKBGRhdGEYASADKAsyFC51c2FnZS52MS5Vc2FnZUV2ZW50EhQKDHJlc3VtZV90b2tlbhgCIAEoCSK3AgoYRXhwbGFpblVzYWdlRXZlbnRSZXF1ZXN0EhwKCGV2ZW50X2lkGAEgASgJQgq6SAdyBRABGIABEiEKDWFnZ3JlZ2F0b3JfaWQYAiABKAlCCrpIB3IFEAEYgAESLQoUYWdncmVnYXRvcl9maWx0ZXJfaWQYAyABKAlCCrpIB3IFEAEYgAFIAIgBARIkCgtjdXN0b21lcl9pZBgEIAEoCUIKukgHcgUQARiAAUgBiAEBEi4KCnN0YXJ0X2RhdGUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF9kYXRlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIXChVfYWdncmVnYXRvcl9maWx0ZXJfaWRCDgoMX2N1c3RvbWVyX2lkInwKGUV4cGxhaW5Vc2FnZUV2ZW50UmVzcG9uc2USDgoGY291bnRzGAEgASgIEiMKBWV2ZW50GAIgASgLMhQudXNhZ2UudjEuVXNhZ2VFdmVudBIqCgZjaGVja3MYAyADKAsyGi51c2FnZS52MS5FeHBsYW5hdGlvbkNoZWNrIoUBChBFeHBsYW5hdGlvbkNoZWNrEgwKBG5hbWUYASABKAkSDgoGcGFzc2VkGAIgASgIEg4KBmRldGFpbBgDIAEoCRITCgtjb25kaXRpb25hbBgEIAEoCRIuCgpjb25kaXRpb25zGAUgAygLMhoudXNhZ2UudjEuQ29uZGl0aW9uVmVyZGljdCKpAQoQQ29uZGl0aW9uVmVyZGljdBIQCghwcm9wZXJ0eRgBIAEoCRIQCghvcGVyYXRvchgCIAEoCRIoCghleHBlY3RlZBgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIPCgdwcmVzZW50GAQgASgIEiYKBmFjdHVhbBgFIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIOCgZwYXNzZWQYBiABKAginwQKFUFnZ3JlZ2F0ZVVzYWdlUmVxdWVzdBImCgZidWNrZXQYASABKAlCFrpIE3IRUgRob3VyUgNkYXlSBHdlZWsSMQoFc2luY2UYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQga6SAPIAQESKQoFdW50aWwYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKBm1ldHJpYxgEIAEoCUIcukgZchdSAFIFY291bnRSDHN1bV9xdWFudGl0eRJGCghncm91cF9ieRgFIAEoCUI0ukgxci8yLV4ofG5vbmV8bWV0cmljX2tleXxkaW06W0EtWmEtejAtOV8uLV17MSw2NH0pJBIkCgtjdXN0b21lcl9pZBgGIAEoCUIKukgHcgUQARiAAUgAiAEBEiMKCnByb2R1Y3RfaWQYByABKAlCCrpIB3IFEAEYgAFIAYgBARIoCg9zdWJzY3JpcHRpb25faWQYCCABKAlCCrpIB3IFEAEYgAFIAogBARIjCgptZXRyaWNfa2V5GAkgAygJQg+6SAySAQkQZCIFcgMYgCASGQoDdG9wGAogASgFQge6SAQaAigASAOIAQESGgoJdGltZV96b25lGAsgASgJQge6SARyAhhAQg4KDF9jdXN0b21lcl9pZEINCgtfcHJvZHVjdF9pZEISChBfc3Vic2NyaXB0aW9uX2lkQgYKBF90b3AiXwoOQWdncmVnYXRlUG9pbnQSKQoFc3RhcnQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBXZhbHVlGAIgASgBEhMKC2V4YWN0X3ZhbHVlGAMgASgJInsKD0FnZ3JlZ2F0ZVNlcmllcxILCgNrZXkYASABKAkSDQoFb3RoZXIYAiABKAgSDQoFdG90YWwYAyABKAESKAoGcG9pbnRzGAQgAygLMhgudXNhZ2UudjEuQWdncmVnYXRlUG9pbnQSEwoLZXhhY3RfdG90YWwYBSABKAkiywEKFkFnZ3JlZ2F0ZVVzYWdlUmVzcG9uc2USDgoGYnVja2V0GAEgASgJEhAKCGdyb3VwX2J5GAIgASgJEg4KBm1ldHJpYxgDIAEoCRIpCgZzZXJpZXMYBCADKAsyGS51c2FnZS52MS5BZ2dyZWdhdGVTZXJpZXMSKQoFc2luY2UYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKBXVudGlsGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJSChhJbmdlc3RVc2FnZUV2ZW50c1JlcXVlc3QSNgoGZXZlbnRzGAEgAygLMhkudXNhZ2UudjEuVXNhZ2VFdmVudElucHV0Qgu6SAiSAQUIARCIJyI0Cg5FdmVudFZpb2xhdGlvbhINCgVmaWVsZBgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCSJtCgxJbmdlc3RSZXN1bHQSDQoFaW5kZXgYASABKAUSDgoGc3RhdHVzGAIgASgJEhAKCGV2ZW50X2lkGAMgASgJEiwKCnZpb2xhdGlvbnMYBCADKAsyGC51c2FnZS52MS5FdmVudFZpb2xhdGlvbiJEChlJbmdlc3RVc2FnZUV2ZW50c1Jlc3BvbnNlEicKB3Jlc3VsdHMYASADKAsyFi51c2FnZS52MS5Jbmdlc3RSZXN1bHQy0QYKDFVzYWdlU2VydmljZRKqAQoXTGlzdEN1c3RvbWVyVXNhZ2VFdmVudHMSKC51c2FnZS52MS5MaXN0Q3VzdG9tZXJVc2FnZUV2ZW50c1JlcXVlc3QaKS51c2FnZS52MS5MaXN0Q3VzdG9tZXJVc2FnZUV2ZW50c1Jlc3BvbnNlIjqQAgGC0+STAjESLy92MS9jdXN0b21lcnMve2lkfS91c2FnZS97YWdncmVnYXRvcl9pZH0vZXZlbnRzEnMKD0xpc3RVc2FnZUV2ZW50cxIgLnVzYWdlLnYxLkxpc3RVc2FnZUV2ZW50c1JlcXVlc3QaIS51c2FnZS52MS5MaXN0VXNhZ2VFdmVudHNSZXNwb25zZSIbkAIBgtPkkwISEhAvdjEvdXNhZ2UtZXZlbnRzEnoKDkFnZ3JlZ2F0ZVVzYWdlEh8udXNhZ2UudjEuQWdncmVnYXRlVXNhZ2VSZXF1ZXN0GiAudXNhZ2UudjEuQWdncmVnYXRlVXNhZ2VSZXNwb25zZSIlkAIBgtPkkwIcEhovdjEvdXNhZ2UtZXZlbnRzL2FnZ3JlZ2F0ZRKCAQoRRXhwb3J0VXNhZ2VFdmVudHMSIi51c2FnZS52MS5FeHBvcnRVc2FnZUV2ZW50c1JlcXVlc3QaIy51c2FnZS52MS5FeHBvcnRVc2FnZUV2ZW50c1Jlc3BvbnNlIiKQAgGC0+STAhkSFy92MS91c2FnZS1ldmVudHM6ZXhwb3J0MAESnAEKEUV4cGxhaW5Vc2FnZUV2ZW50EiIudXNhZ2UudjEuRXhwbGFpblVzYWdlRXZlbnRSZXF1ZXN0GiMudXNhZ2UudjEuRXhwbGFpblVzYWdlRXZlbnRSZXNwb25zZSI+kAIBgtPkkwI1EjMvdjEvdXNhZ2UtZXZlbnRzL3tldmVudF9pZH0vZXhwbGFpbi97YWdncmVnYXRvcl9pZH0SfwoRSW5nZXN0VXNhZ2VFdmVudHMSIi51c2FnZS52MS5Jbmdlc3RVc2FnZUV2ZW50c1JlcXVlc3QaIy51c2FnZS52MS5Jbmdlc3RVc2FnZUV2ZW50c1Jlc3BvbnNlIiGC0+STAhs6ASoiFi92MS91c2FnZS1ldmVudHMvYmF0Y2hCrAEKFGNvbS5leGFtcGxlLnVzYWdlLnYxQhFVc2FnZVNlcnZpY2VQcm90b1ABWkBnaXRodWIuY29tL2V4YW1wbGUvdXNhZ2Utc2VydmljZS9jbGllbnRzL2dvL2dlbi91c2FnZS92MTt1c2FnZXYxogIDVVhYqgIIVXNhZ2UuVjHKAghVc2FnZVxWMeICFFVzYWdlXFYxXEdQQk1ldGFkYXRh6gIJVXNhZ2U6OlYxYgZwcm90bzM", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_struct, file_google_protobuf_timestamp, file_usage_v1_events, file_usage_v1_pagination]);
 
 /**
  * Asks for one customer's events of one aggregator.
@@ -289,6 +289,316 @@ export const ListUsageEventsResponseSchema: GenMessage<ListUsageEventsResponse> 
   messageDesc(file_usage_v1_usage_service, 5);
 
 /**
+ * Asks for every event matching ListUsageEvents' filters, as a stream of chunks.
+ *
+ * @generated from message usage.v1.ExportUsageEventsRequest
+ */
+export type ExportUsageEventsRequest = Message<"usage.v1.ExportUsageEventsRequest"> & {
+  /**
+   * Only events of this customer.
+   *
+   * @generated from field: optional string customer_id = 1;
+   */
+  customerId?: string;
+
+  /**
+   * Only events of this product.
+   *
+   * @generated from field: optional string product_id = 2;
+   */
+  productId?: string;
+
+  /**
+   * Only events of this subscription.
+   *
+   * @generated from field: optional string subscription_id = 3;
+   */
+  subscriptionId?: string;
+
+  /**
+   * Only events of these metric keys; each value may be a comma-separated list.
+   * At most 100 distinct keys in all, comma-separated ones included.
+   *
+   * @generated from field: repeated string metric_key = 4;
+   */
+  metricKey: string[];
+
+  /**
+   * Only events at or after this time.
+   *
+   * @generated from field: google.protobuf.Timestamp occurred_after = 5;
+   */
+  occurredAfter?: Timestamp;
+
+  /**
+   * Only events before this time.
+   *
+   * @generated from field: google.protobuf.Timestamp occurred_before = 6;
+   */
+  occurredBefore?: Timestamp;
+
+  /**
+   * `newest_first` (the default, also for empty): timestamp then id, both
+   * descending, as ListUsageEvents; `oldest_first`: both ascending.
+   *
+   * @generated from field: string order = 7;
+   */
+  order: string;
+
+  /**
+   * Events per chunk: default 1000 (also for 0), at most 5000. A chunk also
+   * holds at most 4 MiB of events, so large events come in smaller chunks.
+   *
+   * @generated from field: optional int32 chunk_size = 8;
+   */
+  chunkSize?: number;
+
+  /**
+   * The resume_token of the last chunk received, to continue a broken stream
+   * after it; empty to start. A token only works with the filters and order it
+   * was issued for.
+   *
+   * @generated from field: string resume_token = 9;
+   */
+  resumeToken: string;
+};
+
+/**
+ * Describes the message usage.v1.ExportUsageEventsRequest.
+ * Use `create(ExportUsageEventsRequestSchema)` to create a new message.
+ */
+export const ExportUsageEventsRequestSchema: GenMessage<ExportUsageEventsRequest> = /*@__PURE__*/
+  messageDesc(file_usage_v1_usage_service, 6);
+
+/**
+ * One chunk of an export.
+ *
+ * @generated from message usage.v1.ExportUsageEventsResponse
+ */
+export type ExportUsageEventsResponse = Message<"usage.v1.ExportUsageEventsResponse"> & {
+  /**
+   * The chunk's events, in the requested order; never empty.
+   *
+   * @generated from field: repeated usage.v1.UsageEvent data = 1;
+   */
+  data: UsageEvent[];
+
+  /**
+   * Pass it back as resume_token to continue after this chunk.
+   *
+   * @generated from field: string resume_token = 2;
+   */
+  resumeToken: string;
+};
+
+/**
+ * Describes the message usage.v1.ExportUsageEventsResponse.
+ * Use `create(ExportUsageEventsResponseSchema)` to create a new message.
+ */
+export const ExportUsageEventsResponseSchema: GenMessage<ExportUsageEventsResponse> = /*@__PURE__*/
+  messageDesc(file_usage_v1_usage_service, 7);
+
+/**
+ * Asks why an event counts, or does not, for an aggregator.
+ *
+ * @generated from message usage.v1.ExplainUsageEventRequest
+ */
+export type ExplainUsageEventRequest = Message<"usage.v1.ExplainUsageEventRequest"> & {
+  /**
+   * The event.
+   *
+   * @generated from field: string event_id = 1;
+   */
+  eventId: string;
+
+  /**
+   * The aggregator whose event_type and filter are checked.
+   *
+   * @generated from field: string aggregator_id = 2;
+   */
+  aggregatorId: string;
+
+  /**
+   * An aggregator filter of this aggregator, checked in addition to its own filter.
+   *
+   * @generated from field: optional string aggregator_filter_id = 3;
+   */
+  aggregatorFilterId?: string;
+
+  /**
+   * The customer whose usage is asked about; default the event's own customer.
+   *
+   * @generated from field: optional string customer_id = 4;
+   */
+  customerId?: string;
+
+  /**
+   * Start of a period, inclusive; without it the period is not checked.
+   *
+   * @generated from field: google.protobuf.Timestamp start_date = 5;
+   */
+  startDate?: Timestamp;
+
+  /**
+   * End of the period, exclusive; needs start_date and must be after it.
+   *
+   * @generated from field: google.protobuf.Timestamp end_date = 6;
+   */
+  endDate?: Timestamp;
+};
+
+/**
+ * Describes the message usage.v1.ExplainUsageEventRequest.
+ * Use `create(ExplainUsageEventRequestSchema)` to create a new message.
+ */
+export const ExplainUsageEventRequestSchema: GenMessage<ExplainUsageEventRequest> = /*@__PURE__*/
+  messageDesc(file_usage_v1_usage_service, 8);
+
+/**
+ * Why an event counts, or does not.
+ *
+ * @generated from message usage.v1.ExplainUsageEventResponse
+ */
+export type ExplainUsageEventResponse = Message<"usage.v1.ExplainUsageEventResponse"> & {
+  /**
+   * Whether the event counts: every check passed. ListCustomerUsageEvents lists
+   * the event for the same customer, aggregator, filter and period exactly then.
+   *
+   * @generated from field: bool counts = 1;
+   */
+  counts: boolean;
+
+  /**
+   * The event, as ListUsageEvents returns it.
+   *
+   * @generated from field: usage.v1.UsageEvent event = 2;
+   */
+  event?: UsageEvent;
+
+  /**
+   * The checks, in this order: `customer`, `event_type`, `period` (when a period
+   * is given), `aggregator_filter`, then `named_filter` (when one is given).
+   *
+   * @generated from field: repeated usage.v1.ExplanationCheck checks = 3;
+   */
+  checks: ExplanationCheck[];
+};
+
+/**
+ * Describes the message usage.v1.ExplainUsageEventResponse.
+ * Use `create(ExplainUsageEventResponseSchema)` to create a new message.
+ */
+export const ExplainUsageEventResponseSchema: GenMessage<ExplainUsageEventResponse> = /*@__PURE__*/
+  messageDesc(file_usage_v1_usage_service, 9);
+
+/**
+ * One check of an explanation.
+ *
+ * @generated from message usage.v1.ExplanationCheck
+ */
+export type ExplanationCheck = Message<"usage.v1.ExplanationCheck"> & {
+  /**
+   * What is checked: `customer`, `event_type`, `period`, `aggregator_filter` or
+   * `named_filter`.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Whether the event passes it.
+   *
+   * @generated from field: bool passed = 2;
+   */
+  passed: boolean;
+
+  /**
+   * The check in words, with the values compared.
+   *
+   * @generated from field: string detail = 3;
+   */
+  detail: string;
+
+  /**
+   * For the two filter checks: how the conditions combine (`and` or `or`); an
+   * empty filter passes every event.
+   *
+   * @generated from field: string conditional = 4;
+   */
+  conditional: string;
+
+  /**
+   * For the two filter checks: each condition with its verdict.
+   *
+   * @generated from field: repeated usage.v1.ConditionVerdict conditions = 5;
+   */
+  conditions: ConditionVerdict[];
+};
+
+/**
+ * Describes the message usage.v1.ExplanationCheck.
+ * Use `create(ExplanationCheckSchema)` to create a new message.
+ */
+export const ExplanationCheckSchema: GenMessage<ExplanationCheck> = /*@__PURE__*/
+  messageDesc(file_usage_v1_usage_service, 10);
+
+/**
+ * One condition of a filter, applied to the event.
+ *
+ * @generated from message usage.v1.ConditionVerdict
+ */
+export type ConditionVerdict = Message<"usage.v1.ConditionVerdict"> & {
+  /**
+   * The property the condition reads.
+   *
+   * @generated from field: string property = 1;
+   */
+  property: string;
+
+  /**
+   * The condition's operator.
+   *
+   * @generated from field: string operator = 2;
+   */
+  operator: string;
+
+  /**
+   * The condition's value (absent for is_null and is_not_null).
+   *
+   * @generated from field: google.protobuf.Value expected = 3;
+   */
+  expected?: Value;
+
+  /**
+   * Whether the event has the property at all.
+   *
+   * @generated from field: bool present = 4;
+   */
+  present: boolean;
+
+  /**
+   * The event's value of the property, when present.
+   *
+   * @generated from field: google.protobuf.Value actual = 5;
+   */
+  actual?: Value;
+
+  /**
+   * Whether the condition holds for the event.
+   *
+   * @generated from field: bool passed = 6;
+   */
+  passed: boolean;
+};
+
+/**
+ * Describes the message usage.v1.ConditionVerdict.
+ * Use `create(ConditionVerdictSchema)` to create a new message.
+ */
+export const ConditionVerdictSchema: GenMessage<ConditionVerdict> = /*@__PURE__*/
+  messageDesc(file_usage_v1_usage_service, 11);
+
+/**
  * Asks for bucketed usage totals.
  *
  * @generated from message usage.v1.AggregateUsageRequest
@@ -381,7 +691,7 @@ export type AggregateUsageRequest = Message<"usage.v1.AggregateUsageRequest"> & 
  * Use `create(AggregateUsageRequestSchema)` to create a new message.
  */
 export const AggregateUsageRequestSchema: GenMessage<AggregateUsageRequest> = /*@__PURE__*/
-  messageDesc(file_usage_v1_usage_service, 6);
+  messageDesc(file_usage_v1_usage_service, 12);
 
 /**
  * One bucket of a series.
@@ -418,7 +728,7 @@ export type AggregatePoint = Message<"usage.v1.AggregatePoint"> & {
  * Use `create(AggregatePointSchema)` to create a new message.
  */
 export const AggregatePointSchema: GenMessage<AggregatePoint> = /*@__PURE__*/
-  messageDesc(file_usage_v1_usage_service, 7);
+  messageDesc(file_usage_v1_usage_service, 13);
 
 /**
  * The points of one group.
@@ -470,7 +780,7 @@ export type AggregateSeries = Message<"usage.v1.AggregateSeries"> & {
  * Use `create(AggregateSeriesSchema)` to create a new message.
  */
 export const AggregateSeriesSchema: GenMessage<AggregateSeries> = /*@__PURE__*/
-  messageDesc(file_usage_v1_usage_service, 8);
+  messageDesc(file_usage_v1_usage_service, 14);
 
 /**
  * Bucketed usage totals.
@@ -526,7 +836,7 @@ export type AggregateUsageResponse = Message<"usage.v1.AggregateUsageResponse"> 
  * Use `create(AggregateUsageResponseSchema)` to create a new message.
  */
 export const AggregateUsageResponseSchema: GenMessage<AggregateUsageResponse> = /*@__PURE__*/
-  messageDesc(file_usage_v1_usage_service, 9);
+  messageDesc(file_usage_v1_usage_service, 15);
 
 /**
  * A batch of events to store.
@@ -547,7 +857,7 @@ export type IngestUsageEventsRequest = Message<"usage.v1.IngestUsageEventsReques
  * Use `create(IngestUsageEventsRequestSchema)` to create a new message.
  */
 export const IngestUsageEventsRequestSchema: GenMessage<IngestUsageEventsRequest> = /*@__PURE__*/
-  messageDesc(file_usage_v1_usage_service, 10);
+  messageDesc(file_usage_v1_usage_service, 16);
 
 /**
  * A field of an event that failed validation.
@@ -575,7 +885,7 @@ export type EventViolation = Message<"usage.v1.EventViolation"> & {
  * Use `create(EventViolationSchema)` to create a new message.
  */
 export const EventViolationSchema: GenMessage<EventViolation> = /*@__PURE__*/
-  messageDesc(file_usage_v1_usage_service, 11);
+  messageDesc(file_usage_v1_usage_service, 17);
 
 /**
  * The outcome for one event of a batch.
@@ -619,7 +929,7 @@ export type IngestResult = Message<"usage.v1.IngestResult"> & {
  * Use `create(IngestResultSchema)` to create a new message.
  */
 export const IngestResultSchema: GenMessage<IngestResult> = /*@__PURE__*/
-  messageDesc(file_usage_v1_usage_service, 12);
+  messageDesc(file_usage_v1_usage_service, 18);
 
 /**
  * The outcome of a batch.
@@ -640,7 +950,7 @@ export type IngestUsageEventsResponse = Message<"usage.v1.IngestUsageEventsRespo
  * Use `create(IngestUsageEventsResponseSchema)` to create a new message.
  */
 export const IngestUsageEventsResponseSchema: GenMessage<IngestUsageEventsResponse> = /*@__PURE__*/
-  messageDesc(file_usage_v1_usage_service, 13);
+  messageDesc(file_usage_v1_usage_service, 19);
 
 /**
  * Stores usage events and answers questions about them. Every call acts for the
@@ -679,6 +989,33 @@ export const UsageService: GenService<{
     methodKind: "unary";
     input: typeof AggregateUsageRequestSchema;
     output: typeof AggregateUsageResponseSchema;
+  },
+  /**
+   * Every event matching the filters, streamed in chunks, newest or oldest first.
+   * Each chunk carries a resume token: a stream that breaks resumes after its last
+   * chunk with the same filters and that token, and ends with each event exactly once.
+   * Over HTTP the chunks arrive as newline-delimited JSON, one `{"result": ...}` per
+   * chunk (an `{"error": ...}` line if the stream fails after it started).
+   *
+   * @generated from rpc usage.v1.UsageService.ExportUsageEvents
+   */
+  exportUsageEvents: {
+    methodKind: "server_streaming";
+    input: typeof ExportUsageEventsRequestSchema;
+    output: typeof ExportUsageEventsResponseSchema;
+  },
+  /**
+   * Whether one event counts for an aggregator (and optionally one of its filters,
+   * one customer and a window), and why: every check ListCustomerUsageEvents applies,
+   * each with its verdict, down to each condition of the filters with the event's
+   * actual value. Its verdict is the page's: the event is listed exactly when it counts.
+   *
+   * @generated from rpc usage.v1.UsageService.ExplainUsageEvent
+   */
+  explainUsageEvent: {
+    methodKind: "unary";
+    input: typeof ExplainUsageEventRequestSchema;
+    output: typeof ExplainUsageEventResponseSchema;
   },
   /**
    * Stores a batch of events, idempotently per idempotency key, with one result
