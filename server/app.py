@@ -13,12 +13,20 @@ from concurrent import futures
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from usage.v1 import catalog_service_pb2, catalog_service_pb2_grpc, usage_service_pb2, usage_service_pb2_grpc
+from usage.v1 import (
+    catalog_service_pb2,
+    catalog_service_pb2_grpc,
+    corrections_service_pb2,
+    corrections_service_pb2_grpc,
+    usage_service_pb2,
+    usage_service_pb2_grpc,
+)
 
 from server.auth import TokenVerifier
 from server.config import Settings
 from server.logic.answer_cache import AnswerCache
 from server.logic.catalog import Catalog
+from server.logic.corrections import Corrections
 from server.logic.cursors import CursorCodec
 from server.logic.explain import Explainer
 from server.logic.ingest import Ingestion
@@ -27,6 +35,7 @@ from server.observability import Observability
 from server.rpc import reflection as described_reflection
 from server.rpc.admission import RESERVED_THREADS, Admission, StreamBound
 from server.rpc.catalog_servicer import CatalogServicer
+from server.rpc.correction_servicer import CorrectionServicer
 from server.rpc.interceptors import ServiceInterceptor
 from server.rpc.usage_servicer import UsageServicer
 from server.storage import migrate
@@ -36,6 +45,7 @@ from server.storage.sql_storage import SqlStorage
 SERVICE_NAMES = (
     usage_service_pb2.DESCRIPTOR.services_by_name["UsageService"].full_name,
     catalog_service_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
+    corrections_service_pb2.DESCRIPTOR.services_by_name["CorrectionService"].full_name,
 )
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 # A health name for liveness probes: SERVING while the process serves, whatever the database does
@@ -84,7 +94,7 @@ def create_server(
     *,
     reuse_port: bool = False,
 ) -> Running:
-    """A bound gRPC server with both services, health and reflection (not started).
+    """A bound gRPC server with its services, health and reflection (not started).
 
     Each server gets its own `Observability` (metrics registry) unless one is given. `reuse_port`:
     bind with SO_REUSEPORT, so that the worker processes of `serve --workers N` share one port; off,
@@ -136,6 +146,13 @@ def create_server(
     )
     catalog_service_pb2_grpc.add_CatalogServiceServicer_to_server(
         CatalogServicer(Catalog(storage.catalog, cursors), settings.default_query_timeout_s), server
+    )
+    corrections_service_pb2_grpc.add_CorrectionServiceServicer_to_server(
+        CorrectionServicer(
+            Corrections(storage.corrections, settings.jwt_caller_claim, settings.max_future_skew_s),
+            settings.default_query_timeout_s,
+        ),
+        server,
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -1,11 +1,14 @@
 """JWT bearer tokens: verify the caller's token and name its organization; mint tokens for operators.
 
 HS256 with a shared secret, or RS256/ES256 with a public key (a private key file is only needed to
-mint). The organization comes from a configurable claim (default `org_id`); tokens must expire.
+mint). The organization comes from a configurable claim (default `org_id`); tokens must expire. The
+caller (who made a correction, in the audit trail) comes from another claim (default `sub`): a
+token without it acts for its organization but cannot correct events.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import pathlib
 import re
@@ -19,6 +22,8 @@ from server.config import Settings
 from server.errors import InvalidArgument, Unauthenticated
 
 _ORG_RE = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
+# The longest caller claim kept (voided_events.voided_by); a longer one names no caller.
+MAX_CALLER_CHARS = 256
 _ASYMMETRIC = ["RS256", "ES256"]
 # Verified tokens remembered per verifier (TokenVerifier.organization).
 VERIFIED_TOKENS_KEPT = 10_000
@@ -37,11 +42,20 @@ def single_authorization(metadata: Iterable[tuple[str, Any]]) -> str | None:
     return values[0] if values else None
 
 
+@dataclasses.dataclass(frozen=True)
+class Caller:
+    """Who calls: the token's organization, and its caller claim ("" when the token has none)."""
+
+    organization: str
+    caller: str = ""
+
+
 class TokenVerifier:
     """Checks `authorization: Bearer <JWT>` values against the configured key."""
 
     def __init__(self, settings: Settings) -> None:
         self._claim = settings.jwt_org_claim
+        self._caller_claim = settings.jwt_caller_claim
         self._audience = settings.jwt_audience or None
         self._issuer = settings.jwt_issuer or None
         if settings.jwt_public_key_file:
@@ -52,13 +66,17 @@ class TokenVerifier:
             self._algorithms = ["HS256"]
         else:
             raise ValueError("no JWT key configured: set USAGE_JWT_SECRET or USAGE_JWT_PUBLIC_KEY_FILE")
-        # token -> (organization, exp) of tokens whose signature and claims were verified: a caller
+        # token -> (caller, exp) of tokens whose signature and claims were verified: a caller
         # sends the same token on every call until it expires, and verifying costs more than the
         # rest of a small RPC. The expiry is still checked on every call.
-        self._verified: dict[str, tuple[str, float]] = {}
+        self._verified: dict[str, tuple[Caller, float]] = {}
 
     def organization(self, authorization: str | None) -> str:
         """The organization of a valid bearer token; Unauthenticated otherwise."""
+        return self.caller(authorization).organization
+
+    def caller(self, authorization: str | None) -> Caller:
+        """The organization and caller of a valid bearer token; Unauthenticated otherwise."""
         if not authorization:
             raise Unauthenticated(
                 "missing bearer token: send 'authorization: Bearer <JWT>'", reason=Unauthenticated.MISSING
@@ -74,13 +92,13 @@ class TokenVerifier:
                 return known[0]
             self._verified.pop(token, None)
             raise Unauthenticated("the bearer token has expired", reason=Unauthenticated.EXPIRED)
-        org, exp = self._verify(token)
+        caller, exp = self._verify(token)
         if len(self._verified) >= VERIFIED_TOKENS_KEPT:
             self._verified.clear()  # a bound, not an LRU: tokens are few and long-lived
-        self._verified[token] = (org, exp)
-        return org
+        self._verified[token] = (caller, exp)
+        return caller
 
-    def _verify(self, token: str) -> tuple[str, float]:
+    def _verify(self, token: str) -> tuple[Caller, float]:
         try:
             claims = jwt.decode(
                 token.strip(),
@@ -99,15 +117,22 @@ class TokenVerifier:
             raise Unauthenticated(
                 f"the bearer token has no valid '{self._claim}' claim", reason=Unauthenticated.NO_ORGANIZATION
             )
-        return org, float(claims["exp"])
+        name = claims.get(self._caller_claim)
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_CALLER_CHARS or "\x00" in name:
+            name = ""  # no usable caller: corrections refuse the token (logic/corrections.py)
+        return Caller(org, name), float(claims["exp"])
 
 
-def mint_token(settings: Settings, org: str, ttl: dt.timedelta) -> str:
-    """A token for `org` signed with the configured key (HS256 secret or the private key file)."""
+def mint_token(settings: Settings, org: str, ttl: dt.timedelta, caller: str | None = None) -> str:
+    """A token for `org` signed with the configured key (HS256 secret or the private key file); its
+    caller claim names `caller`, by default the organization itself."""
     if not _ORG_RE.fullmatch(org):
         raise ValueError(f"invalid organization id: {org!r}")
+    if caller is not None and not 0 < len(caller) <= MAX_CALLER_CHARS:
+        raise ValueError(f"invalid caller: 1 to {MAX_CALLER_CHARS} characters")
     now = dt.datetime.now(dt.UTC)
     claims: dict[str, object] = {settings.jwt_org_claim: org, "iat": now, "exp": now + ttl, "sub": org}
+    claims[settings.jwt_caller_claim] = org if caller is None else caller
     if settings.jwt_audience:
         claims["aud"] = settings.jwt_audience
     if settings.jwt_issuer:

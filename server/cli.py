@@ -41,6 +41,7 @@ TOKEN_SETTINGS = (
     "jwt_public_key_file",
     "jwt_private_key_file",
     "jwt_org_claim",
+    "jwt_caller_claim",
     "jwt_audience",
     "jwt_issuer",
 )
@@ -233,7 +234,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     if stored is not None and not settings.jwt_private_key_file:
         settings = dataclasses.replace(settings, jwt_secret=_server_jwt_secret(stored))
     try:
-        token = mint_token(settings, args.org, ttl)
+        token = mint_token(settings, args.org, ttl, args.caller)
     except (ValueError, OSError) as exc:  # an invalid organization id, an unreadable key file
         raise StartupError(str(exc)) from None
     print(token)
@@ -295,6 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_setting_flags(tok, TOKEN_SETTINGS)
     tok.add_argument("--org", required=True, help="organization id")
     tok.add_argument("--ttl", default="1h", help="lifetime: 90s, 15m, 1h, 7d (default 1h)")
+    tok.add_argument(
+        "--caller",
+        help="who the token acts as, recorded with each correction it makes (its caller claim, "
+        "USAGE_JWT_CALLER_CLAIM; default: the organization id)",
+    )
     tok.set_defaults(func=cmd_token)
     return parser
 

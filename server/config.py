@@ -146,6 +146,13 @@ class Settings:
     jwt_org_claim: str = dataclasses.field(
         default="org_id", metadata={"help": "token claim naming the organization"}
     )
+    jwt_caller_claim: str = dataclasses.field(
+        default="sub",
+        metadata={
+            "help": "token claim naming the caller, recorded with each correction (void) it makes; "
+            "a token without it can do everything but correct events"
+        },
+    )
     jwt_audience: str = dataclasses.field(
         default="", metadata={"help": "token audience (aud), checked when set"}
     )

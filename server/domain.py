@@ -242,3 +242,55 @@ class AggregateAnswer:
     groups: int
     series: list[tuple[str | None, str]]
     cells: list[AggregateCell]
+
+
+VoidStatus = Literal["VOIDED", "ALREADY_VOIDED", "NOT_FOUND"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Correction:
+    """Who corrects events, when and why: what the audit trail records of a void."""
+
+    at_us: int
+    actor: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class VoidOutcome:
+    """What voiding one event id did. For VOIDED and ALREADY_VOIDED, `void` is the void that
+    voided it (this one, or the earlier one); None for NOT_FOUND."""
+
+    event_id: str
+    status: VoidStatus
+    void: Correction | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class EventVersion:
+    """One version of an event: its stored wire form (server/wire.py) and, once voided, the void
+    (`replaced_by`: the version that replaced it, when an amend voided it)."""
+
+    wire: bytes
+    void: Correction | None = None
+    replaced_by: str | None = None
+
+
+AmendStatus = Literal["AMENDED", "NOT_FOUND", "VOIDED", "NOT_CURRENT", "RACED"]
+
+
+@dataclasses.dataclass(frozen=True)
+class AmendResult:
+    """What an amend did. AMENDED: `version` is the new version, `replaced_id` the one it replaced,
+    `amend` the correction that ended it.
+    Otherwise nothing changed: NOT_FOUND (no such event), VOIDED (the event is voided, nothing to
+    amend), NOT_CURRENT (the caller's expected version is not the current one) or RACED (another
+    correction of the current version committed while this one ran); `current_id` names the
+    current version for the last two."""
+
+    status: AmendStatus
+    version: EventVersion | None = None
+    new_id: str = ""
+    replaced_id: str = ""
+    amend: Correction | None = None
+    current_id: str = ""

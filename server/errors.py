@@ -115,6 +115,19 @@ class FailedPrecondition(ServiceError):
     http_status = HTTPStatus.BAD_REQUEST
     reason = "FAILED_PRECONDITION"
 
+    def __init__(self, message: str, *, metadata: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.metadata = metadata or {}
+
+
+class Aborted(FailedPrecondition):
+    """A write that lost a race with another one (two amends of one event version): retry with
+    what is current, which the metadata names."""
+
+    code = grpc.StatusCode.ABORTED
+    http_status = HTTPStatus.CONFLICT
+    reason = "ABORTED"
+
 
 class Unauthenticated(ServiceError):
     """No valid token. The reason says which case: a client refreshes on TOKEN_EXPIRED only."""
@@ -126,6 +139,7 @@ class Unauthenticated(ServiceError):
     EXPIRED = "TOKEN_EXPIRED"
     INVALID = "TOKEN_INVALID"  # signature, algorithm, audience, issuer or format
     NO_ORGANIZATION = "TOKEN_ORGANIZATION_INVALID"  # the organization claim is missing or malformed
+    NO_CALLER = "TOKEN_CALLER_MISSING"  # a correction with a token that names no caller
 
 
 class Unavailable(ServiceError):
@@ -191,9 +205,12 @@ GRPC_TO_HTTP: dict[grpc.StatusCode, int] = {
 
 
 def status_proto(error: ServiceError) -> status_pb2.Status:
-    """A `google.rpc.Status` of the error: ErrorInfo (its stable reason, the resource of a NotFound)
+    """A `google.rpc.Status` of the error: ErrorInfo (its stable reason, the resource of a NotFound,
+    what is current for a FailedPrecondition or an Aborted)
     and, for invalid input, BadRequest with the first MAX_VIOLATIONS violations; texts clipped."""
     metadata = {"resource": error.resource} if isinstance(error, NotFound) and error.resource else {}
+    if isinstance(error, FailedPrecondition):
+        metadata = error.metadata
     details: list[Any] = [
         error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=metadata)
     ]

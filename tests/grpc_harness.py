@@ -24,6 +24,7 @@ from grpc_status import rpc_status
 from usage.v1 import (
     catalog_pb2,
     catalog_service_pb2_grpc,
+    corrections_service_pb2_grpc,
     events_pb2,
     usage_service_pb2,
     usage_service_pb2_grpc,
@@ -199,6 +200,15 @@ class Client:
     token: str
     usage: Any
     catalog: Any
+    corrections: Any
+
+    def stub(self, service: str) -> Any:
+        """The stubs of a service by its name (`UsageService`...)."""
+        return {
+            "UsageService": self.usage,
+            "CatalogService": self.catalog,
+            "CorrectionService": self.corrections,
+        }[service]
 
     # Conveniences used by many tests.
     def ingest(self, *events: events_pb2.UsageEventInput) -> list[Any]:
@@ -257,8 +267,8 @@ class Harness:
             raise
         return cls(settings, storage, running)
 
-    def token(self, org: str, ttl: dt.timedelta = dt.timedelta(hours=1)) -> str:
-        return mint_token(self.settings, org, ttl)
+    def token(self, org: str, ttl: dt.timedelta = dt.timedelta(hours=1), caller: str | None = None) -> str:
+        return mint_token(self.settings, org, ttl, caller)
 
     def client(self, org: str) -> Client:
         """Stubs that act for `org` with a fresh valid token (one client per organization)."""
@@ -277,6 +287,7 @@ class Harness:
             token=token,
             usage=_Bound(usage_service_pb2_grpc.UsageServiceStub(self.channel), metadata),
             catalog=_Bound(catalog_service_pb2_grpc.CatalogServiceStub(self.channel), metadata),
+            corrections=_Bound(corrections_service_pb2_grpc.CorrectionServiceStub(self.channel), metadata),
         )
 
     def close(self) -> None:

@@ -28,7 +28,7 @@ from google.protobuf.message import Message
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
-from usage.v1 import catalog_service_pb2, usage_service_pb2
+from usage.v1 import catalog_service_pb2, corrections_service_pb2, usage_service_pb2
 
 from server.errors import FieldViolation, HeadersTooLarge, RequestTooLarge, ServiceError, UnsupportedMediaType
 from server.gateway import docs_page, errors, openapi, routes, transcode
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 SERVICES: tuple[descriptor.ServiceDescriptor, ...] = (
     usage_service_pb2.DESCRIPTOR.services_by_name["UsageService"],
     catalog_service_pb2.DESCRIPTOR.services_by_name["CatalogService"],
+    corrections_service_pb2.DESCRIPTOR.services_by_name["CorrectionService"],
 )
 MAX_BODY_BYTES = 16 * 1024 * 1024
 # The media type of a server stream's newline-delimited JSON (grpc-gateway's is application/json).

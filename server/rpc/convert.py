@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
-from usage.v1 import catalog_pb2
+from usage.v1 import catalog_pb2, events_pb2
 
-from server.domain import Aggregator, AggregatorFilter, Condition, Customer, PropertyFilter
+from server.domain import Aggregator, AggregatorFilter, Condition, Customer, NewEvent, PropertyFilter
 
 _US = 1_000_000
 
@@ -138,3 +138,22 @@ def aggregator_filter_to_proto(f: AggregatorFilter) -> catalog_pb2.AggregatorFil
 def optional(msg: Any, field: str) -> Any:
     """The value of a proto3 `optional` field, or None when unset."""
     return getattr(msg, field) if msg.HasField(field) else None
+
+
+def event_draft(e: events_pb2.UsageEventInput) -> NewEvent:
+    """An event as the request carries it, before the checks of logic/ingest.py (an `EventDraft`)."""
+    return NewEvent(
+        customer_id=e.customer_id,
+        metric_key=e.metric_key,
+        timestamp_us=ts_to_us(e.timestamp),
+        quantity=e.quantity,
+        properties=struct_to_dict(e.properties),
+        properties_wire=e.properties.SerializeToString(),
+        idempotency_key=optional(e, "idempotency_key"),
+        product_id=optional(e, "product_id"),
+        subscription_id=optional(e, "subscription_id"),
+        price_key=optional(e, "price_key"),
+        external_cost_amount=optional(e, "external_cost_amount"),
+        external_cost_currency=optional(e, "external_cost_currency"),
+        wallet_currency=optional(e, "wallet_currency"),
+    )

@@ -2,7 +2,7 @@
 domain errors to gRPC statuses with rich details, and the observation of each unary RPC (metrics, a
 JSON log line, a trace span; see server/observability.py) under a request id that is returned to the
 caller as the `x-request-id` response header. Servicers read the caller's organization with
-`current_org()` and never set codes themselves.
+`current_org()` (and the token's caller claim with `current_caller()`) and never set codes themselves.
 
 Requests are deserialized here, inside the observed call, rather than by grpc: bytes that do not
 parse (invalid UTF-8 in a string, a truncated message, nesting past protobuf's depth limit) are
@@ -20,7 +20,7 @@ import grpc
 from google.protobuf.message import DecodeError
 from grpc_status import rpc_status
 
-from server.auth import TokenVerifier, single_authorization
+from server.auth import Caller, TokenVerifier, single_authorization
 from server.errors import Internal, InvalidArgument, RequestTooLarge, ServiceError, clip, status_proto
 from server.observability import (
     INFRASTRUCTURE_PREFIXES,
@@ -33,12 +33,17 @@ from server.rpc.admission import Admission, StreamBound
 
 log = logging.getLogger(__name__)
 
-_ORG: contextvars.ContextVar[str] = contextvars.ContextVar("usage_org")
+_CALLER: contextvars.ContextVar[Caller] = contextvars.ContextVar("usage_caller")
 
 
 def current_org() -> str:
     """The organization of the RPC being served (set by the auth interceptor)."""
-    return _ORG.get()
+    return _CALLER.get().organization
+
+
+def current_caller() -> str:
+    """The caller claim of the RPC's token, "" when it has none (set by the auth interceptor)."""
+    return _CALLER.get().caller
 
 
 # What protobuf's decoder (upb) says, in the words of the API.
@@ -65,6 +70,7 @@ MAX_REQUEST_BYTES: dict[str, int | None] = {
             "/usage.v1.CatalogService/CreateAggregator",
             "/usage.v1.CatalogService/UpdateAggregator",
             "/usage.v1.CatalogService/CreateAggregatorFilter",
+            "/usage.v1.CorrectionService/VoidUsageEvents",  # 1000 ids of 64 characters, a reason
         ),
         1024 * 1024,
     ),
@@ -142,12 +148,13 @@ class ServiceInterceptor(grpc.ServerInterceptor):
                     else:
                         with admission.admit(context.time_remaining(), len(raw)):
                             request = deserialize(request_deserializer, raw, method)
-                            record.organization = verifier.organization(single_authorization(pairs))
-                            token = _ORG.set(record.organization)
+                            caller = verifier.caller(single_authorization(pairs))
+                            record.organization = caller.organization
+                            token = _CALLER.set(caller)
                             try:
                                 response = inner(request, context)
                             finally:
-                                _ORG.reset(token)
+                                _CALLER.reset(token)
                     # A handler may set a code without raising (the health service does for unknown names).
                     record.code = context.code() or grpc.StatusCode.OK  # type: ignore[attr-defined]
                     return response
@@ -177,13 +184,14 @@ class ServiceInterceptor(grpc.ServerInterceptor):
                 try:
                     with admission.admit(context.time_remaining(), len(raw)):
                         request = deserialize(request_deserializer, raw, method)
-                        record.organization = verifier.organization(single_authorization(pairs))
+                        caller = verifier.caller(single_authorization(pairs))
+                        record.organization = caller.organization
                         with streams.hold(record.organization):
-                            token = _ORG.set(record.organization)
+                            token = _CALLER.set(caller)
                             try:
                                 responses = inner(request, context)
                             finally:
-                                _ORG.reset(token)
+                                _CALLER.reset(token)
                             # grpc asks for the next response once the last one is sent.
                             yield from responses
                     record.code = context.code() or grpc.StatusCode.OK  # type: ignore[attr-defined]

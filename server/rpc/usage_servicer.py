@@ -183,23 +183,7 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
             if i in by_event:
                 drafts.append(tuple(by_event[i]))
                 continue
-            drafts.append(
-                EventDraft(
-                    customer_id=e.customer_id,
-                    metric_key=e.metric_key,
-                    timestamp_us=convert.ts_to_us(e.timestamp),
-                    quantity=e.quantity,
-                    properties=convert.struct_to_dict(e.properties),
-                    properties_wire=e.properties.SerializeToString(),
-                    idempotency_key=optional(e, "idempotency_key"),
-                    product_id=optional(e, "product_id"),
-                    subscription_id=optional(e, "subscription_id"),
-                    price_key=optional(e, "price_key"),
-                    external_cost_amount=optional(e, "external_cost_amount"),
-                    external_cost_currency=optional(e, "external_cost_currency"),
-                    wallet_currency=optional(e, "wallet_currency"),
-                )
-            )
+            drafts.append(convert.event_draft(e))
         results = self._ingestion.ingest(
             current_org(), drafts, time.time_ns() // 1000, Deadline.of_context(context, self._timeout)
         )

@@ -8,8 +8,8 @@ the customers of the stored events and, where the dialect keeps them, adds the e
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -23,6 +23,7 @@ from server.wire import event_entry
 
 # A deadlock or serialization failure rolls the whole batch back: it simply runs again.
 _RETRIES = 3
+T = TypeVar("T")
 
 
 def new_event_id() -> str:
@@ -40,14 +41,7 @@ class EventStore:
     ) -> list[IngestOutcome]:
         """Store events exactly once per idempotency key; one outcome per event, in order.
         All or nothing: a batch stopped by its deadline stores none of its events."""
-        for attempt in range(_RETRIES):
-            try:
-                with self._db.write(deadline) as conn:
-                    return self._ingest(conn, org, events, now_us)
-            except sa.exc.DBAPIError as exc:
-                if self._db.dialect.classify(exc) is not Failure.RETRY or attempt == _RETRIES - 1:
-                    raise
-        raise AssertionError("unreachable")
+        return write_retrying(self._db, deadline, lambda conn: self._ingest(conn, org, events, now_us))
 
     def _ingest(
         self, conn: Connection, org: str, events: Sequence[NewEvent], now_us: int
@@ -94,6 +88,19 @@ class EventStore:
             # Last: the row lock is held only from here to the commit.
             bump_version(conn, dialect, org)
         return outcomes
+
+
+def write_retrying(db: Database, deadline: Deadline | None, work: Callable[[Connection], T]) -> T:
+    """`work` in a write transaction, run again (up to _RETRIES times) when the database rolled it
+    back for a deadlock or a serialization failure."""
+    for attempt in range(_RETRIES):
+        try:
+            with db.write(deadline) as conn:
+                return work(conn)
+        except sa.exc.DBAPIError as exc:
+            if db.dialect.classify(exc) is not Failure.RETRY or attempt == _RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def bump_version(conn: Connection, dialect: Any, org: str) -> None:

@@ -17,14 +17,18 @@ from server.domain import (
     AggregateQuery,
     Aggregator,
     AggregatorFilter,
+    AmendResult,
+    Correction,
     Customer,
     CustomerPage,
     CustomerPageQuery,
     EventFilters,
     EventVerdicts,
+    EventVersion,
     IngestOutcome,
     NewEvent,
     PageRow,
+    VoidOutcome,
 )
 
 
@@ -130,6 +134,36 @@ class AggregateStorage(Protocol):
         ...
 
 
+class CorrectionStorage(Protocol):
+    def void(
+        self, org: str, event_ids: Sequence[str], void: Correction, deadline: Deadline | None = None
+    ) -> list[VoidOutcome]:
+        """Void the events of `event_ids` (distinct) that are not voided yet, recording `void`; one
+        outcome per id, in order. A voided event stops counting in every read and aggregate (rollups
+        included) and bumps the data version, in one transaction; it is kept, never deleted."""
+        ...
+
+    def amend(
+        self,
+        org: str,
+        event_id: str,
+        expected_id: str | None,
+        change: Callable[[NewEvent], NewEvent],
+        amend: Correction,
+        now_us: int,
+        deadline: Deadline | None = None,
+    ) -> AmendResult:
+        """Replace the current version of the event `event_id` (any of its version ids) by
+        `change(current)` under a new id, voiding it with `amend` and a link to the new one, in one
+        transaction (rollups, idempotency key and data version included). `change` runs under the
+        version's lock and raises to change nothing."""
+        ...
+
+    def history(self, org: str, event_id: str, deadline: Deadline | None = None) -> list[EventVersion]:
+        """The versions of an event, oldest first; empty when the organization has no such event."""
+        ...
+
+
 class Storage(Protocol):
     @property
     def catalog(self) -> CatalogStorage: ...
@@ -139,6 +173,8 @@ class Storage(Protocol):
     def reads(self) -> EventReadStorage: ...
     @property
     def aggregates(self) -> AggregateStorage: ...
+    @property
+    def corrections(self) -> CorrectionStorage: ...
 
     def ping(self) -> None: ...
     def close(self) -> None: ...

@@ -3,8 +3,9 @@
 Three tables (schema.py): per (organization, UTC hour, metric key); per (organization, rolled-up
 property key, UTC hour, property value, metric key); and per (organization, customer, metric key,
 UTC hour). Ingestion updates all three in its own transaction, in one statement, from the batch it
-has just inserted and with the same SQL expressions the raw aggregate uses, so at every instant
-they are exactly the sums of the committed events. `rebuild` recomputes them from the events (after
+has just inserted and with the same SQL expressions the raw aggregate uses, and a void subtracts
+its events in its own (`remove_events`), so at every instant they are exactly the sums of the
+committed events. `rebuild` recomputes them from the events (after
 a restore, or to check them); `add_dimension` starts rolling up one more property key and
 backfills it. PostgreSQL only (the dialect's `keeps_rollups`; schema.py says why).
 
@@ -140,25 +141,30 @@ def _batch_source(org: str, events: Sequence[NewEvent]) -> Any:
     ).cte("src")
 
 
-def _metric_deltas(src: Any) -> sa.Select[Any]:
+def _counts(src: Any, sign: int) -> tuple[Any, Any]:
+    """The event_count and quantity_sum columns of deltas: added (sign 1) or taken away (-1)."""
+    count: Any = sa.func.count()
+    total: Any = sa.func.sum(src.c.quantity)
+    if sign < 0:
+        count, total = -count, -total
+    return count.label("event_count"), total.label("quantity_sum")
+
+
+def _metric_deltas(src: Any, sign: int = 1) -> sa.Select[Any]:
     keys = [src.c.organization_id, src.c.hour_us, src.c.metric_key]
     return (
-        sa.select(
-            *keys, sa.func.count().label("event_count"), sa.func.sum(src.c.quantity).label("quantity_sum")
-        )
+        sa.select(*keys, *_counts(src, sign))
         .group_by(*keys)
         # One lock order for every transaction that touches the same rollup rows: no deadlocks.
         .order_by(*keys)
     )
 
 
-def _dimension_deltas(src: Any, where: Sequence[Any] = ()) -> sa.Select[Any]:
+def _dimension_deltas(src: Any, where: Sequence[Any] = (), sign: int = 1) -> sa.Select[Any]:
     value = dimension_value(src.c.properties, K.c.dim_key).label("dim_value")
     keys = [src.c.organization_id, K.c.dim_key, src.c.hour_us, value, src.c.metric_key]
     return (
-        sa.select(
-            *keys, sa.func.count().label("event_count"), sa.func.sum(src.c.quantity).label("quantity_sum")
-        )
+        sa.select(*keys, *_counts(src, sign))
         .select_from(src.join(K, sa.true()))
         .where(*where)
         .group_by(*keys)
@@ -166,15 +172,9 @@ def _dimension_deltas(src: Any, where: Sequence[Any] = ()) -> sa.Select[Any]:
     )
 
 
-def _customer_deltas(src: Any) -> sa.Select[Any]:
+def _customer_deltas(src: Any, sign: int = 1) -> sa.Select[Any]:
     keys = [src.c.organization_id, src.c.customer_id, src.c.metric_key, src.c.hour_us]
-    return (
-        sa.select(
-            *keys, sa.func.count().label("event_count"), sa.func.sum(src.c.quantity).label("quantity_sum")
-        )
-        .group_by(*keys)
-        .order_by(*keys)
-    )
+    return sa.select(*keys, *_counts(src, sign)).group_by(*keys).order_by(*keys)
 
 
 def _add(table: sa.Table, deltas: sa.Select[Any]) -> Any:
@@ -200,6 +200,33 @@ def add_events(conn: Connection, org: str, events: Sequence[NewEvent]) -> None:
     # (add_dimension holds a SHARE lock on events while it backfills) is backfilled with them or
     # read here, never missed.
     conn.execute(_add(D, _dimension_deltas(src)).add_cte(metric, customer))
+
+
+def remove_events(conn: Connection, org: str, event_ids: Sequence[str]) -> None:
+    """Take events out of every rollup, in the transaction that voids them (they are still in
+    events, locked by it): the same deltas as adding them, subtracted, in the same key order; rows
+    left with no event are deleted, so the rollups stay exactly a recount (which has no such rows)."""
+    src = _events_source([E.c.organization_id == org, E.c.id.in_(list(event_ids))])
+    hours = sa.select(hour_of(E.c.timestamp_us)).where(
+        E.c.organization_id == org, E.c.id.in_(list(event_ids))
+    )
+    conn.execute(_add(M, _metric_deltas(src, -1)))
+    conn.execute(_add(C, _customer_deltas(src, -1)))
+    conn.execute(_add(D, _dimension_deltas(src, sign=-1)))
+    customers = sa.select(E.c.customer_id).where(E.c.organization_id == org, E.c.id.in_(list(event_ids)))
+    for table, narrower in (
+        (M, []),
+        (C, [C.c.customer_id.in_(customers)]),
+        (D, [D.c.dim_key.in_(sa.select(K.c.dim_key))]),
+    ):
+        conn.execute(
+            sa.delete(table).where(
+                table.c.organization_id == org,
+                *narrower,
+                table.c.hour_us.in_(hours),
+                table.c.event_count == 0,
+            )
+        )
 
 
 def rebuild(conn: Connection) -> None:

@@ -197,3 +197,20 @@ organization_versions = sa.Table(
     sa.Column("organization_id", sa.String(128), primary_key=True),
     sa.Column("data_version", sa.BigInteger, nullable=False),
 )
+
+# ---- corrections (storage/corrections.py) --------------------------------------------------------
+# A voided version of an event: its events row, moved here unchanged by the void's transaction (so
+# no read of events ever sees it and none of them pays a filter for it), with when, by whom and why
+# it was voided. Rows are only ever inserted: nothing updates or deletes them, and the primary key
+# means a version is voided at most once. `replaced_by` names the version that replaced it (amend).
+voided_events = sa.Table(
+    "voided_events",
+    metadata,
+    *(sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable) for c in events.columns),
+    sa.Column("voided_at_us", sa.BigInteger, nullable=False),
+    sa.Column("voided_by", sa.String(256), nullable=False),
+    sa.Column("void_reason", sa.String(1024), nullable=False),
+    sa.Column("replaced_by", sa.String(64), nullable=True),
+)
+# An amended event's history, walked back from its current version (storage/corrections.py).
+sa.Index("ix_voided_events_replaced_by", voided_events.c.organization_id, voided_events.c.replaced_by)

@@ -3,7 +3,8 @@
 - `catalog` (catalog_store.py): customers, aggregators and aggregator filters;
 - `events` (event_store.py): ingestion, exactly once per idempotency key;
 - `reads` (event_reads.py): pages of events;
-- `aggregates` (aggregates.py): bucketed, ranked, exact aggregates (rollups.py where they answer).
+- `aggregates` (aggregates.py): bucketed, ranked, exact aggregates (rollups.py where they answer);
+- `corrections` (corrections.py): voids, and the history of an event's versions.
 
 Each is dialect-neutral SQLAlchemy Core over one `Database` (engine.py), whose dialect object holds
 every difference between the two databases (storage/dialects).
@@ -17,6 +18,7 @@ from sqlalchemy.engine import Engine
 from server.deadline import Deadline
 from server.storage.aggregates import Aggregates
 from server.storage.catalog_store import CatalogStore
+from server.storage.corrections import CorrectionStore
 from server.storage.engine import Database
 from server.storage.event_reads import EventReads
 from server.storage.event_store import EventStore
@@ -31,6 +33,7 @@ class SqlStorage:
         self.events = EventStore(self.db)
         self.reads = EventReads(self.db)
         self.aggregates = Aggregates(self.db, read_rollups)
+        self.corrections = CorrectionStore(self.db)
 
     @property
     def engine(self) -> Engine:

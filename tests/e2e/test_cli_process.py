@@ -22,8 +22,15 @@ from cli_process import EXIT_TIMEOUT_S, clean_env, command
 from google.protobuf import field_mask_pb2
 from grpc_harness import condition, expect_error, filt, ts
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from usage.v1 import catalog_pb2, catalog_service_pb2_grpc, events_pb2, usage_service_pb2_grpc
+from usage.v1 import (
+    catalog_pb2,
+    catalog_service_pb2_grpc,
+    corrections_service_pb2_grpc,
+    events_pb2,
+    usage_service_pb2_grpc,
+)
 from usage.v1 import catalog_service_pb2 as cpb
+from usage.v1 import corrections_service_pb2 as xpb
 from usage.v1 import usage_service_pb2 as pb
 
 pytestmark = pytest.mark.e2e
@@ -60,12 +67,16 @@ class Stubs:
         self.metadata = (("authorization", f"Bearer {token}"),)
         self._usage = usage_service_pb2_grpc.UsageServiceStub(self.channel)
         self._catalog = catalog_service_pb2_grpc.CatalogServiceStub(self.channel)
+        self._corrections = corrections_service_pb2_grpc.CorrectionServiceStub(self.channel)
 
     def usage(self, method: str, request):
         return getattr(self._usage, method)(request, metadata=self.metadata, timeout=30)
 
     def catalog(self, method: str, request):
         return getattr(self._catalog, method)(request, metadata=self.metadata, timeout=30)
+
+    def corrections(self, method: str, request):
+        return getattr(self._corrections, method)(request, metadata=self.metadata, timeout=30)
 
     def close(self) -> None:
         self.channel.close()
@@ -248,6 +259,24 @@ def test_token_command_signs_with_the_servers_secret(demo, tmp_path: pathlib.Pat
         )
     finally:
         s.close()
+
+
+def test_token_command_names_the_caller_its_corrections_record(demo) -> None:
+    server, data_dir = demo
+    args = ("token", "--org", "org_globex", "--data-dir", str(data_dir))
+    minted = run_cli(*args, "--caller", "alice@example.com")
+    assert minted.returncode == 0, minted.stderr
+    s = Stubs(server.port, minted.stdout.strip())
+    try:
+        (event,) = s.usage("ListUsageEvents", pb.ListUsageEventsRequest(limit=1)).data
+        voided = s.corrections(
+            "VoidUsageEvents", xpb.VoidUsageEventsRequest(event_ids=[event.id], reason="test traffic")
+        )
+        assert [(r.status, r.void.corrected_by) for r in voided.results] == [("VOIDED", "alice@example.com")]
+    finally:
+        s.close()
+    refused = run_cli(*args, "--caller", "")
+    assert refused.returncode == 2 and "invalid caller" in refused.stderr
 
 
 def test_token_command_rejects_a_bad_ttl(tmp_path: pathlib.Path) -> None:

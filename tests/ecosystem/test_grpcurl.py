@@ -12,12 +12,26 @@ from typing import Any
 import pytest
 from google.protobuf import descriptor_pb2
 from grpc_harness import Harness
-from usage.v1 import catalog_pb2, catalog_service_pb2, events_pb2, pagination_pb2, usage_service_pb2
+from usage.v1 import (
+    catalog_pb2,
+    catalog_service_pb2,
+    corrections_service_pb2,
+    events_pb2,
+    pagination_pb2,
+    usage_service_pb2,
+)
 
 from server import contract
 
-FILES = (usage_service_pb2, catalog_service_pb2, events_pb2, catalog_pb2, pagination_pb2)
-SERVICES = ("usage.v1.UsageService", "usage.v1.CatalogService")
+FILES = (
+    usage_service_pb2,
+    catalog_service_pb2,
+    corrections_service_pb2,
+    events_pb2,
+    catalog_pb2,
+    pagination_pb2,
+)
+SERVICES = ("usage.v1.UsageService", "usage.v1.CatalogService", "usage.v1.CorrectionService")
 
 
 def run(grpcurl: str, *args: str) -> subprocess.CompletedProcess[str]:

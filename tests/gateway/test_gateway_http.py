@@ -371,6 +371,48 @@ def test_organizations_are_apart(stack: Stack, seeded: list[str]) -> None:
         status(other.get("/v1/customers/cus_1/usage/agg_api/events", params=WINDOW), 404, 5)
 
 
+def test_void_amend_and_history_routes(stack: Stack) -> None:
+    # An organization of its own: the voided event must not change the other tests' events.
+    with stack.client("org_gw_void") as http:
+        results = ok(http.post("/v1/usage-events/batch", json={"events": EVENTS[:2]}))["results"]
+        first, second = (r["event_id"] for r in results)
+        voided = ok(
+            http.post("/v1/usage-events/void", json={"event_ids": [first, "evt_x"], "reason": "duplicate"})
+        )
+        assert [(r["event_id"], r["status"]) for r in voided["results"]] == [
+            (first, "VOIDED"),
+            ("evt_x", "NOT_FOUND"),
+        ]
+        record = voided["results"][0]["void"]
+        assert (record["corrected_by"], record["reason"]) == ("org_gw_void", "duplicate")
+        assert "void" not in voided["results"][1]
+        assert [e["id"] for e in ok(http.get("/v1/usage-events"))["data"]] == [second]
+        (version,) = ok(http.get(f"/v1/usage-events/{first}/history"))["versions"]
+        assert version["event"]["id"] == first and version["event"]["properties"] == EVENTS[0]["properties"]
+        assert version["voided"] == record
+        status(http.get("/v1/usage-events/evt_x/history"), 404, 5)
+        body = status(http.post("/v1/usage-events/void", json={"event_ids": [second], "reason": ""}), 400, 3)
+        assert violations(body) == ["reason"]
+        amended = ok(
+            http.post(
+                f"/v1/usage-events/{second}/amend",
+                json={"event": {"quantity": "2.50"}, "update_mask": "quantity", "reason": "wrong quantity"},
+            )
+        )
+        assert (amended["replaced_version_id"], amended["event"]["quantity"]) == (second, "2.5")
+        new = amended["event"]["id"]
+        assert [e["id"] for e in ok(http.get("/v1/usage-events"))["data"]] == [new]
+        old, current = ok(http.get(f"/v1/usage-events/{second}/history"))["versions"]
+        assert (old["replaced_by"], old["voided"]["reason"], current["event"]["id"]) == (
+            new,
+            "wrong quantity",
+            new,
+        )
+        stale = {"update_mask": "quantity", "reason": "again", "expected_version_id": second}
+        body = status(http.post(f"/v1/usage-events/{second}/amend", json=stale), 400, 9)
+        assert body["details"][0]["metadata"] == {"current_version_id": new}
+
+
 def test_routing_errors(http: httpx.Client) -> None:
     status(http.get("/v1/nothing"), 404, 5)
     not_allowed = http.put("/v1/aggregators/agg_api")

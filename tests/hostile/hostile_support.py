@@ -24,6 +24,7 @@ TABLES = (
     schema.aggregator_filters,
     schema.events,
     schema.idempotency_keys,
+    schema.voided_events,
 )
 
 

@@ -1,6 +1,10 @@
 """Exactly-once ingestion (issue 6, part 3): concurrent clients sending overlapping batches with the
 same idempotency keys at the same moment, and a client that retries every unacknowledged batch across
-a SIGKILL of the server process, end with every event stored exactly once."""
+a SIGKILL of the server process, end with every event stored exactly once. Exactly-once voids (issue
+16): concurrent clients voiding the same events in overlapping batches, while the original batches
+are retried, void each event once, and the retries stay DUPLICATEs of the voided events; concurrent
+amends of one event version amend it once (the others are ABORTED or FAILED_PRECONDITION naming the
+winner's version), and an event amended over and over keeps one chain of versions."""
 
 from __future__ import annotations
 
@@ -20,8 +24,10 @@ import cli_process
 import grpc
 import pytest
 import sqlalchemy as sa
-from grpc_harness import Harness, event
+from google.protobuf import field_mask_pb2
+from grpc_harness import Harness, details, event
 from rollup_check import assert_rollups_match_events
+from usage.v1 import corrections_service_pb2 as xpb
 from usage.v1 import usage_service_pb2 as pb
 from usage.v1 import usage_service_pb2_grpc
 
@@ -54,6 +60,16 @@ def _stored_keys(engine: sa.Engine, org: str) -> collections.Counter[str]:
         return collections.Counter(rows)
 
 
+def _run_all(threads: list[threading.Thread], errors: list[BaseException]) -> None:
+    """Start the client threads together and wait for them; none may hang or fail."""
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=240)
+    assert not any(th.is_alive() for th in threads), "a client hung"
+    assert not errors, errors[0]
+
+
 def test_concurrent_overlapping_batches_store_each_key_once(db_url: str) -> None:
     h = Harness.start(db_url)
     postgres = h.storage.engine.dialect.name == "postgresql"
@@ -82,13 +98,7 @@ def test_concurrent_overlapping_batches_store_each_key_once(db_url: str) -> None
             except BaseException as exc:  # noqa: BLE001 (reported by the main thread)
                 errors.append(exc)
 
-        threads = [threading.Thread(target=worker, args=(t,)) for t in range(THREADS)]
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join(timeout=240)
-        assert not any(th.is_alive() for th in threads), "a client hung"
-        assert not errors, errors[0]
+        _run_all([threading.Thread(target=worker, args=(t,)) for t in range(THREADS)], errors)
 
         assert set(seen) == set(keys)
         for k, answers in seen.items():
@@ -100,6 +110,124 @@ def test_concurrent_overlapping_batches_store_each_key_once(db_url: str) -> None
         if postgres:
             assert_rollups_match_events(h.storage.engine)
             assert _rollup_count(h.storage.engine, "org_once") == KEYS
+    finally:
+        h.close()
+
+
+def test_concurrent_voids_and_retried_ingests_void_each_event_once(db_url: str) -> None:
+    h = Harness.start(db_url)
+    postgres = h.storage.engine.dialect.name == "postgresql"
+    try:
+        if postgres:
+            with h.storage.engine.begin() as conn:
+                rollups.add_dimension(conn, "n", 0)
+        owner = h.client("org_void")
+        keys = [f"k-{i}" for i in range(KEYS)]
+        ids = owner.ingest_ok(_event_for(k) for k in keys)
+        by_key = dict(zip(keys, ids, strict=True))
+        barrier = threading.Barrier(THREADS + 1)
+        seen: dict[str, list[tuple[str, str]]] = collections.defaultdict(list)
+        retried: list[tuple[str, str, str]] = []
+        lock = threading.Lock()
+        errors: list[BaseException] = []
+
+        def voider(t: int) -> None:
+            try:
+                token = h.token("org_void", caller=f"voider-{t}")
+                client = h.raw_client((("authorization", f"Bearer {token}"),))
+                order = ids[:]
+                random.Random(t).shuffle(order)
+                barrier.wait(timeout=60)
+                for i in range(0, len(order), BATCH):
+                    request = xpb.VoidUsageEventsRequest(event_ids=order[i : i + BATCH], reason=f"by {t}")
+                    results = client.corrections.VoidUsageEvents(request).results
+                    with lock:
+                        for r in results:
+                            seen[r.event_id].append((r.status, r.void.corrected_by))
+            except BaseException as exc:  # noqa: BLE001 (reported by the main thread)
+                errors.append(exc)
+
+        def retrier() -> None:
+            try:
+                barrier.wait(timeout=60)
+                for i in range(0, len(keys), BATCH):
+                    batch = keys[i : i + BATCH]
+                    results = owner.ingest(*(_event_for(k) for k in batch))
+                    with lock:
+                        retried.extend((k, r.status, r.event_id) for k, r in zip(batch, results, strict=True))
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        threads = [threading.Thread(target=voider, args=(t,)) for t in range(THREADS)]
+        _run_all([*threads, threading.Thread(target=retrier)], errors)
+
+        assert set(seen) == set(ids)
+        for event_id, answers in seen.items():
+            statuses = collections.Counter(s for s, _ in answers)
+            assert statuses == {"VOIDED": 1, "ALREADY_VOIDED": THREADS - 1}, (event_id, answers)
+            assert len({caller for _, caller in answers}) == 1, (event_id, answers)  # one void, the winner's
+        assert retried == [(k, "DUPLICATE", by_key[k]) for k in keys]  # never a new event
+        assert _stored_keys(h.storage.engine, "org_void") == collections.Counter()
+        v = schema.voided_events.c
+        with h.storage.engine.connect() as conn:
+            kept = conn.execute(sa.select(v.id).where(v.organization_id == "org_void")).scalars().all()
+        assert sorted(kept) == sorted(ids)
+        if postgres:
+            assert_rollups_match_events(h.storage.engine)
+    finally:
+        h.close()
+
+
+def test_concurrent_amends_amend_each_version_once(db_url: str) -> None:
+    h = Harness.start(db_url)
+    try:
+        owner = h.client("org_amend")
+        (first,) = owner.ingest_ok([_event_for("k-1")])
+        barrier = threading.Barrier(THREADS)
+        answers: list[tuple[bool, str, str]] = []  # (guarded, code or AMENDED, new or current version id)
+        errors: list[BaseException] = []
+
+        def amender(t: int) -> None:
+            try:
+                request = xpb.AmendUsageEventRequest(
+                    event_id=first,
+                    event=event(quantity=str(100 + t)),
+                    update_mask=field_mask_pb2.FieldMask(paths=["quantity"]),
+                    reason=f"by {t}",
+                )
+                if t % 2:  # half of them guarded by the version they saw
+                    request.expected_version_id = first
+                barrier.wait(timeout=60)
+                for _ in range(5):
+                    try:
+                        got = owner.corrections.AmendUsageEvent(request)
+                        answers.append((t % 2 == 1, "AMENDED", got.event.id))
+                    except grpc.RpcError as err:
+                        info = details(err)
+                        answers.append(
+                            (t % 2 == 1, info.code.name, info.metadata.get("current_version_id", ""))
+                        )
+            except BaseException as exc:  # noqa: BLE001 (reported by the main thread)
+                errors.append(exc)
+
+        _run_all([threading.Thread(target=amender, args=(t,)) for t in range(THREADS)], errors)
+        versions = owner.corrections.GetUsageEventHistory(
+            xpb.GetUsageEventHistoryRequest(event_id=first)
+        ).versions
+        chain = [v.event.id for v in versions]
+        amended = [new for _, code, new in answers if code == "AMENDED"]
+        # One chain: the first version, then exactly the versions the winners were told of.
+        assert chain[0] == first and sorted(chain[1:]) == sorted(amended), (chain, answers)
+        assert [v.replaced_by for v in versions] == [*chain[1:], ""]
+        for _, code, current in answers:
+            assert code in ("AMENDED", "ABORTED", "FAILED_PRECONDITION"), answers
+            assert code == "AMENDED" or current in chain, (code, current, chain)
+        assert [e.id for e in owner.all_events()] == [chain[-1]]
+        # The guarded amends all expected the first version: at most one of them applied.
+        assert sum(guarded and code == "AMENDED" for guarded, code, _ in answers) <= 1, answers
+        assert [(r.status, r.event_id) for r in owner.ingest(_event_for("k-1"))] == [("DUPLICATE", chain[-1])]
+        if h.storage.engine.dialect.name == "postgresql":
+            assert_rollups_match_events(h.storage.engine)
     finally:
         h.close()
 

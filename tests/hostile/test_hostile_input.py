@@ -1,11 +1,13 @@
-"""Hostile input (issue 6, part 1): hypothesis builds requests of every RPC of UsageService and
-CatalogService with hostile values (random and huge strings, SQL and JSON-path metacharacters, NUL
-bytes, huge and negative numbers, far past, future and malformed times, invalid time zones, nested and
-non-scalar property values, 5001 events) and sends them over a real channel to a real server.
+"""Hostile input (issue 6, part 1): hypothesis builds requests of every RPC of every service the server
+serves (UsageService, CatalogService, CorrectionService) with hostile values (random and huge strings, SQL
+and JSON-path metacharacters, NUL bytes, huge and negative numbers, far past, future and malformed times,
+invalid time zones, nested and non-scalar property values, 5001 events) and sends them over a real channel
+to a real server.
 
 Whatever is sent: the answer is never INTERNAL or UNKNOWN; INVALID_ARGUMENT carries a BadRequest whose
 every violation names a real field path of the request; a call that fails stores nothing (every table's
-row count is unchanged); ingestion stores exactly the ACCEPTED events and none of the REJECTED ones.
+row count is unchanged); ingestion stores exactly the ACCEPTED events and none of the REJECTED ones;
+a void moves exactly the VOIDED events out of the events, and keeps any valid reason as it was sent.
 
 SQLite runs the larger share of examples, PostgreSQL a smaller one. `HYPOTHESIS_PROFILE=nightly
 pytest -m nightly` runs ten times as many.
@@ -27,8 +29,10 @@ from grpc_harness import Client, Harness, condition, details, event, filt
 from hostile_support import examples, fingerprint, is_field_path
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from rpc.test_auth_and_errors import ALL_METHODS
 from usage.v1 import catalog_pb2, events_pb2
 from usage.v1 import catalog_service_pb2 as cpb
+from usage.v1 import corrections_service_pb2 as xpb
 from usage.v1 import usage_service_pb2 as pb
 
 from server.storage import schema
@@ -420,6 +424,23 @@ def create_aggregator(draw: st.DrawFn) -> cpb.CreateAggregatorRequest:
     return cpb.CreateAggregatorRequest(aggregator=draw(aggregator()))
 
 
+@st.composite
+def amend_usage_event(draw: st.DrawFn) -> xpb.AmendUsageEventRequest:
+    paths = st.one_of(
+        st.sampled_from(["quantity", "properties", "timestamp", "product_id", "customer_id", ""]),
+        hostile_text,
+    )
+    return _set(
+        xpb.AmendUsageEventRequest(
+            event_id=draw(ident),
+            event=draw(st.none() | usage_event()),
+            update_mask=field_mask_pb2.FieldMask(paths=draw(st.lists(paths, max_size=4))),
+        ),
+        reason=draw(st.none() | hostile_text),
+        expected_version_id=draw(st.none() | ident),
+    )
+
+
 def _page(cls: type) -> st.SearchStrategy[Any]:
     return st.builds(
         lambda limit, cursor: _set(cls(), limit=limit, cursor=cursor), maybe_int32, st.none() | hostile_text
@@ -428,7 +449,7 @@ def _page(cls: type) -> st.SearchStrategy[Any]:
 
 @dataclasses.dataclass(frozen=True)
 class Rpc:
-    service: str  # "usage" or "catalog"
+    service: str  # "usage", "catalog" or "corrections"
     strategy: st.SearchStrategy[Any]
     mutates: bool = False
 
@@ -453,6 +474,20 @@ RPCS: dict[str, Rpc] = {
     "DeleteAggregatorFilter": Rpc(
         "catalog", st.builds(cpb.DeleteAggregatorFilterRequest, aggregator_id=ident, id=ident), mutates=True
     ),
+    "VoidUsageEvents": Rpc(
+        "corrections",
+        st.builds(
+            lambda ids, reason: _set(xpb.VoidUsageEventsRequest(event_ids=ids), reason=reason),
+            st.one_of(
+                st.lists(ident, max_size=6),
+                st.integers(1001, 1100).map(lambda n: [f"evt_{i}" for i in range(n)]),
+            ),
+            st.none() | hostile_text,
+        ),
+        mutates=True,
+    ),
+    "AmendUsageEvent": Rpc("corrections", amend_usage_event(), mutates=True),
+    "GetUsageEventHistory": Rpc("corrections", st.builds(xpb.GetUsageEventHistoryRequest, event_id=ident)),
 }
 
 
@@ -536,6 +571,12 @@ def call(target: Target, name: str, request: Any) -> None:
         assert fingerprint(target.engine) == before, f"{name} is a read but changed data"
     if name == "IngestUsageEvents":
         check_ingest(target, request, response, before)
+    if name == "VoidUsageEvents":
+        assert [r.event_id for r in response.results] == list(request.event_ids)
+        voided = sum(r.status == "VOIDED" for r in response.results)
+        counts_before, counts_after = dict(before), dict(fingerprint(target.engine))
+        assert counts_before["events"] - counts_after["events"] == voided
+        assert counts_after["voided_events"] - counts_before["voided_events"] == voided
 
 
 def check_ingest(target: Target, request: pb.IngestUsageEventsRequest, response: Any, before: Any) -> None:
@@ -746,6 +787,24 @@ REGRESSIONS: dict[str, list[Any]] = {
         ),
     ],
 }
+
+
+def test_every_rpc_gets_hostile_requests() -> None:
+    assert set(RPCS) == {method for _, method in ALL_METHODS}
+
+
+def test_any_valid_reason_is_kept_as_sent(target: Target) -> None:
+    reasons = [r for r in METACHARACTERS if r.strip() and "\x00" not in r and len(r) <= 1024]
+    reasons += ["é" * 1024, "line\nbreak\ttab", "🙂 emoji"]
+    ids = [e.id for e in target.client.all_events()]
+    for event_id, reason in zip(ids, reasons, strict=False):
+        request = xpb.VoidUsageEventsRequest(event_ids=[event_id], reason=reason)
+        (result,) = target.client.corrections.VoidUsageEvents(request).results
+        assert (result.status, result.void.reason) == ("VOIDED", reason)
+        history = xpb.GetUsageEventHistoryRequest(event_id=event_id)
+        (version,) = target.client.corrections.GetUsageEventHistory(history).versions
+        assert version.voided.reason == reason
+    assert len(target.client.all_events()) == len(ids) - min(len(ids), len(reasons))
 
 
 @pytest.mark.parametrize("name", list(RPCS))

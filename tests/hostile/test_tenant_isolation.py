@@ -2,11 +2,12 @@
 
 Organization A gets customers, aggregators (a display-name property and a filter each), aggregator
 filters and events, all through the RPCs (on PostgreSQL a rolled-up dimension too, so AggregateUsage is
-answered from the rollup tables). Then, for every RPC of UsageService and CatalogService (enumerated
-from the service descriptors: an RPC without a probe in PROBES fails), a token of organization B tries
-to read, count, aggregate, page through (A's cursors), update or delete A's data, or to learn that it
-exists. B's calls also carry metadata headers naming A's organization (`x-org: org_a`...), which the
-service must ignore: the organization comes from the token only.
+answered from the rollup tables) and one voided event. Then, for every RPC of every service the
+server serves (enumerated from the service descriptors: an RPC without a probe in PROBES fails), a
+token of organization B tries to read, count, aggregate, page through (A's cursors), update, void or
+delete A's data, or to learn that it exists. B's calls also carry metadata headers naming A's
+organization (`x-org: org_a`...), which the service must ignore: the organization comes from the
+token only.
 
 What B gets for A's ids is exactly what B gets for ids that never existed (same code, message modulo
 the id, ErrorInfo and BadRequest details); B's lists and aggregates equal those of an organization that
@@ -55,9 +56,10 @@ from grpc_harness import (
     ts,
 )
 from hostile_support import fingerprint
-from rpc.test_auth_and_errors import ALL_METHODS, _b64
-from usage.v1 import catalog_pb2, catalog_service_pb2, events_pb2, usage_service_pb2
+from rpc.test_auth_and_errors import ALL_METHODS, _b64, empty_request
+from usage.v1 import catalog_pb2, events_pb2
 from usage.v1 import catalog_service_pb2 as cpb
+from usage.v1 import corrections_service_pb2 as xpb
 from usage.v1 import usage_service_pb2 as pb
 
 from server.storage import rollups, schema
@@ -90,6 +92,8 @@ A_TABLES = (
     schema.idempotency_keys,
     schema.rollup_metric_hourly,
     schema.rollup_dimension_hourly,
+    schema.rollup_customer_hourly,
+    schema.voided_events,
 )
 
 
@@ -346,6 +350,10 @@ class World:
                 _bytes(a.usage.ListCustomerUsageEvents(r)) for r in _customer_event_requests(ALL_CUSTOMERS)
             ],
             "AggregateUsage": [_bytes(a.usage.AggregateUsage(r)) for r in _aggregate_requests()],
+            "GetUsageEventHistory": [
+                _bytes(a.corrections.GetUsageEventHistory(xpb.GetUsageEventHistoryRequest(event_id=i)))
+                for i in self.event_ids
+            ],
         }
         with self.h.storage.engine.connect() as conn:
             for table in A_TABLES:
@@ -415,6 +423,12 @@ def _seed(h: Harness) -> World:
                 )
             ).scalar_one()
         assert rolled == EVENTS
+
+    # One of A's events voided: B must not void it again, nor learn of it or of its void.
+    (voided,) = a.corrections.VoidUsageEvents(
+        xpb.VoidUsageEventsRequest(event_ids=[ids[1]], reason="A's own correction")
+    ).results
+    assert voided.status == "VOIDED"
 
     cursors: dict[str, list[tuple[Message, str]]] = {
         "ListUsageEvents": [],
@@ -874,6 +888,63 @@ def probe_delete_aggregator_filter(w: World) -> None:
             assert got.message == "Aggregator filter not found"
 
 
+def _void(**ids: str) -> Message:
+    return xpb.VoidUsageEventsRequest(event_ids=list(ids.values()), reason="B's correction")
+
+
+def probe_void_usage_events(w: World) -> None:
+    call = w.b.corrections.VoidUsageEvents
+    # A's ids, current and voided, one at a time and all at once: NOT_FOUND, as ids never used.
+    for event_id in w.event_ids:
+        got = call(_void(event=event_id)).results
+        reference = call(_void(event=_never(event_id))).results
+        assert [(r.event_id, r.status, r.HasField("void")) for r in got] == [(event_id, "NOT_FOUND", False)]
+        assert [(r.status, r.HasField("void")) for r in reference] == [("NOT_FOUND", False)]
+    every = call(_void(**{f"e{i}": e for i, e in enumerate(w.event_ids)}))
+    assert {r.status for r in every.results} == {"NOT_FOUND"}
+    # B's own event, voided with one of A's in the same call: B's alone is voided.
+    (mine,) = w.b.ingest_ok([event("cus_alpha", "api_call", T0)])
+    both = call(_void(mine=mine, theirs=w.event_ids[0]))
+    assert [r.status for r in both.results] == ["VOIDED", "NOT_FOUND"]
+
+
+def _amend(event: str, expected: str | None = None) -> Message:
+    request = xpb.AmendUsageEventRequest(
+        event_id=event,
+        event=events_pb2.UsageEventInput(quantity="1000"),
+        update_mask=field_mask_pb2.FieldMask(paths=["quantity"]),
+        reason="B's correction",
+    )
+    if expected is not None:
+        request.expected_version_id = expected
+    return request
+
+
+def probe_amend_usage_event(w: World) -> None:
+    call = w.b.corrections.AmendUsageEvent
+    for event_id in w.event_ids:
+        got = w.same_as_never(call, _amend, NOT_FOUND, event=event_id)
+        assert got.message == "Usage event not found"
+    # B's own event, guarded by A's ids as the expected version: refused without naming A's ids.
+    (mine,) = w.b.ingest_ok([event("cus_alpha", "api_call", T0)])
+    for event_id in w.event_ids[:3]:
+        got = _error(call, _amend(mine, expected=event_id))
+        assert got.code == grpc.StatusCode.FAILED_PRECONDITION and got.metadata == {
+            "current_version_id": mine
+        }
+        assert event_id not in got.message
+
+
+def _history(event: str) -> Message:
+    return xpb.GetUsageEventHistoryRequest(event_id=event)
+
+
+def probe_get_usage_event_history(w: World) -> None:
+    for event_id in w.event_ids:
+        got = w.same_as_never(w.b.corrections.GetUsageEventHistory, _history, NOT_FOUND, event=event_id)
+        assert got.message == "Usage event not found"
+
+
 PROBES: dict[str, Callable[[World], None]] = {
     "UsageService/ListCustomerUsageEvents": probe_list_customer_usage_events,
     "UsageService/ListUsageEvents": probe_list_usage_events,
@@ -892,6 +963,9 @@ PROBES: dict[str, Callable[[World], None]] = {
     "CatalogService/CreateAggregatorFilter": probe_create_aggregator_filter,
     "CatalogService/ListAggregatorFilters": probe_list_aggregator_filters,
     "CatalogService/DeleteAggregatorFilter": probe_delete_aggregator_filter,
+    "CorrectionService/VoidUsageEvents": probe_void_usage_events,
+    "CorrectionService/GetUsageEventHistory": probe_get_usage_event_history,
+    "CorrectionService/AmendUsageEvent": probe_amend_usage_event,
 }
 
 
@@ -961,9 +1035,7 @@ def _forged_tokens(h: Harness) -> dict[str, str]:
     return tokens
 
 
-def _request(service: Any, method: str) -> Message:
-    module = {"UsageService": usage_service_pb2, "CatalogService": catalog_service_pb2}[service.name]
-    return getattr(module, service.methods_by_name[method].input_type.name)()
+_request = empty_request
 
 
 def _refusals(h: Harness, variants: dict[str, tuple[tuple[str, str], ...]]) -> list[str]:
@@ -973,7 +1045,7 @@ def _refusals(h: Harness, variants: dict[str, tuple[tuple[str, str], ...]]) -> l
         request = _request(service, method)
         for name, metadata in variants.items():
             client = h.raw_client(metadata)
-            call = getattr(client.usage if service.name == "UsageService" else client.catalog, method)
+            call = getattr(client.stub(service.name), method)
             try:
                 response = call(request)
                 if service.methods_by_name[method].server_streaming:
@@ -998,7 +1070,7 @@ def _authenticated(h: Harness, metadata: tuple[tuple[str, str], ...]) -> list[st
     out = []
     for service, method in ALL_METHODS:
         client = h.raw_client(metadata)
-        call = getattr(client.usage if service.name == "UsageService" else client.catalog, method)
+        call = getattr(client.stub(service.name), method)
         try:
             response = call(_request(service, method))
             if service.methods_by_name[method].server_streaming:

@@ -1,9 +1,9 @@
 """The real servicers under grpcio-testing (no network), on a real SQLite database.
 
 grpcio-testing bypasses server interceptors, so neither authentication nor the error mapping of
-server/rpc/interceptors.py runs here. The servicers read the organization from the `_ORG` context
+server/rpc/interceptors.py runs here. The servicers read the organization from the `_CALLER` context
 variable that the auth interceptor sets; grpcio-testing runs each RPC on a thread of its own (a
-new thread starts with an empty context), so `OrgScoped` below sets `_ORG` on that thread, as the
+new thread starts with an empty context), so `OrgScoped` below sets `_CALLER` on that thread, as the
 interceptor would, and nothing else.
 """
 
@@ -24,6 +24,7 @@ from usage.v1 import catalog_service_pb2 as cpb
 from usage.v1 import usage_service_pb2 as pb
 
 import server.app
+from server.auth import Caller
 from server.config import Settings
 from server.errors import InvalidArgument, NotFound
 from server.logic.catalog import Catalog
@@ -32,7 +33,7 @@ from server.logic.explain import Explainer
 from server.logic.ingest import Ingestion
 from server.logic.queries import UsageQueries
 from server.rpc.catalog_servicer import CatalogServicer
-from server.rpc.interceptors import _ORG, current_org
+from server.rpc.interceptors import _CALLER, current_org
 from server.rpc.usage_servicer import UsageServicer
 
 USAGE = usage_service_pb2.DESCRIPTOR.services_by_name["UsageService"]
@@ -41,7 +42,7 @@ START = at("2026-01-10T00:00:00Z")
 
 
 class OrgScoped:
-    """A servicer whose methods run with `_ORG` set to `org` on the calling thread."""
+    """A servicer whose methods run with `_CALLER` set to `org` on the calling thread."""
 
     def __init__(self, servicer: Any, org: str) -> None:
         self._servicer = servicer
@@ -51,11 +52,11 @@ class OrgScoped:
         method = getattr(self._servicer, name)
 
         def run(request: Any, context: Any) -> Any:
-            token = _ORG.set(self._org)
+            token = _CALLER.set(Caller(self._org))
             try:
                 return method(request, context)
             finally:
-                _ORG.reset(token)
+                _CALLER.reset(token)
 
         return run
 
@@ -180,9 +181,9 @@ def test_errors_are_not_mapped_without_the_interceptor(test_server: grpc_testing
 
 
 def test_servicer_raises_service_errors_directly(servicers) -> None:
-    """Called on this thread with `_ORG` set, the servicer raises the domain error itself."""
+    """Called on this thread with `_CALLER` set, the servicer raises the domain error itself."""
     usage, catalog = servicers
-    token = _ORG.set("org_a")
+    token = _CALLER.set(Caller("org_a"))
     try:
         assert current_org() == "org_a"
         with pytest.raises(NotFound) as not_found:
@@ -196,11 +197,11 @@ def test_servicer_raises_service_errors_directly(servicers) -> None:
         )
         assert created.customer.id == "cus_x"
     finally:
-        _ORG.reset(token)
+        _CALLER.reset(token)
 
 
 def test_without_an_organization_the_servicer_fails(servicers) -> None:
-    """No interceptor and no `_ORG`: the RPC fails (UNKNOWN) instead of acting for some organization."""
+    """No interceptor and no `_CALLER`: the RPC fails (UNKNOWN) instead of acting for some organization."""
     usage, catalog = servicers
     bare = grpc_testing.server_from_dictionary({CATALOG: catalog}, grpc_testing.strict_real_time())
     _, _, code, _ = call(bare, CATALOG, "ListCustomers", cpb.ListCustomersRequest())

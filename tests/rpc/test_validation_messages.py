@@ -17,13 +17,27 @@ from buf.validate import validate_pb2
 from google.protobuf import descriptor, field_mask_pb2, message_factory, struct_pb2
 from google.protobuf.message import Message
 from grpc_harness import Client, expect_invalid, ts
-from usage.v1 import catalog_pb2, catalog_service_pb2, events_pb2, pagination_pb2, usage_service_pb2
+from usage.v1 import (
+    catalog_pb2,
+    catalog_service_pb2,
+    corrections_service_pb2,
+    events_pb2,
+    pagination_pb2,
+    usage_service_pb2,
+)
 from usage.v1 import usage_service_pb2 as pb
 
 from server.errors import InvalidArgument
 from server.rpc import validation, violation_text
 
-CONTRACT = (usage_service_pb2, catalog_service_pb2, events_pb2, catalog_pb2, pagination_pb2)
+CONTRACT = (
+    usage_service_pb2,
+    catalog_service_pb2,
+    corrections_service_pb2,
+    events_pb2,
+    catalog_pb2,
+    pagination_pb2,
+)
 FD = descriptor.FieldDescriptor
 # What regex text looks like: anchors, character classes, quantifiers, escapes, or the word itself.
 REGEX_TEXT = re.compile(r"\^|\$|\[[^\]]*-[^\]]*\]|\{\d+(,\d*)?\}|\\[.d]|\)\?|regex|pattern", re.I)
@@ -111,6 +125,8 @@ def _breaking(field: Any, rule: str) -> tuple[Any, bool]:
         return [], False
     if name == "max_items":
         return ["x"] * (owner.max_items + 1), False
+    if name == "unique":
+        return ["x", "x"], False
     raise AssertionError(f"no breaking value for {rule}")
 
 

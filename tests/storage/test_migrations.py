@@ -4,6 +4,9 @@ still there, and means the same, after `migrate`.
 - 0002 -> 0003 (events.wire): events stored before the column existed (written here with plain
   SQL, as the service of revision 0002 stored them) are listed afterwards with every field, exactly
   as events ingested at revision 0003 are.
+- 0005 -> 0006 and 0007 (voided_events, its replaced_by index): events stored before them are all
+  still listed, and can be voided and amended: the voided one leaves the list and keeps every field
+  in its history, the amended one is replaced by its new version.
 - The migrated schema equals the tables of server/storage/schema.py (Alembic's own comparison).
 """
 
@@ -12,15 +15,16 @@ from __future__ import annotations
 import json
 import pathlib
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from pg_server import PgServer
-from stored_events import StoredEvent, all_events
+from stored_events import StoredEvent, all_events, decode
 
-from server.domain import NewEvent
+from server.domain import Correction, NewEvent
 from server.storage import schema
 from server.storage.engine import make_engine
 from server.storage.migrate import upgrade
@@ -126,6 +130,40 @@ def test_0003_fills_the_wire_form_of_events_stored_before_it(empty_url: str) -> 
             assert again == StoredEvent(
                 **{**expected.__dict__, "id": outcome.event_id, "organization_id": "org_fresh"}
             )
+    finally:
+        engine.dispose()
+
+
+def test_0006_and_0007_leave_earlier_events_listed_voidable_and_amendable(empty_url: str) -> None:
+    engine = make_engine(empty_url)
+    try:
+        assert upgrade(engine, "0005") == "0005"
+        ingested = SqlStorage(engine).events.ingest(
+            ORG,
+            [
+                NewEvent("cus_1", "login", OLD_ROWS[1]["timestamp_us"] + i, idempotency_key=f"k{i}")
+                for i in range(3)
+            ],
+            OLD_ROWS[0]["ingested_at_us"],
+        )
+        before = {e.id: e for e in all_events(SqlStorage(engine), ORG)}
+        assert upgrade(engine) == "0007"
+        storage = SqlStorage(engine)
+        assert {e.id: e for e in all_events(storage, ORG)} == before
+        voided = ingested[0].event_id
+        void = Correction(OLD_ROWS[0]["ingested_at_us"] + 1, "user_1", "duplicate")
+        assert [o.status for o in storage.corrections.void(ORG, [voided], void)] == ["VOIDED"]
+        assert set(before) - {e.id for e in all_events(storage, ORG)} == {voided}
+        (version,) = storage.corrections.history(ORG, voided)
+        assert decode([version.wire]) == [before[voided]] and version.void == void
+        amended = ingested[1].event_id
+        result = storage.corrections.amend(
+            ORG, amended, amended, lambda e: replace(e, quantity="2"), void, void.at_us
+        )
+        assert result.status == "AMENDED"
+        listed = {e.id: e for e in all_events(storage, ORG)}
+        assert amended not in listed and listed[result.new_id].quantity == "2"
+        assert [v.replaced_by for v in storage.corrections.history(ORG, amended)] == [result.new_id, None]
     finally:
         engine.dispose()
 

@@ -15,7 +15,7 @@ const token = process.env.USAGE_TOKEN;
 if (!address || !token) {
   throw new Error("set USAGE_ADDRESS (host:port) and USAGE_TOKEN (a bearer token)");
 }
-const { usage, catalog } = usageClients({ address, token });
+const { usage, catalog, corrections } = usageClients({ address, token });
 const at = (iso: string) => timestampFromDate(new Date(iso));
 // The organization the token acts for (the service's default claim, org_id).
 const org = JSON.parse(Buffer.from(token.split(".")[1] ?? "", "base64url").toString()).org_id;
@@ -90,6 +90,44 @@ test("ingest, then read back with every query RPC", async () => {
   const exact = Object.fromEntries(agg.series.map((s) => [s.key, [s.exactTotal, ...s.points.map((p) => p.exactValue)]]));
   assert.deepEqual(exact, { api_call: ["3", "3", "0"], storage_gb: ["1.5", "0", "1.5"] });
   await catalog.deleteAggregator({ id: aggregatorId });
+});
+
+test("void an event, then read its history", async () => {
+  const [ingested] = (
+    await usage.ingestUsageEvents({
+      events: [{ customerId: customer, metricKey: "void_me", timestamp: at("2026-01-12T10:00:00Z"), quantity: "4" }],
+    })
+  ).results;
+  const voided = await corrections.voidUsageEvents({ eventIds: [ingested.eventId], reason: "test traffic" });
+  assert.deepEqual(voided.results.map((r) => r.status), ["VOIDED"]);
+  // The token names its caller in `sub`; `usage-service token` sets it to the organization.
+  assert.equal(voided.results[0].void?.reason, "test traffic");
+  const listed = await usage.listUsageEvents({ customerId: customer, metricKey: ["void_me"] });
+  assert.deepEqual(listed.data, []);
+  const history = await corrections.getUsageEventHistory({ eventId: ingested.eventId });
+  assert.equal(history.versions.length, 1);
+  assert.equal(history.versions[0].event?.quantity, "4");
+  assert.equal(history.versions[0].voided?.reason, "test traffic");
+});
+
+test("amend an event: a new version, the old one in its history", async () => {
+  const [ingested] = (
+    await usage.ingestUsageEvents({
+      events: [{ customerId: customer, metricKey: "amend_me", timestamp: at("2026-01-12T11:00:00Z"), quantity: "4" }],
+    })
+  ).results;
+  const amended = await corrections.amendUsageEvent({
+    eventId: ingested.eventId,
+    event: { quantity: "5.50" },
+    updateMask: { paths: ["quantity"] },
+    reason: "wrong quantity",
+    expectedVersionId: ingested.eventId,
+  });
+  assert.equal(amended.replacedVersionId, ingested.eventId);
+  assert.equal(amended.event?.quantity, "5.5");
+  const history = await corrections.getUsageEventHistory({ eventId: ingested.eventId });
+  assert.deepEqual(history.versions.map((v) => v.event?.quantity), ["4", "5.5"]);
+  assert.equal(history.versions[0].replacedBy, amended.event?.id);
 });
 
 test("an invalid request carries google.rpc.BadRequest and ErrorInfo details", async () => {
