@@ -167,6 +167,16 @@ class FilterVerdict:
 
 
 @dataclasses.dataclass(frozen=True)
+class VoidRecord:
+    """Why a version of an event no longer counts (CorrectionService)."""
+
+    voided_at_us: int
+    voided_by: str
+    reason: str
+    replaced_by: str | None  # the version an amend put in its place
+
+
+@dataclasses.dataclass(frozen=True)
 class EventVerdicts:
     """What ExplainUsageEvent needs of storage, or what was not found (`missing`: "event",
     "customer", "aggregator" or "aggregator_filter"; then nothing else is set)."""
@@ -179,6 +189,7 @@ class EventVerdicts:
     event_type: str = ""  # the aggregator's
     aggregator_filter: FilterVerdict | None = None
     named_filter: FilterVerdict | None = None
+    void: VoidRecord | None = None  # set when the event is a voided or replaced version
 
 
 @dataclasses.dataclass(frozen=True)

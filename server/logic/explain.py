@@ -1,10 +1,11 @@
 """ExplainUsageEvent: whether one event counts for an aggregator, check by check.
 
-The checks are the ones ListCustomerUsageEvents applies, in its order: the customer, the metric key
-against the aggregator's event type, the period (half-open), the aggregator's own filter, then the
-named filter. Filter verdicts, whole and per condition, come from storage, which computes them with
-the SQL the pages filter with: the explanation is the page's decision shown, not a second
-implementation of it. Only the words are made here.
+The checks are the ones ListCustomerUsageEvents applies, in its order: that the event is current
+(not voided, not replaced by an amend: CorrectionService), the customer, the metric key against the
+aggregator's event type, the period (half-open), the aggregator's own filter, then the named filter.
+A voided or replaced version is explained as it was, with its void. Filter verdicts, whole and per
+condition, come from storage, which computes them with the SQL the pages filter with: the
+explanation is the page's decision shown, not a second implementation of it. Only the words are made here.
 """
 
 from __future__ import annotations
@@ -69,7 +70,11 @@ class Explainer:
         if found.missing is not None:
             message, resource = _MISSING[found.missing]
             raise NotFound(message, resource=resource)
-        checks = [_customer(found, req.customer_id or found.customer_id), _event_type(found)]
+        checks = [
+            _current(found),
+            _customer(found, req.customer_id or found.customer_id),
+            _event_type(found),
+        ]
         if req.start_us is not None:
             checks.append(_period(found.timestamp_us, req.start_us, req.end_us))
         assert found.aggregator_filter is not None
@@ -79,6 +84,16 @@ class Explainer:
                 _filter_check("named_filter", f"filter {req.aggregator_filter_id!r}", found.named_filter)
             )
         return Explanation(all(c.passed for c in checks), found.wire, tuple(checks))
+
+
+def _current(found: EventVerdicts) -> Check:
+    void = found.void
+    if void is None:
+        return Check("current", True, "the event is current: neither voided nor replaced by an amend")
+    when = f"at {_iso(void.voided_at_us)} by {void.voided_by!r}: {void.reason!r}"
+    if void.replaced_by is not None:
+        return Check("current", False, f"this version was replaced by {void.replaced_by!r} {when}")
+    return Check("current", False, f"the event was voided {when}")
 
 
 def _customer(found: EventVerdicts, customer: str) -> Check:

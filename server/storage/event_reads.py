@@ -27,6 +27,7 @@ from server.domain import (
     FilterVerdict,
     PageRow,
     PropertyFilter,
+    VoidRecord,
 )
 from server.storage import rollups, schema
 from server.storage.catalog_store import filter_from_json
@@ -38,6 +39,7 @@ E = schema.events
 A = schema.aggregators
 F = schema.aggregator_filters
 C = schema.customers
+V = schema.voided_events
 _HOUR_US = rollups.HOUR_US
 
 
@@ -213,13 +215,30 @@ class EventReads:
         too, computed by the SQL the customer pages filter with (filters.py), so an explanation
         cannot disagree with a page."""
         with self._db.read(deadline) as conn:
-            event = conn.execute(
+            table: Any = E
+            event: Any = conn.execute(
                 sa.select(E.c.customer_id, E.c.metric_key, E.c.timestamp_us, E.c.wire).where(
                     E.c.organization_id == org, E.c.id == event_id
                 )
             ).first()
-            if event is None:
-                return EventVerdicts("event")
+            void = None
+            if event is None:  # a voided or replaced version: explained as it was, with its void
+                table = V
+                event = conn.execute(
+                    sa.select(
+                        V.c.customer_id,
+                        V.c.metric_key,
+                        V.c.timestamp_us,
+                        V.c.wire,
+                        V.c.voided_at_us,
+                        V.c.voided_by,
+                        V.c.void_reason,
+                        V.c.replaced_by,
+                    ).where(V.c.organization_id == org, V.c.id == event_id)
+                ).first()
+                if event is None:
+                    return EventVerdicts("event")
+                void = VoidRecord(event.voided_at_us, event.voided_by, event.void_reason, event.replaced_by)
             customer = customer_id if customer_id is not None else event.customer_id
             known = conn.execute(
                 sa.select(C.c.id).where(C.c.organization_id == org, C.c.id == customer)
@@ -245,12 +264,12 @@ class EventReads:
                 if named is None:
                     return EventVerdicts("aggregator_filter")
                 filters.append(_filter(named.filter) or PropertyFilter())
-            column = E.c.properties
+            column = table.c.properties
             verdicts = [holds(compile_filter(column, f)) if f.conditions else sa.true() for f in filters] + [
                 holds(compile_condition(column, c)) for f in filters for c in f.conditions
             ]
             row = conn.execute(
-                sa.select(*verdicts).where(E.c.organization_id == org, E.c.id == event_id)
+                sa.select(*verdicts).where(table.c.organization_id == org, table.c.id == event_id)
             ).one()
         found = [bool(v) for v in row]
         wholes, conditions = found[: len(filters)], found[len(filters) :]
@@ -267,6 +286,7 @@ class EventReads:
             aggregator.event_type,
             out[0],
             out[1] if len(out) > 1 else None,
+            void,
         )
 
 

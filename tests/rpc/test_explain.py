@@ -12,12 +12,13 @@ import itertools
 from typing import Any
 
 import grpc
-from google.protobuf import json_format
+from google.protobuf import field_mask_pb2, json_format
 from grpc_harness import Client, condition, event, expect_invalid, expect_not_found, filt, ts
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from usage.v1 import catalog_pb2
 from usage.v1 import catalog_service_pb2 as cpb
+from usage.v1 import corrections_service_pb2 as xpb
 from usage.v1 import usage_service_pb2 as pb
 
 T0 = dt.datetime(2026, 1, 10, tzinfo=dt.UTC)
@@ -56,12 +57,14 @@ def test_an_event_that_counts_shows_every_check_passed(org_a: Client) -> None:
     assert got.counts
     assert got.event.id == event_id and got.event.customer_id == "cus_1"
     assert _checks(got) == [
+        ("current", True),
         ("customer", True),
         ("event_type", True),
         ("period", True),
         ("aggregator_filter", True),
         ("named_filter", True),
     ]
+    got.checks.pop(0)  # below: the checks of ListCustomerUsageEvents' own, by position
     assert got.checks[0].detail == "the event is customer 'cus_1''s"
     assert got.checks[2].detail == (
         "its time 2026-01-10T01:00:00Z is in the period [2026-01-10T00:00:00Z, 2026-01-11T00:00:00Z)"
@@ -99,6 +102,7 @@ def test_each_failing_check_says_why(org_a: Client) -> None:
     )
     got = _explain(org_a, ids[0], "agg", customer_id="cus_1", **WINDOW)
     assert not got.counts
+    assert got.checks.pop(0).name == "current"
     assert _checks(got) == [
         ("customer", False),
         ("event_type", True),
@@ -117,9 +121,10 @@ def test_each_failing_check_says_why(org_a: Client) -> None:
         False,
     )
     # Without customer_id, the event's own customer is asked about.
-    assert _checks(_explain(org_a, ids[0], "agg"))[0] == ("customer", True)
+    assert _checks(_explain(org_a, ids[0], "agg"))[1] == ("customer", True)
 
     wrong_type = _explain(org_a, ids[1], "agg", **WINDOW)
+    wrong_type.checks.pop(0)
     assert not wrong_type.counts and _checks(wrong_type)[1] == ("event_type", False)
     assert (
         wrong_type.checks[1].detail
@@ -129,11 +134,15 @@ def test_each_failing_check_says_why(org_a: Client) -> None:
     assert [(c.present, c.passed) for c in wrong_type.checks[3].conditions] == [(False, False), (False, True)]
 
     late = _explain(org_a, ids[2], "agg", **WINDOW)
-    assert _checks(late)[2] == ("period", False)
-    assert late.checks[2].detail.startswith("its time 2026-01-11T00:00:00Z is not before the period's end")
-    assert _checks(_explain(org_a, ids[2], "agg"))[2:] == [
-        ("aggregator_filter", True)
-    ]  # no period: not checked
+    assert _checks(late)[3] == ("period", False)
+    assert late.checks[3].detail.startswith("its time 2026-01-11T00:00:00Z is not before the period's end")
+    no_period = _explain(org_a, ids[2], "agg")
+    assert [name for name, _ in _checks(no_period)] == [
+        "current",
+        "customer",
+        "event_type",
+        "aggregator_filter",
+    ]
 
 
 def test_what_is_not_found_or_invalid(org_a: Client, org_b: Client) -> None:
@@ -183,6 +192,33 @@ def test_what_is_not_found_or_invalid(org_a: Client, org_b: Client) -> None:
     expect_invalid(
         org_a.usage.ExplainUsageEvent, pb.ExplainUsageEventRequest(aggregator_id="agg"), "event_id"
     )
+
+
+def test_voided_and_replaced_versions_are_explained_with_their_correction(org_a: Client) -> None:
+    _aggregator(org_a, "agg", filt(condition("region", "equals", "eu")))
+    voided, amended = org_a.ingest_ok([event(timestamp=T0, properties={"region": "eu"}) for _ in range(2)])
+    org_a.corrections.VoidUsageEvents(xpb.VoidUsageEventsRequest(event_ids=[voided], reason="test traffic"))
+    request = xpb.AmendUsageEventRequest(
+        event_id=amended, reason="wrong region", update_mask=field_mask_pb2.FieldMask(paths=["properties"])
+    )
+    request.event.properties.update({"region": "us"})
+    new = org_a.corrections.AmendUsageEvent(request).event.id
+
+    got = _explain(org_a, voided, "agg", **WINDOW)
+    assert not got.counts and got.event.id == voided
+    assert _checks(got)[0] == ("current", False)
+    assert got.checks[0].detail.startswith("the event was voided at 20")
+    assert got.checks[0].detail.endswith("by 'org_a': 'test traffic'")
+    assert all(passed for _, passed in _checks(got)[1:])  # it would count, were it not voided
+    old = _explain(org_a, amended, "agg", **WINDOW)
+    assert not old.counts and old.checks[0].detail.startswith(f"this version was replaced by {new!r} at ")
+    current = _explain(org_a, new, "agg", **WINDOW)
+    assert not current.counts and _checks(current)[0] == ("current", True)
+    assert _checks(current)[-1] == ("aggregator_filter", False)  # the amended region is "us"
+    page = org_a.usage.ListCustomerUsageEvents(
+        pb.ListCustomerUsageEventsRequest(id="cus_1", aggregator_id="agg", take=100, **WINDOW)
+    )
+    assert page.meta.total == 0
 
 
 # ---- the verdict is the page's ---------------------------------------------------------------------

@@ -202,8 +202,8 @@ test("an explanation says which check an event fails", async () => {
   const got = await usage.explainUsageEvent({ eventId, aggregatorId: explainAggregator });
   assert.equal(got.counts, false);
   assert.equal(got.event?.id, eventId);
-  assert.deepEqual(got.checks.map((c) => [c.name, c.passed]), [["customer", true], ["event_type", true], ["aggregator_filter", false]]);
-  const [region] = got.checks[2].conditions;
+  assert.deepEqual(got.checks.map((c) => [c.name, c.passed]), [["current", true], ["customer", true], ["event_type", true], ["aggregator_filter", false]]);
+  const [region] = got.checks[3].conditions;
   assert.deepEqual(
     [region.property, region.expected?.kind.value, region.actual?.kind.value, region.present, region.passed],
     ["region", "eu", "us", true, false],

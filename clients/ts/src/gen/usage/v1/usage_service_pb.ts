@@ -476,8 +476,10 @@ export type ExplainUsageEventResponse = Message<"usage.v1.ExplainUsageEventRespo
   event?: UsageEvent;
 
   /**
-   * The checks, in this order: `customer`, `event_type`, `period` (when a period
-   * is given), `aggregator_filter`, then `named_filter` (when one is given).
+   * The checks, in this order: `current` (neither voided nor replaced by an amend;
+   * a voided or replaced version is explained as it was), `customer`, `event_type`,
+   * `period` (when a period is given), `aggregator_filter`, then `named_filter`
+   * (when one is given).
    *
    * @generated from field: repeated usage.v1.ExplanationCheck checks = 3;
    */
@@ -498,8 +500,8 @@ export const ExplainUsageEventResponseSchema: GenMessage<ExplainUsageEventRespon
  */
 export type ExplanationCheck = Message<"usage.v1.ExplanationCheck"> & {
   /**
-   * What is checked: `customer`, `event_type`, `period`, `aggregator_filter` or
-   * `named_filter`.
+   * What is checked: `current`, `customer`, `event_type`, `period`,
+   * `aggregator_filter` or `named_filter`.
    *
    * @generated from field: string name = 1;
    */
