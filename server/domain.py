@@ -205,12 +205,13 @@ class AggregateQuery:
     """What storage computes: values per (group key, bucket key) in [since_us, until_us).
 
     Bucket keys are integers: for `hour` the bucket's UTC start in microseconds; for `day` the local
-    day number since 1970-01-01; for `week` the local ISO week number since Monday 1970-01-05.
+    day number since 1970-01-01; for `week` the local ISO week number since Monday 1970-01-05; for
+    `month` the local day number of the month's first day.
     """
 
     since_us: int
     until_us: int
-    bucket: Literal["hour", "day", "week"]
+    bucket: Literal["hour", "day", "week", "month"]
     segments: tuple[OffsetSegment, ...]
     metric: Literal["count", "sum_quantity"]
     group_by: str  # "none" | "metric_key" | "dim:<key>"

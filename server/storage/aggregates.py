@@ -29,7 +29,7 @@ from server.domain import AggregateAnswer, AggregateCell, AggregateQuery
 from server.storage import rollups, schema
 from server.storage.engine import Database
 from server.storage.event_reads import event_where
-from server.storage.functions import exact_order, exact_text, quantity_sum, text_order
+from server.storage.functions import exact_order, exact_text, month_start_day, quantity_sum, text_order
 
 E = schema.events
 _HOUR_US = 3_600_000_000
@@ -166,9 +166,11 @@ def _bucketed(query: AggregateQuery, ts: Any, group: Any, value: Any, where: lis
     if query.bucket == "hour":
         shift = _SHIFT_WEEKS * _WEEK_US
         key = ((local + shift) // _HOUR_US) * _HOUR_US - shift - offset
-    elif query.bucket == "day":
+    elif query.bucket in ("day", "month"):
         shift_days = _SHIFT_WEEKS * 7
         key = (local + shift_days * _DAY_US) // _DAY_US - shift_days
+        if query.bucket == "month":
+            key = month_start_day(key)
     else:
         key = (local - _MONDAY_US + _SHIFT_WEEKS * _WEEK_US) // _WEEK_US - _SHIFT_WEEKS
     key_col, group_col = key.label("bucket_key"), group.label("grp")

@@ -84,3 +84,11 @@ class text_order(_ExactFunction):  # noqa: N801
 
     type = sa.String()
     inherit_cache = True
+
+
+class month_start_day(_ExactFunction):  # noqa: N801
+    """The day number (days since 1970-01-01) of the first day of the calendar month holding a day
+    number: the key of a month bucket, computed from the local day of an event."""
+
+    type = sa.BigInteger()
+    inherit_cache = True

@@ -261,3 +261,10 @@ def _exact_order(element: fn.exact_order, compiler: Any, **kw: Any) -> str:
 def _text_order(element: fn.text_order, compiler: Any, **kw: Any) -> str:
     # UTF-8 bytes in "C" order are code points in order.
     return f'(({element.argument(compiler, **kw)}) COLLATE "C")'
+
+
+@compiles(fn.month_start_day, "postgresql")
+def _month_start_day(element: fn.month_start_day, compiler: Any, **kw: Any) -> str:
+    # date - date is an integer number of days; the day number appears once (it may be a long CASE).
+    day = element.argument(compiler, **kw)
+    return f"((date_trunc('month', DATE '1970-01-01' + ({day})::integer))::date - DATE '1970-01-01')"

@@ -242,3 +242,11 @@ def _exact_order(element: fn.exact_order, compiler: Any, **kw: Any) -> str:
 def _text_order(element: fn.text_order, compiler: Any, **kw: Any) -> str:
     # SQLite's BINARY collation compares UTF-8 bytes: code points in order.
     return element.argument(compiler, **kw)
+
+
+@compiles(fn.month_start_day, "sqlite")
+def _month_start_day(element: fn.month_start_day, compiler: Any, **kw: Any) -> str:
+    # The day's midnight as Unix seconds, back to its month's first day; julianday() of a midnight
+    # is a whole number + .5, so the difference is exact.
+    day = element.argument(compiler, **kw)
+    return f"CAST(julianday(date(({day}) * 86400, 'unixepoch', 'start of month')) - 2440587.5 AS INTEGER)"
