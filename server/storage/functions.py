@@ -49,6 +49,14 @@ class prop_number(_PropertyFunction):  # noqa: N801
     inherit_cache = True
 
 
+class prop_decimal(_PropertyFunction):  # noqa: N801
+    """properties[key] as an exact decimal in the type `quantity_sum` adds (NUMERIC on PostgreSQL,
+    the number's JSON text on SQLite), NULL when it is not a JSON number."""
+
+    type = sa.String()  # no result processing: summed, then read through exact_text
+    inherit_cache = True
+
+
 class _ExactFunction(FunctionElement[Any]):
     inherit_cache = True
 

@@ -241,6 +241,13 @@ def _prop_number(element: fn.prop_number, compiler: Any, **kw: Any) -> str:
     return f"(CASE WHEN jsonb_typeof({col} -> {key}) = 'number' THEN ({col} ->> {key})::numeric END)"
 
 
+@compiles(fn.prop_decimal, "postgresql")
+def _prop_decimal(element: fn.prop_decimal, compiler: Any, **kw: Any) -> str:
+    # jsonb keeps numbers as numeric: the text of any JSON number (1e+20, 1.5e-7) casts exactly.
+    col, key = element.parts(compiler, **kw)
+    return f"(CASE WHEN jsonb_typeof({col} -> {key}) = 'number' THEN ({col} ->> {key})::numeric END)"
+
+
 @compiles(fn.quantity_sum, "postgresql")
 def _quantity_sum(element: fn.quantity_sum, compiler: Any, **kw: Any) -> str:
     return f"sum({element.argument(compiler, **kw)})"

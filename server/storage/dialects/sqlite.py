@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.compiler import compiles
 
 from server.deadline import Deadline
-from server.decimals import canonical_decimal
+from server.decimals import trim_decimal
 from server.private_files import private_sqlite_database
 from server.storage import functions as fn
 from server.storage import schema
@@ -39,8 +39,9 @@ _PROGRESS_STEPS = 10_000
 class DecimalSum:
     """Aggregate `decimal_sum(text)`: the exact sum of decimal texts, as canonical decimal text."""
 
-    # 24 integer and 12 fractional digits per quantity, and room for billions of them.
-    CONTEXT = decimal.Context(prec=60, traps=[decimal.Inexact, decimal.InvalidOperation])
+    # Quantities have 24 integer and 12 fractional digits; property numbers are doubles' shortest
+    # texts (1e308 .. 5e-324: 633 digits apart). Room for both and billions of them, never rounded.
+    CONTEXT = decimal.Context(prec=1000, traps=[decimal.Inexact, decimal.InvalidOperation])
 
     def __init__(self) -> None:
         self.total = decimal.Decimal(0)
@@ -50,7 +51,8 @@ class DecimalSum:
             self.total = self.CONTEXT.add(self.total, decimal.Decimal(value))
 
     def finalize(self) -> str:
-        return canonical_decimal(self.total)
+        # format(.., "f") writes every digit of the exact total without an exponent.
+        return trim_decimal(format(self.total, "f"))
 
 
 def _decimal_collation(a: str, b: str) -> int:
@@ -219,6 +221,14 @@ def _prop_number(element: fn.prop_number, compiler: Any, **kw: Any) -> str:
     col, key = element.parts(compiler, **kw)
     path = _path(key)
     return f"(CASE WHEN json_type({col}, {path}) IN ('integer', 'real') THEN json_extract({col}, {path}) END)"
+
+
+@compiles(fn.prop_decimal, "sqlite")
+def _prop_decimal(element: fn.prop_decimal, compiler: Any, **kw: Any) -> str:
+    # The number's JSON text as stored (json_extract would make a REAL of it), for decimal_sum.
+    col, key = element.parts(compiler, **kw)
+    path = _path(key)
+    return f"(CASE WHEN json_type({col}, {path}) IN ('integer', 'real') THEN ({col} -> {path}) END)"
 
 
 @compiles(fn.quantity_sum, "sqlite")
