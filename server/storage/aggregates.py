@@ -159,7 +159,7 @@ def _raw_part(org: str, query: AggregateQuery, since_us: int, until_us: int) -> 
     if query.meter is not None:
         where += meters.meter_conditions(query.meter)
         summed = meters.meter_value(query.meter)
-    value = sa.func.count() if query.metric == "count" else quantity_sum(summed)
+    value: Any = sa.func.count() if query.metric == "count" else quantity_sum(summed)
     if query.meter is not None and query.meter.sums_property():
         # A bucket whose events have no number to add is 0, not NULL (PostgreSQL's sum of nothing).
         value = sa.func.coalesce(value, 0)
