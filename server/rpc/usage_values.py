@@ -11,6 +11,7 @@ from typing import Any
 from usage.v1 import usage_service_pb2 as pb
 
 from server.deadline import Deadline
+from server.domain import MeterValue
 from server.logic.aggregator_usage import (
     AggregatorUsage,
     CustomerUsageRequest,
@@ -30,6 +31,11 @@ def _period(request: Any) -> Period:
         convert.bound_to_us(request.end_date),
         optional(request, "aggregator_filter_id"),
     )
+
+
+def _value_fields(v: MeterValue) -> dict[str, Any]:
+    """The value fields shared by AggregatorUsage and CustomerUsageTotal."""
+    return {"total": float(v.total), "exact_total": v.total, "count": v.count, "unsummed_count": v.unsummed}
 
 
 def customer_usage(
@@ -60,10 +66,7 @@ def customer_usage(
             property=a.property,
             unit_name=a.unit_name,
             aggregator_filter_id=req.period.aggregator_filter_id,
-            total=float(v.total),
-            exact_total=v.total,
-            count=v.count,
-            unsummed_count=v.unsummed,
+            **_value_fields(v),
         )
     return response
 
@@ -111,11 +114,5 @@ def by_customer(
         end_date=convert.us_to_ts(req.period.end_us),
     )
     for customer_id, v in ranking.rows:
-        response.data.add(
-            customer_id=customer_id,
-            total=float(v.total),
-            exact_total=v.total,
-            count=v.count,
-            unsummed_count=v.unsummed,
-        )
+        response.data.add(customer_id=customer_id, **_value_fields(v))
     return response
