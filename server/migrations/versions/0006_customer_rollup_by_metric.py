@@ -7,8 +7,7 @@ Create Date: 2026-12-01
 ListAggregatorUsageByCustomer ranks the customers of one metric key over a period: its primary key
 leads with the customer, so without this index that read would scan the organization's whole
 rollup. The included columns let PostgreSQL answer from the index alone. Building it locks the
-rollup table against writes (ingestion waits) for as long as it takes: seconds for millions of
-rows.
+rollup table against writes: ingestion waits until the index is built.
 """
 
 from __future__ import annotations
