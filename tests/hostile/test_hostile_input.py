@@ -277,17 +277,21 @@ metric_keys = st.lists(st.one_of(st.just("api_call,storage_gb"), hostile_text), 
 ).map(lambda n: ["k"] * n)
 
 
+def _offset_page(draw: st.DrawFn) -> dict[str, Any]:
+    """A period, an aggregator filter and an offset page: the fields of the offset-paged reads."""
+    return {
+        "start_date": draw(maybe_timestamp),
+        "end_date": draw(maybe_timestamp),
+        "aggregator_filter_id": draw(st.none() | ident),
+        "take": draw(maybe_int32),
+        "skip": draw(maybe_int32),
+    }
+
+
 @st.composite
 def list_customer_usage_events(draw: st.DrawFn) -> pb.ListCustomerUsageEventsRequest:
     return _set(
-        pb.ListCustomerUsageEventsRequest(),
-        id=draw(ident),
-        aggregator_id=draw(ident),
-        start_date=draw(maybe_timestamp),
-        end_date=draw(maybe_timestamp),
-        aggregator_filter_id=draw(st.none() | ident),
-        take=draw(maybe_int32),
-        skip=draw(maybe_int32),
+        pb.ListCustomerUsageEventsRequest(), id=draw(ident), aggregator_id=draw(ident), **_offset_page(draw)
     )
 
 
@@ -388,15 +392,7 @@ def get_aggregator_time_series(draw: st.DrawFn) -> pb.GetAggregatorTimeSeriesReq
 
 @st.composite
 def list_aggregator_usage_by_customer(draw: st.DrawFn) -> pb.ListAggregatorUsageByCustomerRequest:
-    return _set(
-        pb.ListAggregatorUsageByCustomerRequest(),
-        aggregator_id=draw(ident),
-        start_date=draw(maybe_timestamp),
-        end_date=draw(maybe_timestamp),
-        aggregator_filter_id=draw(st.none() | ident),
-        take=draw(maybe_int32),
-        skip=draw(maybe_int32),
-    )
+    return _set(pb.ListAggregatorUsageByCustomerRequest(), aggregator_id=draw(ident), **_offset_page(draw))
 
 
 ingest_request = st.builds(
