@@ -186,7 +186,6 @@ sa.Index(
     rollup_customer_hourly.c.metric_key,
     rollup_customer_hourly.c.hour_us,
     rollup_customer_hourly.c.customer_id,
-    postgresql_include=["event_count", "quantity_sum"],
 )
 
 # The property keys that rollup_dimension_hourly covers, for every organization
