@@ -1,7 +1,7 @@
 """rollup_customer_hourly by (metric key, hour): every customer's hours of one metric.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-01
 
 ListAggregatorUsageByCustomer ranks the customers of one metric key over a period: its primary key
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
