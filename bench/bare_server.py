@@ -36,6 +36,9 @@ RESPONSE_TYPES: dict[str, Any] = {
     "AggregateUsage": pb.AggregateUsageResponse,
     "IngestUsageEvents": pb.IngestUsageEventsResponse,
     "ExplainUsageEvent": pb.ExplainUsageEventResponse,
+    "GetCustomerUsage": pb.GetCustomerUsageResponse,
+    "GetAggregatorTimeSeries": pb.GetAggregatorTimeSeriesResponse,
+    "ListAggregatorUsageByCustomer": pb.ListAggregatorUsageByCustomerResponse,
 }
 
 
@@ -91,6 +94,15 @@ class BareServicer(pb_grpc.UsageServiceServicer):
     def ExportUsageEvents(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
         # Its baselines are paging and a SQL cursor (bench/export.py), not a replay.
         context.abort(grpc.StatusCode.UNIMPLEMENTED, "the bare server does not replay streams")
+
+    def GetCustomerUsage(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        return self._reply(context)
+
+    def GetAggregatorTimeSeries(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        return self._reply(context)
+
+    def ListAggregatorUsageByCustomer(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+        return self._reply(context)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,7 +39,7 @@ from bench.bare_server import write_responses
 from bench.dataset import BIG_ORG, Dataset
 
 BARE_LISTENING = re.compile(r"^bare listening on (\S+):(\d+)$")
-GROUPS = ("list", "customer", "aggregate", "ingest", "export")
+GROUPS = ("list", "customer", "aggregate", "usage", "ingest", "export")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

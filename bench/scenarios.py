@@ -371,5 +371,7 @@ def aggregate_scenarios(end_us: int) -> list[Scenario]:
 
 
 def all_scenarios(data_end_us: int) -> list[Scenario]:
+    from bench.usage_scenarios import usage_scenarios  # it imports this module
+
     end = window_end(data_end_us)
-    return [*list_scenarios(end), *customer_scenarios(end), *aggregate_scenarios(end)]
+    return [*list_scenarios(end), *customer_scenarios(end), *aggregate_scenarios(end), *usage_scenarios(end)]

@@ -24,6 +24,7 @@ from usage.v1 import (
 
 from server.auth import TokenVerifier
 from server.config import Settings
+from server.logic.aggregator_usage import AggregatorUsage
 from server.logic.answer_cache import AnswerCache
 from server.logic.catalog import Catalog
 from server.logic.corrections import Corrections
@@ -132,20 +133,23 @@ def create_server(
     answers = AnswerCache(settings.aggregate_cache_mb << 20) if settings.aggregate_cache_mb > 0 else None
     if answers is not None:
         observability.watch_answer_cache(answers)
+    queries = UsageQueries(
+        storage, cursors, settings.max_aggregate_buckets, settings.max_aggregate_points, answers
+    )
+    catalog = Catalog(storage.catalog, cursors)
     usage_service_pb2_grpc.add_UsageServiceServicer_to_server(
         UsageServicer(
-            UsageQueries(
-                storage, cursors, settings.max_aggregate_buckets, settings.max_aggregate_points, answers
-            ),
+            queries,
             Explainer(storage),
             Ingestion(storage.events, settings.max_future_skew_s),
             settings.default_query_timeout_s,
             on_ingested=observability.count_ingested,
+            usage=AggregatorUsage(storage, catalog, queries),
         ),
         server,
     )
     catalog_service_pb2_grpc.add_CatalogServiceServicer_to_server(
-        CatalogServicer(Catalog(storage.catalog, cursors), settings.default_query_timeout_s), server
+        CatalogServicer(catalog, settings.default_query_timeout_s), server
     )
     corrections_service_pb2_grpc.add_CorrectionServiceServicer_to_server(
         CorrectionServicer(

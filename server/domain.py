@@ -212,16 +212,57 @@ class OffsetSegment:
 
 
 @dataclasses.dataclass(frozen=True)
+class Meter:
+    """What an aggregator measures, resolved from the catalog: its events (metric key `event_type`,
+    passing every filter of `filters`: its own filter and, when one was named, an aggregator filter
+    of it) and their value: `count`, or `sum` of the quantity (`property` empty) or of a property
+    (only where it is a JSON number: events where it is absent, null or of another type count, but
+    add nothing)."""
+
+    event_type: str
+    operation: Literal["count", "sum"] = "count"
+    property: str = ""
+    filters: tuple[PropertyFilter, ...] = ()
+
+    # (Plain methods: the field `property` hides the builtin decorator in this class body.)
+    def conditions(self) -> tuple[PropertyFilter, ...]:
+        """The filters that narrow anything (a filter without conditions matches every event)."""
+        return tuple(f for f in self.filters if f.conditions)
+
+    def sums_property(self) -> bool:
+        return self.operation == "sum" and self.property != ""
+
+
+@dataclasses.dataclass(frozen=True)
+class MeterValue:
+    """A meter's value over some events: `count` events, `total` (decimal text: the count, or the
+    exact sum), and how many of them had no number to add (`unsummed`: sums of a property only)."""
+
+    count: int
+    total: str
+    unsummed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class MeterRanking:
+    """A page of customers ranked by a meter's value, and how many customers had events."""
+
+    customers: int
+    rows: tuple[tuple[str, MeterValue], ...]
+
+
+@dataclasses.dataclass(frozen=True)
 class AggregateQuery:
     """What storage computes: values per (group key, bucket key) in [since_us, until_us).
 
     Bucket keys are integers: for `hour` the bucket's UTC start in microseconds; for `day` the local
-    day number since 1970-01-01; for `week` the local ISO week number since Monday 1970-01-05.
+    day number since 1970-01-01; for `week` the local ISO week number since Monday 1970-01-05; for
+    `month` the local day number of the month's first day.
     """
 
     since_us: int
     until_us: int
-    bucket: Literal["hour", "day", "week"]
+    bucket: Literal["hour", "day", "week", "month"]
     segments: tuple[OffsetSegment, ...]
     metric: Literal["count", "sum_quantity"]
     group_by: str  # "none" | "metric_key" | "dim:<key>"
@@ -230,6 +271,9 @@ class AggregateQuery:
     top: int = 0
     # At most this many series may be answered (the answer's bound); 0: no bound.
     max_series: int = 0
+    # An aggregator's time series: its property conditions narrow the events (its event type is in
+    # `filters.metric_keys`), and a sum of a property adds that property instead of the quantity.
+    meter: Meter | None = None
 
 
 class AggregateCell(NamedTuple):

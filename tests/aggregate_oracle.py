@@ -60,6 +60,8 @@ def oracle_bucket_start(bucket: str, tz: ZoneInfo, t: dt.datetime) -> dt.datetim
     day = local.date()
     if bucket == "week":
         day -= dt.timedelta(days=day.weekday())
+    if bucket == "month":
+        day = day.replace(day=1)
     return dt.datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
 
 

@@ -1,9 +1,10 @@
-"""Time buckets aligned in a time zone: hours, calendar days, ISO weeks (Monday 00:00).
+"""Time buckets aligned in a time zone: hours, calendar days, ISO weeks (Monday 00:00), calendar months.
 
 The storage layer computes an integer bucket key per event from the UTC offset in force (given as
 constant-offset segments over the window); this module produces those segments, enumerates the
 buckets of a window (dense series), and maps keys back to bucket start instants. DST days are 23
-or 25 hours long because day buckets are local calendar days.
+or 25 hours long because day buckets are local calendar days; a month is 28 to 31 local days, and
+one holding a DST change is an hour shorter or longer.
 """
 
 from __future__ import annotations
@@ -124,6 +125,8 @@ def bucket_start(bucket: str, tz: ZoneInfo, t: dt.datetime) -> dt.datetime:
     day = local.date()
     if bucket == "week":
         day -= dt.timedelta(days=day.weekday())
+    elif bucket == "month":
+        day = day.replace(day=1)
     return _local_date_start(tz, day)
 
 
@@ -134,6 +137,9 @@ def bucket_key(bucket: str, tz: ZoneInfo, start: dt.datetime) -> int:
     local_day = start.astimezone(tz).date()
     if bucket == "day":
         return (local_day - _EPOCH_DATE).days
+    if bucket == "month":
+        # The local day number of the month's first day (storage: functions.month_start_day).
+        return (local_day.replace(day=1) - _EPOCH_DATE).days
     return (local_day - _FIRST_MONDAY).days // 7
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 from server.deadline import Deadline
 from server.decimals import trim_decimal
-from server.domain import AggregateQuery, CustomerPageQuery, EventFilters, PageRow
+from server.domain import AggregateQuery, CustomerPageQuery, EventFilters, Meter, PageRow
 from server.errors import InvalidArgument, NotFound
 from server.logic import buckets
 from server.logic.answer_cache import AnswerCache
@@ -102,6 +102,10 @@ class AggregateRequest:
     group_by: str = ""
     top: int | None = None
     time_zone: str = ""
+    # An aggregator's time series (logic/aggregator_usage.py): its events and value, not `metric`.
+    meter: Meter | None = None
+    # The request's names of since and until, for the errors about the window.
+    window_fields: tuple[str, str] = ("since", "until")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -298,18 +302,26 @@ class UsageQueries:
     ) -> AggregateResult:
         tz = buckets.zone(req.time_zone)
         metric = req.metric or "count"
+        filters = _event_filters(req.filters, None, None, "until")
+        if req.meter is not None:
+            metric = "count" if req.meter.operation == "count" else "sum_quantity"
+            filters = dataclasses.replace(filters, metric_keys=(req.meter.event_type,))
         group_by = req.group_by or "none"
         top = DEFAULT_TOP if req.top is None else req.top
+        since_field, until_field = req.window_fields
         # No event lies before 1970 or after 9000 (ingestion refuses them): a window reaching past
         # either is cut there, and the response says so, as with the bucket cap.
         if req.until_us is not None and req.until_us <= AGGREGATE_MIN_US:
-            raise InvalidArgument.field("until", "must be after 1970-01-01T00:00:00Z")
+            raise InvalidArgument.field(until_field, "must be after 1970-01-01T00:00:00Z")
         if req.since_us >= AGGREGATE_MAX_US:
-            raise InvalidArgument.field("since", "must be before 9000-01-01T00:00:00Z")
+            raise InvalidArgument.field(since_field, "must be before 9000-01-01T00:00:00Z")
         since = buckets.from_us(max(req.since_us, AGGREGATE_MIN_US))
         until = buckets.from_us(min(req.until_us, AGGREGATE_MAX_US)) if req.until_us is not None else now
         if until <= since:
-            raise InvalidArgument.field("until", "must be after since (until defaults to now)")
+            raise InvalidArgument.field(
+                until_field,
+                f"must be after {since_field}" + (" (until defaults to now)" if req.until_us is None else ""),
+            )
         plan, since = buckets.plan(req.bucket, tz, since, until, self._max_buckets)
         n = len(plan.starts)
         max_series = max(1, self._max_points // n) if self._max_points else 0
@@ -320,9 +332,10 @@ class UsageQueries:
             segments=buckets.offset_segments(tz, since, until),
             metric=metric,  # type: ignore[arg-type]
             group_by=group_by,
-            filters=_event_filters(req.filters, None, None, "until"),
+            filters=filters,
             top=top,
             max_series=max_series,
+            meter=req.meter,
         )
         answer = self._storage.aggregates.aggregate(org, query, deadline)
         if max_series and len(answer.series) > max_series:

@@ -13,6 +13,7 @@ from usage.v1 import usage_service_pb2_grpc as pb_grpc
 from server import wire
 from server.deadline import Deadline
 from server.errors import FieldViolation, InvalidArgument
+from server.logic.aggregator_usage import AggregatorUsage
 from server.logic.buckets import to_us
 from server.logic.explain import Explainer, ExplainRequest
 from server.logic.ingest import EventDraft, Ingestion
@@ -25,7 +26,7 @@ from server.logic.queries import (
     ListEventsRequest,
     UsageQueries,
 )
-from server.rpc import convert, validation
+from server.rpc import convert, usage_values, validation
 from server.rpc.convert import optional
 from server.rpc.interceptors import current_org
 
@@ -49,8 +50,11 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
         ingestion: Ingestion,
         query_timeout_s: float,
         on_ingested: Callable[[list[str]], None] | None = None,
+        *,
+        usage: AggregatorUsage,
     ) -> None:
         self._queries = queries
+        self._usage = usage
         self._ingestion = ingestion
         self._timeout = query_timeout_s
         self._on_ingested = on_ingested  # gets the statuses of each ingested batch (metrics)
@@ -165,6 +169,18 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
             dt.datetime.now(dt.UTC),
             _encode_aggregate,
         )
+
+    def GetCustomerUsage(self, request, context):  # noqa: N802
+        validation.check(request)
+        return usage_values.customer_usage(self._usage, request, Deadline.of_context(context, self._timeout))
+
+    def GetAggregatorTimeSeries(self, request, context):  # noqa: N802
+        validation.check(request)
+        return usage_values.time_series(self._usage, request, Deadline.of_context(context, self._timeout))
+
+    def ListAggregatorUsageByCustomer(self, request, context):  # noqa: N802
+        validation.check(request)
+        return usage_values.by_customer(self._usage, request, Deadline.of_context(context, self._timeout))
 
     def IngestUsageEvents(self, request, context):  # noqa: N802
         # Violations inside events[i] reject that event only; any other violation rejects the batch.

@@ -26,10 +26,10 @@ import sqlalchemy as sa
 
 from server.deadline import Deadline
 from server.domain import AggregateAnswer, AggregateCell, AggregateQuery
-from server.storage import rollups, schema
+from server.storage import meters, rollups, schema
 from server.storage.engine import Database
 from server.storage.event_reads import event_where
-from server.storage.functions import exact_order, exact_text, quantity_sum, text_order
+from server.storage.functions import exact_order, exact_text, month_start_day, quantity_sum, text_order
 
 E = schema.events
 _HOUR_US = 3_600_000_000
@@ -154,8 +154,15 @@ def _raw_part(org: str, query: AggregateQuery, since_us: int, until_us: int) -> 
         group = rollups.dimension_value(E.c.properties, query.group_by[4:])
     else:
         group = sa.literal("")
-    value = sa.func.count() if query.metric == "count" else quantity_sum(E.c.quantity)
     where = [*event_where(org, query.filters), ts >= since_us, ts < until_us]
+    summed: Any = E.c.quantity
+    if query.meter is not None:
+        where += meters.meter_conditions(query.meter)
+        summed = meters.meter_value(query.meter)
+    value: Any = sa.func.count() if query.metric == "count" else quantity_sum(summed)
+    if query.meter is not None and query.meter.sums_property():
+        # A bucket whose events have no number to add is 0, not NULL (PostgreSQL's sum of nothing).
+        value = sa.func.coalesce(value, 0)
     return _bucketed(query, ts, group, value, where)
 
 
@@ -166,9 +173,11 @@ def _bucketed(query: AggregateQuery, ts: Any, group: Any, value: Any, where: lis
     if query.bucket == "hour":
         shift = _SHIFT_WEEKS * _WEEK_US
         key = ((local + shift) // _HOUR_US) * _HOUR_US - shift - offset
-    elif query.bucket == "day":
+    elif query.bucket in ("day", "month"):
         shift_days = _SHIFT_WEEKS * 7
         key = (local + shift_days * _DAY_US) // _DAY_US - shift_days
+        if query.bucket == "month":
+            key = month_start_day(key)
     else:
         key = (local - _MONDAY_US + _SHIFT_WEEKS * _WEEK_US) // _WEEK_US - _SHIFT_WEEKS
     key_col, group_col = key.label("bucket_key"), group.label("grp")

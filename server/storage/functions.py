@@ -49,6 +49,14 @@ class prop_number(_PropertyFunction):  # noqa: N801
     inherit_cache = True
 
 
+class prop_decimal(_PropertyFunction):  # noqa: N801
+    """properties[key] as an exact decimal in the type `quantity_sum` adds (NUMERIC on PostgreSQL,
+    the number's JSON text on SQLite), NULL when it is not a JSON number."""
+
+    type = sa.String()  # no result processing: summed, then read through exact_text
+    inherit_cache = True
+
+
 class _ExactFunction(FunctionElement[Any]):
     inherit_cache = True
 
@@ -83,4 +91,12 @@ class text_order(_ExactFunction):  # noqa: N801
     """A text column as a sort key that orders by code point, as Python sorts strings."""
 
     type = sa.String()
+    inherit_cache = True
+
+
+class month_start_day(_ExactFunction):  # noqa: N801
+    """The day number (days since 1970-01-01) of the first day of the calendar month holding a day
+    number: the key of a month bucket, computed from the local day of an event."""
+
+    type = sa.BigInteger()
     inherit_cache = True

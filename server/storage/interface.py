@@ -26,6 +26,9 @@ from server.domain import (
     EventVerdicts,
     EventVersion,
     IngestOutcome,
+    Meter,
+    MeterRanking,
+    MeterValue,
     NewEvent,
     PageRow,
     VoidOutcome,
@@ -164,6 +167,33 @@ class CorrectionStorage(Protocol):
         ...
 
 
+class MeterStorage(Protocol):
+    def customer_values(
+        self,
+        org: str,
+        customer_id: str,
+        meters: Sequence[Meter],
+        start_us: int,
+        end_us: int,
+        deadline: Deadline | None = None,
+    ) -> list[MeterValue]:
+        """One customer's value of each meter in [start_us, end_us), in order (totals as decimal text)."""
+        ...
+
+    def ranking(
+        self,
+        org: str,
+        meter: Meter,
+        start_us: int,
+        end_us: int,
+        take: int,
+        skip: int,
+        deadline: Deadline | None = None,
+    ) -> MeterRanking:
+        """Customers with events of the meter, by value descending then id: rows [skip, skip + take)."""
+        ...
+
+
 class Storage(Protocol):
     @property
     def catalog(self) -> CatalogStorage: ...
@@ -175,6 +205,8 @@ class Storage(Protocol):
     def aggregates(self) -> AggregateStorage: ...
     @property
     def corrections(self) -> CorrectionStorage: ...
+    @property
+    def meters(self) -> MeterStorage: ...
 
     def ping(self) -> None: ...
     def close(self) -> None: ...

@@ -58,6 +58,8 @@ def rollup_window(query: AggregateQuery) -> tuple[int, int] | None:
     f = query.filters
     if f.product_id is not None or f.subscription_id is not None:
         return None
+    if query.meter is not None and (query.meter.conditions() or query.meter.sums_property()):
+        return None  # property conditions and property sums are not rolled up
     if f.customer_id is not None and query.group_by.startswith("dim:"):
         return None
     if any(s.offset_us % HOUR_US for s in query.segments):

@@ -179,6 +179,15 @@ rollup_customer_hourly = sa.Table(
     sa.Column("quantity_sum", sa.Numeric(asdecimal=True), nullable=False),
 )
 
+# Every customer's hours of one metric key (ListAggregatorUsageByCustomer ranks them).
+sa.Index(
+    "ix_rollup_customer_metric_hour",
+    rollup_customer_hourly.c.organization_id,
+    rollup_customer_hourly.c.metric_key,
+    rollup_customer_hourly.c.hour_us,
+    rollup_customer_hourly.c.customer_id,
+)
+
 # The property keys that rollup_dimension_hourly covers, for every organization
 # (`usage-service rollups add-dimension KEY` backfills one).
 rollup_dimensions = sa.Table(

@@ -5,6 +5,7 @@
 - `reads` (event_reads.py): pages of events;
 - `aggregates` (aggregates.py): bucketed, ranked, exact aggregates (rollups.py where they answer);
 - `corrections` (corrections.py): voids, and the history of an event's versions.
+- `meters` (meters.py): aggregators' values per customer.
 
 Each is dialect-neutral SQLAlchemy Core over one `Database` (engine.py), whose dialect object holds
 every difference between the two databases (storage/dialects).
@@ -22,6 +23,7 @@ from server.storage.corrections import CorrectionStore
 from server.storage.engine import Database
 from server.storage.event_reads import EventReads
 from server.storage.event_store import EventStore
+from server.storage.meters import MeterReads
 
 
 class SqlStorage:
@@ -34,6 +36,7 @@ class SqlStorage:
         self.reads = EventReads(self.db)
         self.aggregates = Aggregates(self.db, read_rollups)
         self.corrections = CorrectionStore(self.db)
+        self.meters = MeterReads(self.db, read_rollups)
 
     @property
     def engine(self) -> Engine:

@@ -67,7 +67,7 @@ def test_www_authenticate_says_invalid_token_only_when_one_was_sent() -> None:
 def test_every_rpc_has_a_route_from_its_annotation() -> None:
     names = {r.grpc_path for r in ROUTES}
     expected = {f"/{s.full_name}/{m.name}" for s in SERVICES for m in s.methods}
-    assert names == expected and len(ROUTES) == 20
+    assert names == expected and len(ROUTES) == 23
 
 
 @pytest.mark.parametrize(
@@ -350,7 +350,7 @@ def test_openapi_parameters_come_from_the_request_messages() -> None:
     assert "aggregator_id" not in filter_body.get("required", [])
     aggregate = document["paths"]["/v1/usage-events/aggregate"]["get"]
     assert next(p for p in aggregate["parameters"] if p["name"] == "bucket")["required"] is True
-    assert len([op for path in document["paths"].values() for op in path]) == 20
+    assert len([op for path in document["paths"].values() for op in path]) == 23
     export = document["paths"]["/v1/usage-events:export"]["get"]["responses"]["200"]["content"]
     assert export["application/x-ndjson"]["schema"]["properties"]["result"] == {
         "$ref": "#/components/schemas/usage.v1.ExportUsageEventsResponse"

@@ -277,17 +277,21 @@ metric_keys = st.lists(st.one_of(st.just("api_call,storage_gb"), hostile_text), 
 ).map(lambda n: ["k"] * n)
 
 
+def _offset_page(draw: st.DrawFn) -> dict[str, Any]:
+    """A period, an aggregator filter and an offset page: the fields of the offset-paged reads."""
+    return {
+        "start_date": draw(maybe_timestamp),
+        "end_date": draw(maybe_timestamp),
+        "aggregator_filter_id": draw(st.none() | ident),
+        "take": draw(maybe_int32),
+        "skip": draw(maybe_int32),
+    }
+
+
 @st.composite
 def list_customer_usage_events(draw: st.DrawFn) -> pb.ListCustomerUsageEventsRequest:
     return _set(
-        pb.ListCustomerUsageEventsRequest(),
-        id=draw(ident),
-        aggregator_id=draw(ident),
-        start_date=draw(maybe_timestamp),
-        end_date=draw(maybe_timestamp),
-        aggregator_filter_id=draw(st.none() | ident),
-        take=draw(maybe_int32),
-        skip=draw(maybe_int32),
+        pb.ListCustomerUsageEventsRequest(), id=draw(ident), aggregator_id=draw(ident), **_offset_page(draw)
     )
 
 
@@ -344,7 +348,7 @@ def aggregate_usage(draw: st.DrawFn) -> pb.AggregateUsageRequest:
     )
     return _set(
         pb.AggregateUsageRequest(),
-        bucket=draw(st.one_of(st.sampled_from(["hour", "day", "week", ""]), hostile_text)),
+        bucket=draw(st.one_of(st.sampled_from(["hour", "day", "week", "month", ""]), hostile_text)),
         since=draw(maybe_timestamp),
         until=draw(maybe_timestamp),
         metric=draw(st.one_of(st.sampled_from(["", "count", "sum_quantity"]), hostile_text)),
@@ -356,6 +360,39 @@ def aggregate_usage(draw: st.DrawFn) -> pb.AggregateUsageRequest:
         top=draw(maybe_int32),
         time_zone=draw(time_zone),
     )
+
+
+@st.composite
+def get_customer_usage(draw: st.DrawFn) -> pb.GetCustomerUsageRequest:
+    return _set(
+        pb.GetCustomerUsageRequest(),
+        id=draw(ident),
+        start_date=draw(maybe_timestamp),
+        end_date=draw(maybe_timestamp),
+        aggregator_id=draw(st.none() | ident),
+        aggregator_filter_id=draw(st.none() | ident),
+        limit=draw(maybe_int32),
+        cursor=draw(st.none() | hostile_text),
+    )
+
+
+@st.composite
+def get_aggregator_time_series(draw: st.DrawFn) -> pb.GetAggregatorTimeSeriesRequest:
+    return _set(
+        pb.GetAggregatorTimeSeriesRequest(),
+        aggregator_id=draw(ident),
+        start_date=draw(maybe_timestamp),
+        end_date=draw(maybe_timestamp),
+        bucket=draw(st.one_of(st.sampled_from(["hour", "day", "week", "month", ""]), hostile_text)),
+        customer_id=draw(st.none() | ident),
+        aggregator_filter_id=draw(st.none() | ident),
+        time_zone=draw(time_zone),
+    )
+
+
+@st.composite
+def list_aggregator_usage_by_customer(draw: st.DrawFn) -> pb.ListAggregatorUsageByCustomerRequest:
+    return _set(pb.ListAggregatorUsageByCustomerRequest(), aggregator_id=draw(ident), **_offset_page(draw))
 
 
 ingest_request = st.builds(
@@ -461,6 +498,9 @@ RPCS: dict[str, Rpc] = {
     "ExportUsageEvents": Rpc("usage", export_usage_events()),
     "ExplainUsageEvent": Rpc("usage", explain_usage_event()),
     "IngestUsageEvents": Rpc("usage", ingest_request, mutates=True),
+    "GetCustomerUsage": Rpc("usage", get_customer_usage()),
+    "GetAggregatorTimeSeries": Rpc("usage", get_aggregator_time_series()),
+    "ListAggregatorUsageByCustomer": Rpc("usage", list_aggregator_usage_by_customer()),
     "CreateCustomer": Rpc("catalog", create_customer(), mutates=True),
     "GetCustomer": Rpc("catalog", st.builds(cpb.GetCustomerRequest, id=ident)),
     "ListCustomers": Rpc("catalog", _page(cpb.ListCustomersRequest)),
@@ -841,6 +881,45 @@ OUT_OF_RANGE: list[tuple[str, Any, str]] = [
             "end_date",
         )
         for t in BAD_TIMES
+    ),
+    *(
+        (
+            "GetCustomerUsage",
+            pb.GetCustomerUsageRequest(id="cus_1", start_date=GOOD_TIME, end_date=t),
+            "end_date",
+        )
+        for t in BAD_TIMES
+    ),
+    *(
+        (
+            "GetAggregatorTimeSeries",
+            pb.GetAggregatorTimeSeriesRequest(
+                aggregator_id="agg_1", start_date=t, end_date=GOOD_TIME, bucket="day"
+            ),
+            "start_date",
+        )
+        for t in BAD_TIMES
+    ),
+    *(
+        (
+            "GetAggregatorTimeSeries",
+            pb.GetAggregatorTimeSeriesRequest(
+                aggregator_id="agg_1",
+                start_date=GOOD_TIME,
+                end_date=timestamp_pb2.Timestamp(seconds=now_s),
+                bucket="month",
+                time_zone=z,
+            ),
+            "time_zone",
+        )
+        for z in IANA_LOOKALIKES
+    ),
+    (
+        "ListAggregatorUsageByCustomer",
+        pb.ListAggregatorUsageByCustomerRequest(
+            aggregator_id="agg_1", start_date=GOOD_TIME, end_date=GOOD_TIME, take=101
+        ),
+        "take",
     ),
     ("CreateAggregator", REGRESSIONS["CreateAggregator"][1], TOO_LARGE),
     ("CreateAggregator", REGRESSIONS["CreateAggregator"][2], "aggregator.filter"),

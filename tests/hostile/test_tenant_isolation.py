@@ -354,6 +354,26 @@ class World:
                 _bytes(a.corrections.GetUsageEventHistory(xpb.GetUsageEventHistoryRequest(event_id=i)))
                 for i in self.event_ids
             ],
+            "GetCustomerUsage": [
+                _bytes(a.usage.GetCustomerUsage(_customer_usage(c, g, f)))
+                for c in ALL_CUSTOMERS
+                for g, filters in AGGREGATOR_FILTERS.items()
+                for f in [None, *filters]
+            ],
+            "ListAggregatorUsageByCustomer": [
+                _bytes(
+                    a.usage.ListAggregatorUsageByCustomer(_per_aggregator("ListAggregatorUsageByCustomer", g))
+                )
+                for g in AGGREGATOR_FILTERS
+            ],
+            "GetAggregatorTimeSeries": [
+                _bytes(
+                    a.usage.GetAggregatorTimeSeries(
+                        _per_aggregator("GetAggregatorTimeSeries", g, bucket="hour")
+                    )
+                )
+                for g in AGGREGATOR_FILTERS
+            ],
         }
         with self.h.storage.engine.connect() as conn:
             for table in A_TABLES:
@@ -945,6 +965,111 @@ def probe_get_usage_event_history(w: World) -> None:
         assert got.message == "Usage event not found"
 
 
+def _customer_usage(customer: str, aggregator: str | None = None, flt: str | None = None) -> Message:
+    request = pb.GetCustomerUsageRequest(id=customer, start_date=ts(SINCE), end_date=ts(UNTIL))
+    if aggregator is not None:
+        request.aggregator_id = aggregator
+    if flt is not None:
+        request.aggregator_filter_id = flt
+    return request
+
+
+def _per_aggregator(method: str, aggregator: str, flt: str | None = None, **fields: Any) -> Message:
+    """A GetAggregatorTimeSeries or ListAggregatorUsageByCustomer request."""
+    request = getattr(pb, f"{method}Request")(
+        aggregator_id=aggregator, start_date=ts(SINCE), end_date=ts(UNTIL), **fields
+    )
+    if flt is not None:
+        request.aggregator_filter_id = flt
+    return request
+
+
+def _unknown_aggregators_and_filters(w: World, method: str, **fields: Any) -> None:
+    """A's aggregators and filters (also under B's own aggregator) are NOT_FOUND as never-used ids."""
+    call = getattr(w.b.usage, method)
+    build = functools.partial(_per_aggregator, method, **fields)
+    for aggregator, filters in AGGREGATOR_FILTERS.items():
+        got = w.same_as_never(call, build, NOT_FOUND, aggregator=aggregator)
+        assert got.message == "Aggregator not found"
+        for flt in filters:
+            w.same_as_never(call, build, NOT_FOUND, aggregator=aggregator, flt=flt)
+    w.b_aggregator("agg_bown")
+    for flt in ALL_FILTERS:
+        got = w.same_as_never(call, functools.partial(build, "agg_bown"), NOT_FOUND, flt=flt)
+        assert got.message == "Aggregator filter not found"
+
+
+def _namesakes_measure_nothing(w: World, method: str, *requests: dict[str, Any]) -> list[Message]:
+    """B's namesakes of A's aggregators answer each request (its fields) exactly as namesakes under
+    never-used ids do."""
+    call = getattr(w.b.usage, method)
+    answers = []
+    for aggregator in _a_aggregators():
+        never = _never(aggregator.id)
+        w.b_aggregator(aggregator.id, like=aggregator)
+        w.b_aggregator(never, like=aggregator)
+        for fields in requests:
+            mine = call(_per_aggregator(method, aggregator.id, **fields))
+            reference = call(_per_aggregator(method, never, **fields))
+            if hasattr(reference, "aggregator_id"):
+                reference.aggregator_id = aggregator.id
+            assert _bytes(mine) == _bytes(reference), (mine, reference)
+            answers.append(mine)
+    return answers
+
+
+def probe_get_customer_usage(w: World) -> None:
+    call = w.b.usage.GetCustomerUsage
+    for customer in ALL_CUSTOMERS:
+        got = w.same_as_never(call, _customer_usage, NOT_FOUND, customer=customer)
+        assert got.message == "Customer not found"
+        for aggregator, filters in AGGREGATOR_FILTERS.items():
+            w.same_as_never(call, _customer_usage, NOT_FOUND, customer=customer, aggregator=aggregator)
+            for flt in filters:
+                w.same_as_never(
+                    call, _customer_usage, NOT_FOUND, customer=customer, aggregator=aggregator, flt=flt
+                )
+    # With B's own customer: A's aggregators and filters are unknown, A's cursors refused.
+    w.b.catalog.CreateCustomer(cpb.CreateCustomerRequest(customer=catalog_pb2.Customer(id="cus_bown")))
+    for aggregator in AGGREGATOR_FILTERS:
+        got = w.same_as_never(
+            call, functools.partial(_customer_usage, "cus_bown"), NOT_FOUND, aggregator=aggregator
+        )
+        assert got.message == "Aggregator not found"
+    reference_cursor = w.b_own_cursors()["ListCustomers"]
+    for _, cursor in w.cursors["ListAggregators"]:
+        got = _error(call, _copy(_customer_usage("cus_bown"), cursor=cursor))
+        reference = _error(call, _copy(_customer_usage("cus_bown"), cursor=reference_cursor))
+        assert got.fields == ["cursor"] and _masked(got, {}) == _masked(reference, {}), got
+    # B's namesakes of A's customers and aggregators measure nothing.
+    for customer in ALL_CUSTOMERS:
+        w.b.catalog.CreateCustomer(cpb.CreateCustomerRequest(customer=catalog_pb2.Customer(id=customer)))
+    for aggregator in _a_aggregators():
+        w.b_aggregator(aggregator.id, like=aggregator)
+    for customer in ALL_CUSTOMERS:
+        response = call(_copy(_customer_usage(customer), limit=100))
+        assert {a.aggregator_id for a in response.data} >= set(AGGREGATOR_FILTERS)
+        assert {(a.exact_total, a.count, a.unsummed_count) for a in response.data} == {("0", 0, 0)}, response
+
+
+def probe_get_aggregator_time_series(w: World) -> None:
+    method = "GetAggregatorTimeSeries"
+    _unknown_aggregators_and_filters(w, method, bucket="hour")
+    for customer in ALL_CUSTOMERS:
+        build = functools.partial(_per_aggregator, method, "agg_bown", bucket="day")
+        got = w.same_as_never(w.b.usage.GetAggregatorTimeSeries, build, NOT_FOUND, customer_id=customer)
+        assert got.message == "Customer not found"
+    for answer in _namesakes_measure_nothing(w, method, {"bucket": "hour"}, {"bucket": "month"}):
+        assert answer.exact_total == "0" and {p.exact_value for p in answer.points} == {"0"}, answer
+
+
+def probe_list_aggregator_usage_by_customer(w: World) -> None:
+    method = "ListAggregatorUsageByCustomer"
+    _unknown_aggregators_and_filters(w, method)
+    for answer in _namesakes_measure_nothing(w, method, {"take": 100}):
+        assert (answer.meta.total, list(answer.data)) == (0, []), answer
+
+
 PROBES: dict[str, Callable[[World], None]] = {
     "UsageService/ListCustomerUsageEvents": probe_list_customer_usage_events,
     "UsageService/ListUsageEvents": probe_list_usage_events,
@@ -952,6 +1077,9 @@ PROBES: dict[str, Callable[[World], None]] = {
     "UsageService/ExportUsageEvents": probe_export_usage_events,
     "UsageService/ExplainUsageEvent": probe_explain_usage_event,
     "UsageService/IngestUsageEvents": probe_ingest_usage_events,
+    "UsageService/GetCustomerUsage": probe_get_customer_usage,
+    "UsageService/GetAggregatorTimeSeries": probe_get_aggregator_time_series,
+    "UsageService/ListAggregatorUsageByCustomer": probe_list_aggregator_usage_by_customer,
     "CatalogService/CreateCustomer": probe_create_customer,
     "CatalogService/GetCustomer": probe_get_customer,
     "CatalogService/ListCustomers": probe_list_customers,

@@ -289,7 +289,7 @@ def test_aggregate_matches_oracle(storage: SqlStorage, sc: dict[str, Any]) -> No
         tz = ZoneInfo(zone_name)
         # The anchor's zone gets both metrics; the second zone one drawn metric (keeps the run short).
         metrics = ("count", "sum_quantity") if i == 0 else (sc["second_metric"],)
-        for bucket in ("hour", "day", "week"):
+        for bucket in ("hour", "day", "week", "month"):
             bucket_starts = oracle_starts(bucket, tz, since, until)
             for metric in metrics:
                 for group_by in ("none", "metric_key", "dim:region", "dim:u"):
@@ -533,7 +533,7 @@ def test_half_hour_dst_hour_and_day_buckets(storage: SqlStorage) -> None:
     assert got.series[0].total == "9"
 
 
-@pytest.mark.parametrize("bucket", ["hour", "day", "week"])
+@pytest.mark.parametrize("bucket", ["hour", "day", "week", "month"])
 @pytest.mark.parametrize("zone_name", ["America/New_York", "Asia/Kolkata", "Europe/Paris"])
 def test_window_at_the_extremes(storage: SqlStorage, bucket: str, zone_name: str) -> None:
     """since = 1970-01-01T00:00Z (the first bucket starts before the epoch west of UTC) and
@@ -555,6 +555,30 @@ def test_window_at_the_extremes(storage: SqlStorage, bucket: str, zone_name: str
         for t in instants:
             expected[starts.index(oracle_bucket_start(bucket, tz, t))] += 1
         assert got.series[0].values == [str(n) for n in expected]
+
+
+@pytest.mark.parametrize("zone_name", ["UTC", "Europe/Paris", "Asia/Kolkata", "America/New_York"])
+def test_month_buckets_over_a_year(storage: SqlStorage, zone_name: str) -> None:
+    """One event at the first and the last microsecond of each local month of 2026 (and one just
+    before and after the year): twelve dense buckets of two each, whatever the DST changes."""
+    tz = ZoneInfo(zone_name)
+    org = new_org()
+    starts = [dt.datetime(2026, m, 1, tzinfo=tz).astimezone(UTC) for m in range(1, 13)]
+    end = dt.datetime(2027, 1, 1, tzinfo=tz).astimezone(UTC)
+    instants = [t for a, b in zip(starts, [*starts[1:], end], strict=True) for t in (a, b - US)]
+    storage.events.ingest(
+        org, [ev(t, quantity="0.5") for t in [*instants, starts[0] - US, end]], INGESTED_AT_US
+    )
+    for metric, per_month in (("count", "2"), ("sum_quantity", "1")):
+        got = aggregate(
+            storage, org, starts[0], end, now=end, bucket="month", time_zone=zone_name, metric=metric
+        )
+        assert list(got.starts) == starts
+        assert got.series[0].values == [per_month] * 12
+    # The bucket cap counts months: three kept, the window's start moved to the 1st of October.
+    got = aggregate(storage, org, starts[0], end, now=end, max_buckets=3, bucket="month", time_zone=zone_name)
+    assert list(got.starts) == starts[-3:] and got.since == starts[9]
+    assert got.series[0].values == ["2", "2", "2"]
 
 
 def test_top_defaults_to_eight(storage: SqlStorage) -> None:

@@ -318,6 +318,38 @@ def test_plan_weeks_start_monday_local_midnight() -> None:
     assert p.starts == (z("2026-01-11T18:30"), z("2026-01-18T18:30"))
 
 
+def test_plan_months_are_calendar_months_in_the_zone() -> None:
+    # Paris, 2026-01-15 .. 2026-11-15: months of 31, 28, 31 (minus the spring-forward hour), 30
+    # days..., October with the fall-back hour; each starts on the 1st at local midnight.
+    p, used = buckets.plan("month", PARIS, z("2026-01-15T00:00"), z("2026-11-15T00:00"), 1000)
+    assert used == z("2026-01-15T00:00")
+    assert [s.astimezone(PARIS).date().isoformat() for s in p.starts] == [
+        f"2026-{m:02d}-01" for m in range(1, 12)
+    ]
+    assert all(s.astimezone(PARIS).time() == dt.time(0, 0) for s in p.starts)
+    durations = _durations(p.starts, z("2026-11-30T23:00"))
+    assert durations[:4] == [31 * 24 * H, 28 * 24 * H, (31 * 24 - 1) * H, 30 * 24 * H]
+    assert durations[9] == (31 * 24 + 1) * H  # October: the fall-back hour
+    # Month keys: the local day number of the month's first day.
+    assert p.keys[0] == (dt.date(2026, 1, 1) - dt.date(1970, 1, 1)).days
+    assert p.keys[2] == (dt.date(2026, 3, 1) - dt.date(1970, 1, 1)).days
+    # New York's November starts at 04:00Z (EDT), its December at 05:00Z (EST).
+    p, _ = buckets.plan("month", NEW_YORK, z("2026-11-01T04:00"), z("2027-01-01T05:00"), 1000)
+    assert p.starts == (z("2026-11-01T04:00"), z("2026-12-01T05:00"))
+    # Leap years: February 2028 has 29 days.
+    p, _ = buckets.plan("month", UTC, z("2028-02-10T00:00"), z("2028-03-10T00:00"), 1000)
+    assert _durations(p.starts, z("2028-04-01T00:00")) == [29 * 24 * H, 31 * 24 * H]
+
+
+def test_plan_month_cap_counts_months() -> None:
+    since, until = z("2020-01-01T00:00"), z("2026-06-15T00:00")  # 78 months
+    full, _ = buckets.plan("month", PARIS, since, until, 1000)
+    assert len(full.starts) == 78
+    p, used = buckets.plan("month", PARIS, since, until, 12)
+    assert p.starts == full.starts[-12:]
+    assert used == p.starts[0] == z("2025-06-30T22:00")  # 2025-07-01 00:00 in Paris
+
+
 def test_plan_partial_first_and_last_buckets() -> None:
     # since and until fall inside buckets: the plan covers them whole, since is kept as given.
     since, until = z("2026-03-29T00:20:00.5"), z("2026-03-29T03:00:00.000001")

@@ -57,8 +57,16 @@ def empty_request(service: Any, method: str) -> Message:
 
 def test_all_rpcs_are_listed() -> None:
     names = sorted(m for _, m in ALL_METHODS)
-    assert len(names) == 20
-    assert {"ListCustomerUsageEvents", "ListUsageEvents", "AggregateUsage", "IngestUsageEvents"} <= set(names)
+    assert len(names) == 23
+    assert {
+        "ListCustomerUsageEvents",
+        "ListUsageEvents",
+        "AggregateUsage",
+        "IngestUsageEvents",
+        "GetCustomerUsage",
+        "GetAggregatorTimeSeries",
+        "ListAggregatorUsageByCustomer",
+    } <= set(names)
     assert {"VoidUsageEvents", "AmendUsageEvent", "GetUsageEventHistory"} <= set(names)
 
 

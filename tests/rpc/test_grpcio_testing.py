@@ -27,6 +27,7 @@ import server.app
 from server.auth import Caller
 from server.config import Settings
 from server.errors import InvalidArgument, NotFound
+from server.logic.aggregator_usage import AggregatorUsage
 from server.logic.catalog import Catalog
 from server.logic.cursors import CursorCodec
 from server.logic.explain import Explainer
@@ -70,11 +71,13 @@ def servicers(tmp_path: pathlib.Path) -> Iterator[tuple[UsageServicer, CatalogSe
     )
     storage = server.app.open_storage(settings, auto_migrate=True)
     cursors = CursorCodec(settings.cursor_secret)
+    queries = UsageQueries(storage, cursors, settings.max_aggregate_buckets)
     usage = UsageServicer(
-        UsageQueries(storage, cursors, settings.max_aggregate_buckets),
+        queries,
         Explainer(storage),
         Ingestion(storage.events, settings.max_future_skew_s),
         settings.default_query_timeout_s,
+        usage=AggregatorUsage(storage, Catalog(storage.catalog, cursors), queries),
     )
     catalog = CatalogServicer(Catalog(storage.catalog, cursors), 30.0)
     try:

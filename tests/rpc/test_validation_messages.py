@@ -219,7 +219,7 @@ SINCE = ts("2026-01-01T00:00:00Z")
             "AggregateUsage",
             pb.AggregateUsageRequest(bucket="days", since=SINCE),
             "bucket",
-            'must be "hour", "day" or "week"; did you mean "day"?',
+            'must be "hour", "day", "week" or "month"; did you mean "day"?',
         ),
         (
             "AggregateUsage",

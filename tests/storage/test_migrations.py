@@ -147,7 +147,7 @@ def test_0006_and_0007_leave_earlier_events_listed_voidable_and_amendable(empty_
             OLD_ROWS[0]["ingested_at_us"],
         )
         before = {e.id: e for e in all_events(SqlStorage(engine), ORG)}
-        assert upgrade(engine) == "0007"
+        assert upgrade(engine) == "0008"
         storage = SqlStorage(engine)
         assert {e.id: e for e in all_events(storage, ORG)} == before
         voided = ingested[0].event_id

@@ -11,6 +11,7 @@ planner may choose a (parallel) sequential scan for it.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from collections.abc import Callable, Iterator
@@ -23,9 +24,9 @@ from pg_server import PgServer
 from stored_events import CustomerEventQuery, customer_events
 
 from server.deadline import Deadline
-from server.domain import AggregateQuery, Condition, EventFilters, PropertyFilter
+from server.domain import AggregateQuery, Condition, EventFilters, Meter, PropertyFilter
 from server.logic import buckets
-from server.storage import rollups
+from server.storage import meters, rollups
 from server.storage.engine import make_engine
 from server.storage.sql_storage import SqlStorage
 
@@ -260,3 +261,58 @@ def test_aggregates_without_a_rollup_use_an_index(
         storage, captured, lambda: storage.aggregates.aggregate(BIG, query, Deadline(30.0))
     )
     assert scans and "Seq Scan" not in scans, scans
+
+
+# Aggregators' values (storage/meters.py, and AggregateUsage narrowed to a meter): from the customer
+# rollup when it holds the meter (a count or a quantity sum without property conditions), from an
+# index of the events otherwise.
+METERS = {
+    "count": Meter("m3"),
+    "quantity sum": Meter("m3", "sum"),
+    "property sum": Meter("m3", "sum", "size"),
+    "filtered count": Meter("m3", filters=(GET_ONLY,)),
+}
+PERIOD = (END_US - 30 * DAY_US - 17 * 60_000_000, END_US - 17 * 60_000_000)  # ragged ends
+
+
+def test_customer_values_of_every_meter_in_one_indexed_statement(
+    planned: tuple[SqlStorage, list[tuple[str, Any]]],
+) -> None:
+    storage, captured = planned
+    meters = list(METERS.values())
+    scans = _scans(storage, captured, lambda: storage.meters.customer_values(BIG, "cus_3", meters, *PERIOD))
+    assert len(captured) == 1, "one statement for every aggregator"
+    assert not [s for s in scans if s[0] in BIG_TABLES and s[1] == "Seq Scan"], scans
+    assert "rollup_customer_hourly" in {t for t, _ in scans}, scans
+
+
+@pytest.mark.parametrize("name", METERS)
+def test_ranking_by_customer_uses_the_rollup_or_an_index(
+    planned: tuple[SqlStorage, list[tuple[str, Any]]], name: str
+) -> None:
+    storage, captured = planned
+    meter = METERS[name]
+    scans = _scans(storage, captured, lambda: storage.meters.ranking(BIG, meter, *PERIOD, 50, 100))
+    assert not [s for s in scans if s[0] in BIG_TABLES and s[1] == "Seq Scan"], scans
+    assert ("rollup_customer_hourly" in {t for t, _ in scans}) == meters.rollup_serves(meter), scans
+
+
+@pytest.mark.parametrize("name", METERS)
+@pytest.mark.parametrize("customer", [None, "cus_3"])
+def test_time_series_of_a_meter_uses_the_rollup_or_an_index(
+    planned: tuple[SqlStorage, list[tuple[str, Any]]], name: str, customer: str | None
+) -> None:
+    storage, captured = planned
+    meter = METERS[name]
+    query = dataclasses.replace(
+        _aggregate("day", 90, "none"),
+        filters=EventFilters(customer_id=customer, metric_keys=(meter.event_type,)),
+        meter=meter,
+    )
+    assert (rollups.rollup_window(query) is not None) == meters.rollup_serves(meter)
+    scans = _scans(storage, captured, lambda: storage.aggregates.aggregate(BIG, query, Deadline(30.0)))
+    assert ("events", "Seq Scan") not in scans, scans
+    if customer is not None:
+        # (Over every customer, the metric rollup may be read whole: the window covers the data set.)
+        assert not [s for s in scans if s[0] in BIG_TABLES and s[1] == "Seq Scan"], scans
+    assert bool({t for t, _ in scans} & (BIG_TABLES - {"events"})) == meters.rollup_serves(meter), scans

@@ -1,5 +1,5 @@
 // End to end through the generated TypeScript client: ingest events, read them back with each query
-// RPC, and decode the rich details of an error. The Python test tests/ecosystem/test_ts_client.py
+// RPC (the aggregator's value, series and ranking too), and decode the rich details of an error. The Python test tests/ecosystem/test_ts_client.py
 // starts the server and runs `npm test` with USAGE_ADDRESS and USAGE_TOKEN set. Each run uses ids of
 // its own (customer, idempotency keys, aggregator), so it passes again against the same server, for
 // any organization the token names.
@@ -89,6 +89,26 @@ test("ingest, then read back with every query RPC", async () => {
   // The exact sums, as canonical decimal strings, beside the doubles.
   const exact = Object.fromEntries(agg.series.map((s) => [s.key, [s.exactTotal, ...s.points.map((p) => p.exactValue)]]));
   assert.deepEqual(exact, { api_call: ["3", "3", "0"], storage_gb: ["1.5", "0", "1.5"] });
+
+  // What the customer used of the aggregator, its daily series, and the customers ranked by it.
+  const january = { startDate: at("2026-01-01T00:00:00Z"), endDate: at("2026-02-01T00:00:00Z") };
+  const used = await usage.getCustomerUsage({ id: customer, aggregatorId, ...january });
+  assert.deepEqual(
+    used.data.map((u) => [u.aggregatorId, u.operation, u.exactTotal, u.total, u.count]),
+    [[aggregatorId, "count", "2", 2, 2n]],
+  );
+  const daily = await usage.getAggregatorTimeSeries({
+    aggregatorId,
+    customerId: customer,
+    bucket: "day",
+    startDate: at("2026-01-09T00:00:00Z"),
+    endDate: at("2026-01-12T00:00:00Z"),
+  });
+  assert.deepEqual(daily.points.map((p) => p.exactValue), ["0", "2", "0"]);
+  assert.equal(daily.exactTotal, "2");
+  const ranked = await usage.listAggregatorUsageByCustomer({ aggregatorId, ...january, take: 100 });
+  assert.ok(ranked.data.some((r) => r.customerId === customer && r.exactTotal === "2"));
+  assert.equal(ranked.data.length, Math.min(ranked.meta!.total, 100));
   await catalog.deleteAggregator({ id: aggregatorId });
 });
 

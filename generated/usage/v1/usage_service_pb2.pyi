@@ -273,3 +273,141 @@ class IngestUsageEventsResponse(_message.Message):
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[IngestResult]
     def __init__(self, results: _Optional[_Iterable[_Union[IngestResult, _Mapping]]] = ...) -> None: ...
+
+class GetCustomerUsageRequest(_message.Message):
+    __slots__ = ("id", "start_date", "end_date", "aggregator_id", "aggregator_filter_id", "limit", "cursor")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    START_DATE_FIELD_NUMBER: _ClassVar[int]
+    END_DATE_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATOR_FILTER_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    start_date: _timestamp_pb2.Timestamp
+    end_date: _timestamp_pb2.Timestamp
+    aggregator_id: str
+    aggregator_filter_id: str
+    limit: int
+    cursor: str
+    def __init__(self, id: _Optional[str] = ..., start_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., aggregator_id: _Optional[str] = ..., aggregator_filter_id: _Optional[str] = ..., limit: _Optional[int] = ..., cursor: _Optional[str] = ...) -> None: ...
+
+class AggregatorUsage(_message.Message):
+    __slots__ = ("aggregator_id", "name", "event_type", "operation", "property", "unit_name", "aggregator_filter_id", "total", "exact_total", "count", "unsummed_count")
+    AGGREGATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    PROPERTY_FIELD_NUMBER: _ClassVar[int]
+    UNIT_NAME_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATOR_FILTER_ID_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    EXACT_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    UNSUMMED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    aggregator_id: str
+    name: str
+    event_type: str
+    operation: str
+    property: str
+    unit_name: str
+    aggregator_filter_id: str
+    total: float
+    exact_total: str
+    count: int
+    unsummed_count: int
+    def __init__(self, aggregator_id: _Optional[str] = ..., name: _Optional[str] = ..., event_type: _Optional[str] = ..., operation: _Optional[str] = ..., property: _Optional[str] = ..., unit_name: _Optional[str] = ..., aggregator_filter_id: _Optional[str] = ..., total: _Optional[float] = ..., exact_total: _Optional[str] = ..., count: _Optional[int] = ..., unsummed_count: _Optional[int] = ...) -> None: ...
+
+class GetCustomerUsageResponse(_message.Message):
+    __slots__ = ("customer_id", "start_date", "end_date", "data", "pagination")
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    START_DATE_FIELD_NUMBER: _ClassVar[int]
+    END_DATE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    PAGINATION_FIELD_NUMBER: _ClassVar[int]
+    customer_id: str
+    start_date: _timestamp_pb2.Timestamp
+    end_date: _timestamp_pb2.Timestamp
+    data: _containers.RepeatedCompositeFieldContainer[AggregatorUsage]
+    pagination: _pagination_pb2.Pagination
+    def __init__(self, customer_id: _Optional[str] = ..., start_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., data: _Optional[_Iterable[_Union[AggregatorUsage, _Mapping]]] = ..., pagination: _Optional[_Union[_pagination_pb2.Pagination, _Mapping]] = ...) -> None: ...
+
+class GetAggregatorTimeSeriesRequest(_message.Message):
+    __slots__ = ("aggregator_id", "start_date", "end_date", "bucket", "customer_id", "aggregator_filter_id", "time_zone")
+    AGGREGATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    START_DATE_FIELD_NUMBER: _ClassVar[int]
+    END_DATE_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATOR_FILTER_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
+    aggregator_id: str
+    start_date: _timestamp_pb2.Timestamp
+    end_date: _timestamp_pb2.Timestamp
+    bucket: str
+    customer_id: str
+    aggregator_filter_id: str
+    time_zone: str
+    def __init__(self, aggregator_id: _Optional[str] = ..., start_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., bucket: _Optional[str] = ..., customer_id: _Optional[str] = ..., aggregator_filter_id: _Optional[str] = ..., time_zone: _Optional[str] = ...) -> None: ...
+
+class GetAggregatorTimeSeriesResponse(_message.Message):
+    __slots__ = ("aggregator_id", "bucket", "time_zone", "start_date", "end_date", "points", "total", "exact_total")
+    AGGREGATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
+    TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
+    START_DATE_FIELD_NUMBER: _ClassVar[int]
+    END_DATE_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    EXACT_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    aggregator_id: str
+    bucket: str
+    time_zone: str
+    start_date: _timestamp_pb2.Timestamp
+    end_date: _timestamp_pb2.Timestamp
+    points: _containers.RepeatedCompositeFieldContainer[AggregatePoint]
+    total: float
+    exact_total: str
+    def __init__(self, aggregator_id: _Optional[str] = ..., bucket: _Optional[str] = ..., time_zone: _Optional[str] = ..., start_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., points: _Optional[_Iterable[_Union[AggregatePoint, _Mapping]]] = ..., total: _Optional[float] = ..., exact_total: _Optional[str] = ...) -> None: ...
+
+class ListAggregatorUsageByCustomerRequest(_message.Message):
+    __slots__ = ("aggregator_id", "start_date", "end_date", "aggregator_filter_id", "take", "skip")
+    AGGREGATOR_ID_FIELD_NUMBER: _ClassVar[int]
+    START_DATE_FIELD_NUMBER: _ClassVar[int]
+    END_DATE_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATOR_FILTER_ID_FIELD_NUMBER: _ClassVar[int]
+    TAKE_FIELD_NUMBER: _ClassVar[int]
+    SKIP_FIELD_NUMBER: _ClassVar[int]
+    aggregator_id: str
+    start_date: _timestamp_pb2.Timestamp
+    end_date: _timestamp_pb2.Timestamp
+    aggregator_filter_id: str
+    take: int
+    skip: int
+    def __init__(self, aggregator_id: _Optional[str] = ..., start_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., aggregator_filter_id: _Optional[str] = ..., take: _Optional[int] = ..., skip: _Optional[int] = ...) -> None: ...
+
+class CustomerUsageTotal(_message.Message):
+    __slots__ = ("customer_id", "total", "exact_total", "count", "unsummed_count")
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    EXACT_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    UNSUMMED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    customer_id: str
+    total: float
+    exact_total: str
+    count: int
+    unsummed_count: int
+    def __init__(self, customer_id: _Optional[str] = ..., total: _Optional[float] = ..., exact_total: _Optional[str] = ..., count: _Optional[int] = ..., unsummed_count: _Optional[int] = ...) -> None: ...
+
+class ListAggregatorUsageByCustomerResponse(_message.Message):
+    __slots__ = ("meta", "data", "start_date", "end_date")
+    META_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    START_DATE_FIELD_NUMBER: _ClassVar[int]
+    END_DATE_FIELD_NUMBER: _ClassVar[int]
+    meta: PageMeta
+    data: _containers.RepeatedCompositeFieldContainer[CustomerUsageTotal]
+    start_date: _timestamp_pb2.Timestamp
+    end_date: _timestamp_pb2.Timestamp
+    def __init__(self, meta: _Optional[_Union[PageMeta, _Mapping]] = ..., data: _Optional[_Iterable[_Union[CustomerUsageTotal, _Mapping]]] = ..., start_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

@@ -61,6 +61,21 @@ class UsageServiceStub:
                 request_serializer=usage_dot_v1_dot_usage__service__pb2.ExplainUsageEventRequest.SerializeToString,
                 response_deserializer=usage_dot_v1_dot_usage__service__pb2.ExplainUsageEventResponse.FromString,
                 _registered_method=True)
+        self.GetCustomerUsage = channel.unary_unary(
+                '/usage.v1.UsageService/GetCustomerUsage',
+                request_serializer=usage_dot_v1_dot_usage__service__pb2.GetCustomerUsageRequest.SerializeToString,
+                response_deserializer=usage_dot_v1_dot_usage__service__pb2.GetCustomerUsageResponse.FromString,
+                _registered_method=True)
+        self.GetAggregatorTimeSeries = channel.unary_unary(
+                '/usage.v1.UsageService/GetAggregatorTimeSeries',
+                request_serializer=usage_dot_v1_dot_usage__service__pb2.GetAggregatorTimeSeriesRequest.SerializeToString,
+                response_deserializer=usage_dot_v1_dot_usage__service__pb2.GetAggregatorTimeSeriesResponse.FromString,
+                _registered_method=True)
+        self.ListAggregatorUsageByCustomer = channel.unary_unary(
+                '/usage.v1.UsageService/ListAggregatorUsageByCustomer',
+                request_serializer=usage_dot_v1_dot_usage__service__pb2.ListAggregatorUsageByCustomerRequest.SerializeToString,
+                response_deserializer=usage_dot_v1_dot_usage__service__pb2.ListAggregatorUsageByCustomerResponse.FromString,
+                _registered_method=True)
         self.IngestUsageEvents = channel.unary_unary(
                 '/usage.v1.UsageService/IngestUsageEvents',
                 request_serializer=usage_dot_v1_dot_usage__service__pb2.IngestUsageEventsRequest.SerializeToString,
@@ -116,6 +131,32 @@ class UsageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCustomerUsage(self, request, context):
+        """What one customer used over a half-open period: the value of one aggregator
+        (optionally narrowed by one of its filters), or of every aggregator of the
+        organization a page at a time. Its numbers are those of the events
+        ListCustomerUsageEvents lists for the same inputs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAggregatorTimeSeries(self, request, context):
+        """An aggregator's value per hour, day, week or calendar month in a time zone,
+        for one customer or for all, dense and exact.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAggregatorUsageByCustomer(self, request, context):
+        """An aggregator's value per customer over a half-open period, highest first
+        (ties by customer id), offset-paginated with the exact number of customers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def IngestUsageEvents(self, request, context):
         """Stores a batch of events, idempotently per idempotency key, with one result
         per event. Safe to retry: a retried event comes back DUPLICATE.
@@ -151,6 +192,21 @@ def add_UsageServiceServicer_to_server(servicer, server):
                     servicer.ExplainUsageEvent,
                     request_deserializer=usage_dot_v1_dot_usage__service__pb2.ExplainUsageEventRequest.FromString,
                     response_serializer=usage_dot_v1_dot_usage__service__pb2.ExplainUsageEventResponse.SerializeToString,
+            ),
+            'GetCustomerUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCustomerUsage,
+                    request_deserializer=usage_dot_v1_dot_usage__service__pb2.GetCustomerUsageRequest.FromString,
+                    response_serializer=usage_dot_v1_dot_usage__service__pb2.GetCustomerUsageResponse.SerializeToString,
+            ),
+            'GetAggregatorTimeSeries': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAggregatorTimeSeries,
+                    request_deserializer=usage_dot_v1_dot_usage__service__pb2.GetAggregatorTimeSeriesRequest.FromString,
+                    response_serializer=usage_dot_v1_dot_usage__service__pb2.GetAggregatorTimeSeriesResponse.SerializeToString,
+            ),
+            'ListAggregatorUsageByCustomer': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAggregatorUsageByCustomer,
+                    request_deserializer=usage_dot_v1_dot_usage__service__pb2.ListAggregatorUsageByCustomerRequest.FromString,
+                    response_serializer=usage_dot_v1_dot_usage__service__pb2.ListAggregatorUsageByCustomerResponse.SerializeToString,
             ),
             'IngestUsageEvents': grpc.unary_unary_rpc_method_handler(
                     servicer.IngestUsageEvents,
@@ -295,6 +351,87 @@ class UsageService:
             '/usage.v1.UsageService/ExplainUsageEvent',
             usage_dot_v1_dot_usage__service__pb2.ExplainUsageEventRequest.SerializeToString,
             usage_dot_v1_dot_usage__service__pb2.ExplainUsageEventResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCustomerUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/usage.v1.UsageService/GetCustomerUsage',
+            usage_dot_v1_dot_usage__service__pb2.GetCustomerUsageRequest.SerializeToString,
+            usage_dot_v1_dot_usage__service__pb2.GetCustomerUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAggregatorTimeSeries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/usage.v1.UsageService/GetAggregatorTimeSeries',
+            usage_dot_v1_dot_usage__service__pb2.GetAggregatorTimeSeriesRequest.SerializeToString,
+            usage_dot_v1_dot_usage__service__pb2.GetAggregatorTimeSeriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAggregatorUsageByCustomer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/usage.v1.UsageService/ListAggregatorUsageByCustomer',
+            usage_dot_v1_dot_usage__service__pb2.ListAggregatorUsageByCustomerRequest.SerializeToString,
+            usage_dot_v1_dot_usage__service__pb2.ListAggregatorUsageByCustomerResponse.FromString,
             options,
             channel_credentials,
             insecure,

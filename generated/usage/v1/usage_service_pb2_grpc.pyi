@@ -56,6 +56,20 @@ class UsageServiceStub:
     each with its verdict, down to each condition of the filters with the event's
     actual value. Its verdict is the page's: the event is listed exactly when it counts.
     """
+    GetCustomerUsage: _grpc.UnaryUnaryMultiCallable[_usage_service_pb2.GetCustomerUsageRequest, _usage_service_pb2.GetCustomerUsageResponse]
+    """What one customer used over a half-open period: the value of one aggregator
+    (optionally narrowed by one of its filters), or of every aggregator of the
+    organization a page at a time. Its numbers are those of the events
+    ListCustomerUsageEvents lists for the same inputs.
+    """
+    GetAggregatorTimeSeries: _grpc.UnaryUnaryMultiCallable[_usage_service_pb2.GetAggregatorTimeSeriesRequest, _usage_service_pb2.GetAggregatorTimeSeriesResponse]
+    """An aggregator's value per hour, day, week or calendar month in a time zone,
+    for one customer or for all, dense and exact.
+    """
+    ListAggregatorUsageByCustomer: _grpc.UnaryUnaryMultiCallable[_usage_service_pb2.ListAggregatorUsageByCustomerRequest, _usage_service_pb2.ListAggregatorUsageByCustomerResponse]
+    """An aggregator's value per customer over a half-open period, highest first
+    (ties by customer id), offset-paginated with the exact number of customers.
+    """
     IngestUsageEvents: _grpc.UnaryUnaryMultiCallable[_usage_service_pb2.IngestUsageEventsRequest, _usage_service_pb2.IngestUsageEventsResponse]
     """Stores a batch of events, idempotently per idempotency key, with one result
     per event. Safe to retry: a retried event comes back DUPLICATE.
@@ -88,6 +102,20 @@ class UsageServiceAsyncStub(UsageServiceStub):
     one customer and a window), and why: every check ListCustomerUsageEvents applies,
     each with its verdict, down to each condition of the filters with the event's
     actual value. Its verdict is the page's: the event is listed exactly when it counts.
+    """
+    GetCustomerUsage: _aio.UnaryUnaryMultiCallable[_usage_service_pb2.GetCustomerUsageRequest, _usage_service_pb2.GetCustomerUsageResponse]  # type: ignore[assignment]
+    """What one customer used over a half-open period: the value of one aggregator
+    (optionally narrowed by one of its filters), or of every aggregator of the
+    organization a page at a time. Its numbers are those of the events
+    ListCustomerUsageEvents lists for the same inputs.
+    """
+    GetAggregatorTimeSeries: _aio.UnaryUnaryMultiCallable[_usage_service_pb2.GetAggregatorTimeSeriesRequest, _usage_service_pb2.GetAggregatorTimeSeriesResponse]  # type: ignore[assignment]
+    """An aggregator's value per hour, day, week or calendar month in a time zone,
+    for one customer or for all, dense and exact.
+    """
+    ListAggregatorUsageByCustomer: _aio.UnaryUnaryMultiCallable[_usage_service_pb2.ListAggregatorUsageByCustomerRequest, _usage_service_pb2.ListAggregatorUsageByCustomerResponse]  # type: ignore[assignment]
+    """An aggregator's value per customer over a half-open period, highest first
+    (ties by customer id), offset-paginated with the exact number of customers.
     """
     IngestUsageEvents: _aio.UnaryUnaryMultiCallable[_usage_service_pb2.IngestUsageEventsRequest, _usage_service_pb2.IngestUsageEventsResponse]  # type: ignore[assignment]
     """Stores a batch of events, idempotently per idempotency key, with one result
@@ -148,6 +176,38 @@ class UsageServiceServicer(metaclass=_abc_1.ABCMeta):
         one customer and a window), and why: every check ListCustomerUsageEvents applies,
         each with its verdict, down to each condition of the filters with the event's
         actual value. Its verdict is the page's: the event is listed exactly when it counts.
+        """
+
+    @_abc_1.abstractmethod
+    def GetCustomerUsage(
+        self,
+        request: _usage_service_pb2.GetCustomerUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_usage_service_pb2.GetCustomerUsageResponse, _abc.Awaitable[_usage_service_pb2.GetCustomerUsageResponse]]:
+        """What one customer used over a half-open period: the value of one aggregator
+        (optionally narrowed by one of its filters), or of every aggregator of the
+        organization a page at a time. Its numbers are those of the events
+        ListCustomerUsageEvents lists for the same inputs.
+        """
+
+    @_abc_1.abstractmethod
+    def GetAggregatorTimeSeries(
+        self,
+        request: _usage_service_pb2.GetAggregatorTimeSeriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_usage_service_pb2.GetAggregatorTimeSeriesResponse, _abc.Awaitable[_usage_service_pb2.GetAggregatorTimeSeriesResponse]]:
+        """An aggregator's value per hour, day, week or calendar month in a time zone,
+        for one customer or for all, dense and exact.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAggregatorUsageByCustomer(
+        self,
+        request: _usage_service_pb2.ListAggregatorUsageByCustomerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_usage_service_pb2.ListAggregatorUsageByCustomerResponse, _abc.Awaitable[_usage_service_pb2.ListAggregatorUsageByCustomerResponse]]:
+        """An aggregator's value per customer over a half-open period, highest first
+        (ties by customer id), offset-paginated with the exact number of customers.
         """
 
     @_abc_1.abstractmethod

@@ -241,6 +241,13 @@ def _prop_number(element: fn.prop_number, compiler: Any, **kw: Any) -> str:
     return f"(CASE WHEN jsonb_typeof({col} -> {key}) = 'number' THEN ({col} ->> {key})::numeric END)"
 
 
+@compiles(fn.prop_decimal, "postgresql")
+def _prop_decimal(element: fn.prop_decimal, compiler: Any, **kw: Any) -> str:
+    # jsonb keeps numbers as numeric: the text of any JSON number (1e+20, 1.5e-7) casts exactly.
+    col, key = element.parts(compiler, **kw)
+    return f"(CASE WHEN jsonb_typeof({col} -> {key}) = 'number' THEN ({col} ->> {key})::numeric END)"
+
+
 @compiles(fn.quantity_sum, "postgresql")
 def _quantity_sum(element: fn.quantity_sum, compiler: Any, **kw: Any) -> str:
     return f"sum({element.argument(compiler, **kw)})"
@@ -261,3 +268,10 @@ def _exact_order(element: fn.exact_order, compiler: Any, **kw: Any) -> str:
 def _text_order(element: fn.text_order, compiler: Any, **kw: Any) -> str:
     # UTF-8 bytes in "C" order are code points in order.
     return f'(({element.argument(compiler, **kw)}) COLLATE "C")'
+
+
+@compiles(fn.month_start_day, "postgresql")
+def _month_start_day(element: fn.month_start_day, compiler: Any, **kw: Any) -> str:
+    # date - date is an integer number of days; the day number appears once (it may be a long CASE).
+    day = element.argument(compiler, **kw)
+    return f"((date_trunc('month', DATE '1970-01-01' + ({day})::integer))::date - DATE '1970-01-01')"

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.compiler import compiles
 
 from server.deadline import Deadline
-from server.decimals import canonical_decimal
+from server.decimals import trim_decimal
 from server.private_files import private_sqlite_database
 from server.storage import functions as fn
 from server.storage import schema
@@ -39,8 +39,9 @@ _PROGRESS_STEPS = 10_000
 class DecimalSum:
     """Aggregate `decimal_sum(text)`: the exact sum of decimal texts, as canonical decimal text."""
 
-    # 24 integer and 12 fractional digits per quantity, and room for billions of them.
-    CONTEXT = decimal.Context(prec=60, traps=[decimal.Inexact, decimal.InvalidOperation])
+    # Quantities have 24 integer and 12 fractional digits; property numbers are doubles' shortest
+    # texts (1e308 .. 5e-324: 633 digits apart). Room for both and billions of them, never rounded.
+    CONTEXT = decimal.Context(prec=1000, traps=[decimal.Inexact, decimal.InvalidOperation])
 
     def __init__(self) -> None:
         self.total = decimal.Decimal(0)
@@ -50,7 +51,8 @@ class DecimalSum:
             self.total = self.CONTEXT.add(self.total, decimal.Decimal(value))
 
     def finalize(self) -> str:
-        return canonical_decimal(self.total)
+        # format(.., "f") writes every digit of the exact total without an exponent.
+        return trim_decimal(format(self.total, "f"))
 
 
 def _decimal_collation(a: str, b: str) -> int:
@@ -221,6 +223,14 @@ def _prop_number(element: fn.prop_number, compiler: Any, **kw: Any) -> str:
     return f"(CASE WHEN json_type({col}, {path}) IN ('integer', 'real') THEN json_extract({col}, {path}) END)"
 
 
+@compiles(fn.prop_decimal, "sqlite")
+def _prop_decimal(element: fn.prop_decimal, compiler: Any, **kw: Any) -> str:
+    # The number's JSON text as stored (json_extract would make a REAL of it), for decimal_sum.
+    col, key = element.parts(compiler, **kw)
+    path = _path(key)
+    return f"(CASE WHEN json_type({col}, {path}) IN ('integer', 'real') THEN ({col} -> {path}) END)"
+
+
 @compiles(fn.quantity_sum, "sqlite")
 def _quantity_sum(element: fn.quantity_sum, compiler: Any, **kw: Any) -> str:
     return f"decimal_sum({element.argument(compiler, **kw)})"
@@ -242,3 +252,11 @@ def _exact_order(element: fn.exact_order, compiler: Any, **kw: Any) -> str:
 def _text_order(element: fn.text_order, compiler: Any, **kw: Any) -> str:
     # SQLite's BINARY collation compares UTF-8 bytes: code points in order.
     return element.argument(compiler, **kw)
+
+
+@compiles(fn.month_start_day, "sqlite")
+def _month_start_day(element: fn.month_start_day, compiler: Any, **kw: Any) -> str:
+    # The day's midnight as Unix seconds, back to its month's first day; julianday() of a midnight
+    # is a whole number + .5, so the difference is exact.
+    day = element.argument(compiler, **kw)
+    return f"CAST(julianday(date(({day}) * 86400, 'unixepoch', 'start of month')) - 2440587.5 AS INTEGER)"

@@ -18,7 +18,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file usage/v1/usage_service.proto.
  */
 export const file_usage_v1_usage_service: GenFile = /*@__PURE__*/
-  fileDesc("Chx1c2FnZS92MS91c2FnZV9zZXJ2aWNlLnByb3RvEgh1c2FnZS52MSLdAgoeTGlzdEN1c3RvbWVyVXNhZ2VFdmVudHNSZXF1ZXN0EhYKAmlkGAEgASgJQgq6SAdyBRABGIABEiEKDWFnZ3JlZ2F0b3JfaWQYAiABKAlCCrpIB3IFEAEYgAESNgoKc3RhcnRfZGF0ZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARI0CghlbmRfZGF0ZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARItChRhZ2dyZWdhdG9yX2ZpbHRlcl9pZBgFIAEoCUIKukgHcgUQARiAAUgAiAEBEhwKBHRha2UYBiABKAVCCbpIBhoEGGQoAEgBiAEBEhoKBHNraXAYByABKAVCB7pIBBoCKABIAogBAUIXChVfYWdncmVnYXRvcl9maWx0ZXJfaWRCBwoFX3Rha2VCBwoFX3NraXAiOQoIUGFnZU1ldGESDQoFdG90YWwYASABKAUSDQoFdGFrZW4YAiABKAUSDwoHc2tpcHBlZBgDIAEoBSKHAQoSQ3VzdG9tZXJVc2FnZUV2ZW50EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSLQoJdGltZXN0YW1wGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIoCgdwYXlsb2FkGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJvCh9MaXN0Q3VzdG9tZXJVc2FnZUV2ZW50c1Jlc3BvbnNlEiAKBG1ldGEYASABKAsyEi51c2FnZS52MS5QYWdlTWV0YRIqCgRkYXRhGAIgAygLMhwudXNhZ2UudjEuQ3VzdG9tZXJVc2FnZUV2ZW50Io8DChZMaXN0VXNhZ2VFdmVudHNSZXF1ZXN0EhsKBWxpbWl0GAEgASgFQge6SAQaAigASACIAQESGAoGY3Vyc29yGAIgASgJQgi6SAVyAxiACBIkCgtjdXN0b21lcl9pZBgDIAEoCUIKukgHcgUQARiAAUgBiAEBEiMKCnByb2R1Y3RfaWQYBCABKAlCCrpIB3IFEAEYgAFIAogBARIoCg9zdWJzY3JpcHRpb25faWQYBSABKAlCCrpIB3IFEAEYgAFIA4gBARIjCgptZXRyaWNfa2V5GAYgAygJQg+6SAySAQkQZCIFcgMYgCASMgoOb2NjdXJyZWRfYWZ0ZXIYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD29jY3VycmVkX2JlZm9yZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCAoGX2xpbWl0Qg4KDF9jdXN0b21lcl9pZEINCgtfcHJvZHVjdF9pZEISChBfc3Vic2NyaXB0aW9uX2lkImcKF0xpc3RVc2FnZUV2ZW50c1Jlc3BvbnNlEiIKBGRhdGEYASADKAsyFC51c2FnZS52MS5Vc2FnZUV2ZW50EigKCnBhZ2luYXRpb24YAiABKAsyFC51c2FnZS52MS5QYWdpbmF0aW9uItgDChhFeHBvcnRVc2FnZUV2ZW50c1JlcXVlc3QSJAoLY3VzdG9tZXJfaWQYASABKAlCCrpIB3IFEAEYgAFIAIgBARIjCgpwcm9kdWN0X2lkGAIgASgJQgq6SAdyBRABGIABSAGIAQESKAoPc3Vic2NyaXB0aW9uX2lkGAMgASgJQgq6SAdyBRABGIABSAKIAQESIwoKbWV0cmljX2tleRgEIAMoCUIPukgMkgEJEGQiBXIDGIAgEjIKDm9jY3VycmVkX2FmdGVyGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzCg9vY2N1cnJlZF9iZWZvcmUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKBW9yZGVyGAcgASgJQiO6SCByHlIAUgxuZXdlc3RfZmlyc3RSDG9sZGVzdF9maXJzdBIjCgpjaHVua19zaXplGAggASgFQgq6SAcaBRiIJygASAOIAQESHgoMcmVzdW1lX3Rva2VuGAkgASgJQgi6SAVyAxiACEIOCgxfY3VzdG9tZXJfaWRCDQoLX3Byb2R1Y3RfaWRCEgoQX3N1YnNjcmlwdGlvbl9pZEINCgtfY2h1bmtfc2l6ZSJVChlFeHBvcnRVc2FnZUV2ZW50c1Jlc3BvbnNlEiIKBGRhdGEYASADKAsyFC51c2FnZS52MS5Vc2FnZUV2ZW50EhQKDHJlc3VtZV90b2tlbhgCIAEoCSK3AgoYRXhwbGFpblVzYWdlRXZlbnRSZXF1ZXN0EhwKCGV2ZW50X2lkGAEgASgJQgq6SAdyBRABGIABEiEKDWFnZ3JlZ2F0b3JfaWQYAiABKAlCCrpIB3IFEAEYgAESLQoUYWdncmVnYXRvcl9maWx0ZXJfaWQYAyABKAlCCrpIB3IFEAEYgAFIAIgBARIkCgtjdXN0b21lcl9pZBgEIAEoCUIKukgHcgUQARiAAUgBiAEBEi4KCnN0YXJ0X2RhdGUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF9kYXRlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIXChVfYWdncmVnYXRvcl9maWx0ZXJfaWRCDgoMX2N1c3RvbWVyX2lkInwKGUV4cGxhaW5Vc2FnZUV2ZW50UmVzcG9uc2USDgoGY291bnRzGAEgASgIEiMKBWV2ZW50GAIgASgLMhQudXNhZ2UudjEuVXNhZ2VFdmVudBIqCgZjaGVja3MYAyADKAsyGi51c2FnZS52MS5FeHBsYW5hdGlvbkNoZWNrIoUBChBFeHBsYW5hdGlvbkNoZWNrEgwKBG5hbWUYASABKAkSDgoGcGFzc2VkGAIgASgIEg4KBmRldGFpbBgDIAEoCRITCgtjb25kaXRpb25hbBgEIAEoCRIuCgpjb25kaXRpb25zGAUgAygLMhoudXNhZ2UudjEuQ29uZGl0aW9uVmVyZGljdCKpAQoQQ29uZGl0aW9uVmVyZGljdBIQCghwcm9wZXJ0eRgBIAEoCRIQCghvcGVyYXRvchgCIAEoCRIoCghleHBlY3RlZBgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIPCgdwcmVzZW50GAQgASgIEiYKBmFjdHVhbBgFIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIOCgZwYXNzZWQYBiABKAginwQKFUFnZ3JlZ2F0ZVVzYWdlUmVxdWVzdBImCgZidWNrZXQYASABKAlCFrpIE3IRUgRob3VyUgNkYXlSBHdlZWsSMQoFc2luY2UYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQga6SAPIAQESKQoFdW50aWwYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKBm1ldHJpYxgEIAEoCUIcukgZchdSAFIFY291bnRSDHN1bV9xdWFudGl0eRJGCghncm91cF9ieRgFIAEoCUI0ukgxci8yLV4ofG5vbmV8bWV0cmljX2tleXxkaW06W0EtWmEtejAtOV8uLV17MSw2NH0pJBIkCgtjdXN0b21lcl9pZBgGIAEoCUIKukgHcgUQARiAAUgAiAEBEiMKCnByb2R1Y3RfaWQYByABKAlCCrpIB3IFEAEYgAFIAYgBARIoCg9zdWJzY3JpcHRpb25faWQYCCABKAlCCrpIB3IFEAEYgAFIAogBARIjCgptZXRyaWNfa2V5GAkgAygJQg+6SAySAQkQZCIFcgMYgCASGQoDdG9wGAogASgFQge6SAQaAigASAOIAQESGgoJdGltZV96b25lGAsgASgJQge6SARyAhhAQg4KDF9jdXN0b21lcl9pZEINCgtfcHJvZHVjdF9pZEISChBfc3Vic2NyaXB0aW9uX2lkQgYKBF90b3AiXwoOQWdncmVnYXRlUG9pbnQSKQoFc3RhcnQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBXZhbHVlGAIgASgBEhMKC2V4YWN0X3ZhbHVlGAMgASgJInsKD0FnZ3JlZ2F0ZVNlcmllcxILCgNrZXkYASABKAkSDQoFb3RoZXIYAiABKAgSDQoFdG90YWwYAyABKAESKAoGcG9pbnRzGAQgAygLMhgudXNhZ2UudjEuQWdncmVnYXRlUG9pbnQSEwoLZXhhY3RfdG90YWwYBSABKAkiywEKFkFnZ3JlZ2F0ZVVzYWdlUmVzcG9uc2USDgoGYnVja2V0GAEgASgJEhAKCGdyb3VwX2J5GAIgASgJEg4KBm1ldHJpYxgDIAEoCRIpCgZzZXJpZXMYBCADKAsyGS51c2FnZS52MS5BZ2dyZWdhdGVTZXJpZXMSKQoFc2luY2UYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKBXVudGlsGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJSChhJbmdlc3RVc2FnZUV2ZW50c1JlcXVlc3QSNgoGZXZlbnRzGAEgAygLMhkudXNhZ2UudjEuVXNhZ2VFdmVudElucHV0Qgu6SAiSAQUIARCIJyI0Cg5FdmVudFZpb2xhdGlvbhINCgVmaWVsZBgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCSJtCgxJbmdlc3RSZXN1bHQSDQoFaW5kZXgYASABKAUSDgoGc3RhdHVzGAIgASgJEhAKCGV2ZW50X2lkGAMgASgJEiwKCnZpb2xhdGlvbnMYBCADKAsyGC51c2FnZS52MS5FdmVudFZpb2xhdGlvbiJEChlJbmdlc3RVc2FnZUV2ZW50c1Jlc3BvbnNlEicKB3Jlc3VsdHMYASADKAsyFi51c2FnZS52MS5Jbmdlc3RSZXN1bHQy0QYKDFVzYWdlU2VydmljZRKqAQoXTGlzdEN1c3RvbWVyVXNhZ2VFdmVudHMSKC51c2FnZS52MS5MaXN0Q3VzdG9tZXJVc2FnZUV2ZW50c1JlcXVlc3QaKS51c2FnZS52MS5MaXN0Q3VzdG9tZXJVc2FnZUV2ZW50c1Jlc3BvbnNlIjqQAgGC0+STAjESLy92MS9jdXN0b21lcnMve2lkfS91c2FnZS97YWdncmVnYXRvcl9pZH0vZXZlbnRzEnMKD0xpc3RVc2FnZUV2ZW50cxIgLnVzYWdlLnYxLkxpc3RVc2FnZUV2ZW50c1JlcXVlc3QaIS51c2FnZS52MS5MaXN0VXNhZ2VFdmVudHNSZXNwb25zZSIbkAIBgtPkkwISEhAvdjEvdXNhZ2UtZXZlbnRzEnoKDkFnZ3JlZ2F0ZVVzYWdlEh8udXNhZ2UudjEuQWdncmVnYXRlVXNhZ2VSZXF1ZXN0GiAudXNhZ2UudjEuQWdncmVnYXRlVXNhZ2VSZXNwb25zZSIlkAIBgtPkkwIcEhovdjEvdXNhZ2UtZXZlbnRzL2FnZ3JlZ2F0ZRKCAQoRRXhwb3J0VXNhZ2VFdmVudHMSIi51c2FnZS52MS5FeHBvcnRVc2FnZUV2ZW50c1JlcXVlc3QaIy51c2FnZS52MS5FeHBvcnRVc2FnZUV2ZW50c1Jlc3BvbnNlIiKQAgGC0+STAhkSFy92MS91c2FnZS1ldmVudHM6ZXhwb3J0MAESnAEKEUV4cGxhaW5Vc2FnZUV2ZW50EiIudXNhZ2UudjEuRXhwbGFpblVzYWdlRXZlbnRSZXF1ZXN0GiMudXNhZ2UudjEuRXhwbGFpblVzYWdlRXZlbnRSZXNwb25zZSI+kAIBgtPkkwI1EjMvdjEvdXNhZ2UtZXZlbnRzL3tldmVudF9pZH0vZXhwbGFpbi97YWdncmVnYXRvcl9pZH0SfwoRSW5nZXN0VXNhZ2VFdmVudHMSIi51c2FnZS52MS5Jbmdlc3RVc2FnZUV2ZW50c1JlcXVlc3QaIy51c2FnZS52MS5Jbmdlc3RVc2FnZUV2ZW50c1Jlc3BvbnNlIiGC0+STAhs6ASoiFi92MS91c2FnZS1ldmVudHMvYmF0Y2hCrAEKFGNvbS5leGFtcGxlLnVzYWdlLnYxQhFVc2FnZVNlcnZpY2VQcm90b1ABWkBnaXRodWIuY29tL2V4YW1wbGUvdXNhZ2Utc2VydmljZS9jbGllbnRzL2dvL2dlbi91c2FnZS92MTt1c2FnZXYxogIDVVhYqgIIVXNhZ2UuVjHKAghVc2FnZVxWMeICFFVzYWdlXFYxXEdQQk1ldGFkYXRh6gIJVXNhZ2U6OlYxYgZwcm90bzM", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_struct, file_google_protobuf_timestamp, file_usage_v1_events, file_usage_v1_pagination]);
+  fileDesc("Chx1c2FnZS92MS91c2FnZV9zZXJ2aWNlLnByb3RvEgh1c2FnZS52MSLdAgoeTGlzdEN1c3RvbWVyVXNhZ2VFdmVudHNSZXF1ZXN0EhYKAmlkGAEgASgJQgq6SAdyBRABGIABEiEKDWFnZ3JlZ2F0b3JfaWQYAiABKAlCCrpIB3IFEAEYgAESNgoKc3RhcnRfZGF0ZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARI0CghlbmRfZGF0ZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARItChRhZ2dyZWdhdG9yX2ZpbHRlcl9pZBgFIAEoCUIKukgHcgUQARiAAUgAiAEBEhwKBHRha2UYBiABKAVCCbpIBhoEGGQoAEgBiAEBEhoKBHNraXAYByABKAVCB7pIBBoCKABIAogBAUIXChVfYWdncmVnYXRvcl9maWx0ZXJfaWRCBwoFX3Rha2VCBwoFX3NraXAiOQoIUGFnZU1ldGESDQoFdG90YWwYASABKAUSDQoFdGFrZW4YAiABKAUSDwoHc2tpcHBlZBgDIAEoBSKHAQoSQ3VzdG9tZXJVc2FnZUV2ZW50EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSLQoJdGltZXN0YW1wGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIoCgdwYXlsb2FkGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJvCh9MaXN0Q3VzdG9tZXJVc2FnZUV2ZW50c1Jlc3BvbnNlEiAKBG1ldGEYASABKAsyEi51c2FnZS52MS5QYWdlTWV0YRIqCgRkYXRhGAIgAygLMhwudXNhZ2UudjEuQ3VzdG9tZXJVc2FnZUV2ZW50Io8DChZMaXN0VXNhZ2VFdmVudHNSZXF1ZXN0EhsKBWxpbWl0GAEgASgFQge6SAQaAigASACIAQESGAoGY3Vyc29yGAIgASgJQgi6SAVyAxiACBIkCgtjdXN0b21lcl9pZBgDIAEoCUIKukgHcgUQARiAAUgBiAEBEiMKCnByb2R1Y3RfaWQYBCABKAlCCrpIB3IFEAEYgAFIAogBARIoCg9zdWJzY3JpcHRpb25faWQYBSABKAlCCrpIB3IFEAEYgAFIA4gBARIjCgptZXRyaWNfa2V5GAYgAygJQg+6SAySAQkQZCIFcgMYgCASMgoOb2NjdXJyZWRfYWZ0ZXIYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD29jY3VycmVkX2JlZm9yZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCAoGX2xpbWl0Qg4KDF9jdXN0b21lcl9pZEINCgtfcHJvZHVjdF9pZEISChBfc3Vic2NyaXB0aW9uX2lkImcKF0xpc3RVc2FnZUV2ZW50c1Jlc3BvbnNlEiIKBGRhdGEYASADKAsyFC51c2FnZS52MS5Vc2FnZUV2ZW50EigKCnBhZ2luYXRpb24YAiABKAsyFC51c2FnZS52MS5QYWdpbmF0aW9uItgDChhFeHBvcnRVc2FnZUV2ZW50c1JlcXVlc3QSJAoLY3VzdG9tZXJfaWQYASABKAlCCrpIB3IFEAEYgAFIAIgBARIjCgpwcm9kdWN0X2lkGAIgASgJQgq6SAdyBRABGIABSAGIAQESKAoPc3Vic2NyaXB0aW9uX2lkGAMgASgJQgq6SAdyBRABGIABSAKIAQESIwoKbWV0cmljX2tleRgEIAMoCUIPukgMkgEJEGQiBXIDGIAgEjIKDm9jY3VycmVkX2FmdGVyGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzCg9vY2N1cnJlZF9iZWZvcmUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKBW9yZGVyGAcgASgJQiO6SCByHlIAUgxuZXdlc3RfZmlyc3RSDG9sZGVzdF9maXJzdBIjCgpjaHVua19zaXplGAggASgFQgq6SAcaBRiIJygASAOIAQESHgoMcmVzdW1lX3Rva2VuGAkgASgJQgi6SAVyAxiACEIOCgxfY3VzdG9tZXJfaWRCDQoLX3Byb2R1Y3RfaWRCEgoQX3N1YnNjcmlwdGlvbl9pZEINCgtfY2h1bmtfc2l6ZSJVChlFeHBvcnRVc2FnZUV2ZW50c1Jlc3BvbnNlEiIKBGRhdGEYASADKAsyFC51c2FnZS52MS5Vc2FnZUV2ZW50EhQKDHJlc3VtZV90b2tlbhgCIAEoCSK3AgoYRXhwbGFpblVzYWdlRXZlbnRSZXF1ZXN0EhwKCGV2ZW50X2lkGAEgASgJQgq6SAdyBRABGIABEiEKDWFnZ3JlZ2F0b3JfaWQYAiABKAlCCrpIB3IFEAEYgAESLQoUYWdncmVnYXRvcl9maWx0ZXJfaWQYAyABKAlCCrpIB3IFEAEYgAFIAIgBARIkCgtjdXN0b21lcl9pZBgEIAEoCUIKukgHcgUQARiAAUgBiAEBEi4KCnN0YXJ0X2RhdGUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF9kYXRlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIXChVfYWdncmVnYXRvcl9maWx0ZXJfaWRCDgoMX2N1c3RvbWVyX2lkInwKGUV4cGxhaW5Vc2FnZUV2ZW50UmVzcG9uc2USDgoGY291bnRzGAEgASgIEiMKBWV2ZW50GAIgASgLMhQudXNhZ2UudjEuVXNhZ2VFdmVudBIqCgZjaGVja3MYAyADKAsyGi51c2FnZS52MS5FeHBsYW5hdGlvbkNoZWNrIoUBChBFeHBsYW5hdGlvbkNoZWNrEgwKBG5hbWUYASABKAkSDgoGcGFzc2VkGAIgASgIEg4KBmRldGFpbBgDIAEoCRITCgtjb25kaXRpb25hbBgEIAEoCRIuCgpjb25kaXRpb25zGAUgAygLMhoudXNhZ2UudjEuQ29uZGl0aW9uVmVyZGljdCKpAQoQQ29uZGl0aW9uVmVyZGljdBIQCghwcm9wZXJ0eRgBIAEoCRIQCghvcGVyYXRvchgCIAEoCRIoCghleHBlY3RlZBgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIPCgdwcmVzZW50GAQgASgIEiYKBmFjdHVhbBgFIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIOCgZwYXNzZWQYBiABKAgipgQKFUFnZ3JlZ2F0ZVVzYWdlUmVxdWVzdBItCgZidWNrZXQYASABKAlCHbpIGnIYUgRob3VyUgNkYXlSBHdlZWtSBW1vbnRoEjEKBXNpbmNlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBEikKBXVudGlsGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCgZtZXRyaWMYBCABKAlCHLpIGXIXUgBSBWNvdW50UgxzdW1fcXVhbnRpdHkSRgoIZ3JvdXBfYnkYBSABKAlCNLpIMXIvMi1eKHxub25lfG1ldHJpY19rZXl8ZGltOltBLVphLXowLTlfLi1dezEsNjR9KSQSJAoLY3VzdG9tZXJfaWQYBiABKAlCCrpIB3IFEAEYgAFIAIgBARIjCgpwcm9kdWN0X2lkGAcgASgJQgq6SAdyBRABGIABSAGIAQESKAoPc3Vic2NyaXB0aW9uX2lkGAggASgJQgq6SAdyBRABGIABSAKIAQESIwoKbWV0cmljX2tleRgJIAMoCUIPukgMkgEJEGQiBXIDGIAgEhkKA3RvcBgKIAEoBUIHukgEGgIoAEgDiAEBEhoKCXRpbWVfem9uZRgLIAEoCUIHukgEcgIYQEIOCgxfY3VzdG9tZXJfaWRCDQoLX3Byb2R1Y3RfaWRCEgoQX3N1YnNjcmlwdGlvbl9pZEIGCgRfdG9wIl8KDkFnZ3JlZ2F0ZVBvaW50EikKBXN0YXJ0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgV2YWx1ZRgCIAEoARITCgtleGFjdF92YWx1ZRgDIAEoCSJ7Cg9BZ2dyZWdhdGVTZXJpZXMSCwoDa2V5GAEgASgJEg0KBW90aGVyGAIgASgIEg0KBXRvdGFsGAMgASgBEigKBnBvaW50cxgEIAMoCzIYLnVzYWdlLnYxLkFnZ3JlZ2F0ZVBvaW50EhMKC2V4YWN0X3RvdGFsGAUgASgJIssBChZBZ2dyZWdhdGVVc2FnZVJlc3BvbnNlEg4KBmJ1Y2tldBgBIAEoCRIQCghncm91cF9ieRgCIAEoCRIOCgZtZXRyaWMYAyABKAkSKQoGc2VyaWVzGAQgAygLMhkudXNhZ2UudjEuQWdncmVnYXRlU2VyaWVzEikKBXNpbmNlGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgV1bnRpbBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiUgoYSW5nZXN0VXNhZ2VFdmVudHNSZXF1ZXN0EjYKBmV2ZW50cxgBIAMoCzIZLnVzYWdlLnYxLlVzYWdlRXZlbnRJbnB1dEILukgIkgEFCAEQiCciNAoORXZlbnRWaW9sYXRpb24SDQoFZmllbGQYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkibQoMSW5nZXN0UmVzdWx0Eg0KBWluZGV4GAEgASgFEg4KBnN0YXR1cxgCIAEoCRIQCghldmVudF9pZBgDIAEoCRIsCgp2aW9sYXRpb25zGAQgAygLMhgudXNhZ2UudjEuRXZlbnRWaW9sYXRpb24iRAoZSW5nZXN0VXNhZ2VFdmVudHNSZXNwb25zZRInCgdyZXN1bHRzGAEgAygLMhYudXNhZ2UudjEuSW5nZXN0UmVzdWx0IuICChdHZXRDdXN0b21lclVzYWdlUmVxdWVzdBIWCgJpZBgBIAEoCUIKukgHcgUQARiAARI2CgpzdGFydF9kYXRlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBEjQKCGVuZF9kYXRlGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBEiYKDWFnZ3JlZ2F0b3JfaWQYBCABKAlCCrpIB3IFEAEYgAFIAIgBARItChRhZ2dyZWdhdG9yX2ZpbHRlcl9pZBgFIAEoCUIKukgHcgUQARiAAUgBiAEBEhsKBWxpbWl0GAYgASgFQge6SAQaAigASAKIAQESGAoGY3Vyc29yGAcgASgJQgi6SAVyAxiACEIQCg5fYWdncmVnYXRvcl9pZEIXChVfYWdncmVnYXRvcl9maWx0ZXJfaWRCCAoGX2xpbWl0IokCCg9BZ2dyZWdhdG9yVXNhZ2USFQoNYWdncmVnYXRvcl9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEhIKCmV2ZW50X3R5cGUYAyABKAkSEQoJb3BlcmF0aW9uGAQgASgJEhAKCHByb3BlcnR5GAUgASgJEhEKCXVuaXRfbmFtZRgGIAEoCRIhChRhZ2dyZWdhdG9yX2ZpbHRlcl9pZBgHIAEoCUgAiAEBEg0KBXRvdGFsGAggASgBEhMKC2V4YWN0X3RvdGFsGAkgASgJEg0KBWNvdW50GAogASgDEhYKDnVuc3VtbWVkX2NvdW50GAsgASgDQhcKFV9hZ2dyZWdhdG9yX2ZpbHRlcl9pZCLgAQoYR2V0Q3VzdG9tZXJVc2FnZVJlc3BvbnNlEhMKC2N1c3RvbWVyX2lkGAEgASgJEi4KCnN0YXJ0X2RhdGUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF9kYXRlGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBInCgRkYXRhGAQgAygLMhkudXNhZ2UudjEuQWdncmVnYXRvclVzYWdlEigKCnBhZ2luYXRpb24YBSABKAsyFC51c2FnZS52MS5QYWdpbmF0aW9uIvoCCh5HZXRBZ2dyZWdhdG9yVGltZVNlcmllc1JlcXVlc3QSIQoNYWdncmVnYXRvcl9pZBgBIAEoCUIKukgHcgUQARiAARI2CgpzdGFydF9kYXRlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBEjQKCGVuZF9kYXRlGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBEi0KBmJ1Y2tldBgEIAEoCUIdukgachhSBGhvdXJSA2RheVIEd2Vla1IFbW9udGgSJAoLY3VzdG9tZXJfaWQYBSABKAlCCrpIB3IFEAEYgAFIAIgBARItChRhZ2dyZWdhdG9yX2ZpbHRlcl9pZBgGIAEoCUIKukgHcgUQARiAAUgBiAEBEhoKCXRpbWVfem9uZRgHIAEoCUIHukgEcgIYQEIOCgxfY3VzdG9tZXJfaWRCFwoVX2FnZ3JlZ2F0b3JfZmlsdGVyX2lkIocCCh9HZXRBZ2dyZWdhdG9yVGltZVNlcmllc1Jlc3BvbnNlEhUKDWFnZ3JlZ2F0b3JfaWQYASABKAkSDgoGYnVja2V0GAIgASgJEhEKCXRpbWVfem9uZRgDIAEoCRIuCgpzdGFydF9kYXRlGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfZGF0ZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoGcG9pbnRzGAYgAygLMhgudXNhZ2UudjEuQWdncmVnYXRlUG9pbnQSDQoFdG90YWwYByABKAESEwoLZXhhY3RfdG90YWwYCCABKAkiywIKJExpc3RBZ2dyZWdhdG9yVXNhZ2VCeUN1c3RvbWVyUmVxdWVzdBIhCg1hZ2dyZWdhdG9yX2lkGAEgASgJQgq6SAdyBRABGIABEjYKCnN0YXJ0X2RhdGUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQga6SAPIAQESNAoIZW5kX2RhdGUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQga6SAPIAQESLQoUYWdncmVnYXRvcl9maWx0ZXJfaWQYBCABKAlCCrpIB3IFEAEYgAFIAIgBARIcCgR0YWtlGAUgASgFQgm6SAYaBBhkKABIAYgBARIaCgRza2lwGAYgASgFQge6SAQaAigASAKIAQFCFwoVX2FnZ3JlZ2F0b3JfZmlsdGVyX2lkQgcKBV90YWtlQgcKBV9za2lwInQKEkN1c3RvbWVyVXNhZ2VUb3RhbBITCgtjdXN0b21lcl9pZBgBIAEoCRINCgV0b3RhbBgCIAEoARITCgtleGFjdF90b3RhbBgDIAEoCRINCgVjb3VudBgEIAEoAxIWCg51bnN1bW1lZF9jb3VudBgFIAEoAyLTAQolTGlzdEFnZ3JlZ2F0b3JVc2FnZUJ5Q3VzdG9tZXJSZXNwb25zZRIgCgRtZXRhGAEgASgLMhIudXNhZ2UudjEuUGFnZU1ldGESKgoEZGF0YRgCIAMoCzIcLnVzYWdlLnYxLkN1c3RvbWVyVXNhZ2VUb3RhbBIuCgpzdGFydF9kYXRlGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfZGF0ZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAyvgoKDFVzYWdlU2VydmljZRKqAQoXTGlzdEN1c3RvbWVyVXNhZ2VFdmVudHMSKC51c2FnZS52MS5MaXN0Q3VzdG9tZXJVc2FnZUV2ZW50c1JlcXVlc3QaKS51c2FnZS52MS5MaXN0Q3VzdG9tZXJVc2FnZUV2ZW50c1Jlc3BvbnNlIjqQAgGC0+STAjESLy92MS9jdXN0b21lcnMve2lkfS91c2FnZS97YWdncmVnYXRvcl9pZH0vZXZlbnRzEnMKD0xpc3RVc2FnZUV2ZW50cxIgLnVzYWdlLnYxLkxpc3RVc2FnZUV2ZW50c1JlcXVlc3QaIS51c2FnZS52MS5MaXN0VXNhZ2VFdmVudHNSZXNwb25zZSIbkAIBgtPkkwISEhAvdjEvdXNhZ2UtZXZlbnRzEnoKDkFnZ3JlZ2F0ZVVzYWdlEh8udXNhZ2UudjEuQWdncmVnYXRlVXNhZ2VSZXF1ZXN0GiAudXNhZ2UudjEuQWdncmVnYXRlVXNhZ2VSZXNwb25zZSIlkAIBgtPkkwIcEhovdjEvdXNhZ2UtZXZlbnRzL2FnZ3JlZ2F0ZRKCAQoRRXhwb3J0VXNhZ2VFdmVudHMSIi51c2FnZS52MS5FeHBvcnRVc2FnZUV2ZW50c1JlcXVlc3QaIy51c2FnZS52MS5FeHBvcnRVc2FnZUV2ZW50c1Jlc3BvbnNlIiKQAgGC0+STAhkSFy92MS91c2FnZS1ldmVudHM6ZXhwb3J0MAESnAEKEUV4cGxhaW5Vc2FnZUV2ZW50EiIudXNhZ2UudjEuRXhwbGFpblVzYWdlRXZlbnRSZXF1ZXN0GiMudXNhZ2UudjEuRXhwbGFpblVzYWdlRXZlbnRSZXNwb25zZSI+kAIBgtPkkwI1EjMvdjEvdXNhZ2UtZXZlbnRzL3tldmVudF9pZH0vZXhwbGFpbi97YWdncmVnYXRvcl9pZH0SfgoQR2V0Q3VzdG9tZXJVc2FnZRIhLnVzYWdlLnYxLkdldEN1c3RvbWVyVXNhZ2VSZXF1ZXN0GiIudXNhZ2UudjEuR2V0Q3VzdG9tZXJVc2FnZVJlc3BvbnNlIiOQAgGC0+STAhoSGC92MS9jdXN0b21lcnMve2lkfS91c2FnZRKrAQoXR2V0QWdncmVnYXRvclRpbWVTZXJpZXMSKC51c2FnZS52MS5HZXRBZ2dyZWdhdG9yVGltZVNlcmllc1JlcXVlc3QaKS51c2FnZS52MS5HZXRBZ2dyZWdhdG9yVGltZVNlcmllc1Jlc3BvbnNlIjuQAgGC0+STAjISMC92MS9hZ2dyZWdhdG9ycy97YWdncmVnYXRvcl9pZH0vdXNhZ2UvdGltZXNlcmllcxK8AQodTGlzdEFnZ3JlZ2F0b3JVc2FnZUJ5Q3VzdG9tZXISLi51c2FnZS52MS5MaXN0QWdncmVnYXRvclVzYWdlQnlDdXN0b21lclJlcXVlc3QaLy51c2FnZS52MS5MaXN0QWdncmVnYXRvclVzYWdlQnlDdXN0b21lclJlc3BvbnNlIjqQAgGC0+STAjESLy92MS9hZ2dyZWdhdG9ycy97YWdncmVnYXRvcl9pZH0vdXNhZ2UvY3VzdG9tZXJzEn8KEUluZ2VzdFVzYWdlRXZlbnRzEiIudXNhZ2UudjEuSW5nZXN0VXNhZ2VFdmVudHNSZXF1ZXN0GiMudXNhZ2UudjEuSW5nZXN0VXNhZ2VFdmVudHNSZXNwb25zZSIhgtPkkwIbOgEqIhYvdjEvdXNhZ2UtZXZlbnRzL2JhdGNoQqwBChRjb20uZXhhbXBsZS51c2FnZS52MUIRVXNhZ2VTZXJ2aWNlUHJvdG9QAVpAZ2l0aHViLmNvbS9leGFtcGxlL3VzYWdlLXNlcnZpY2UvY2xpZW50cy9nby9nZW4vdXNhZ2UvdjE7dXNhZ2V2MaICA1VYWKoCCFVzYWdlLlYxygIIVXNhZ2VcVjHiAhRVc2FnZVxWMVxHUEJNZXRhZGF0YeoCCVVzYWdlOjpWMWIGcHJvdG8z", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_struct, file_google_protobuf_timestamp, file_usage_v1_events, file_usage_v1_pagination]);
 
 /**
  * Asks for one customer's events of one aggregator.
@@ -607,7 +607,8 @@ export const ConditionVerdictSchema: GenMessage<ConditionVerdict> = /*@__PURE__*
  */
 export type AggregateUsageRequest = Message<"usage.v1.AggregateUsageRequest"> & {
   /**
-   * The bucket size: `hour`, `day` or `week` (ISO weeks, from Monday 00:00).
+   * The bucket size: `hour`, `day`, `week` (ISO weeks, from Monday 00:00) or
+   * `month` (calendar months, from the 1st at 00:00).
    *
    * @generated from field: string bucket = 1;
    */
@@ -615,7 +616,8 @@ export type AggregateUsageRequest = Message<"usage.v1.AggregateUsageRequest"> & 
 
   /**
    * Start of the window, inclusive. May be moved forward when the window holds
-   * more buckets than the server's cap; the response says the window used.
+   * more buckets than the server's cap (months count one bucket each); the
+   * response says the window used.
    *
    * @generated from field: google.protobuf.Timestamp since = 2;
    */
@@ -955,6 +957,500 @@ export const IngestUsageEventsResponseSchema: GenMessage<IngestUsageEventsRespon
   messageDesc(file_usage_v1_usage_service, 19);
 
 /**
+ * Asks what one customer used of one aggregator, or of each aggregator, over a period.
+ *
+ * @generated from message usage.v1.GetCustomerUsageRequest
+ */
+export type GetCustomerUsageRequest = Message<"usage.v1.GetCustomerUsageRequest"> & {
+  /**
+   * The customer id.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Start of the period, inclusive.
+   *
+   * @generated from field: google.protobuf.Timestamp start_date = 2;
+   */
+  startDate?: Timestamp;
+
+  /**
+   * End of the period, exclusive; must be after start_date.
+   *
+   * @generated from field: google.protobuf.Timestamp end_date = 3;
+   */
+  endDate?: Timestamp;
+
+  /**
+   * The aggregator to measure. Unset: every aggregator of the organization, by
+   * id, a page at a time (`limit`, `cursor`).
+   *
+   * @generated from field: optional string aggregator_id = 4;
+   */
+  aggregatorId?: string;
+
+  /**
+   * A filter of that aggregator, applied in addition to the aggregator's own
+   * filter (as in ListCustomerUsageEvents). Needs aggregator_id.
+   *
+   * @generated from field: optional string aggregator_filter_id = 5;
+   */
+  aggregatorFilterId?: string;
+
+  /**
+   * Without aggregator_id, how many aggregators per page: default 25 (also for
+   * 0), values above 100 are lowered to 100.
+   *
+   * @generated from field: optional int32 limit = 6;
+   */
+  limit?: number;
+
+  /**
+   * Without aggregator_id, the cursor of the previous page; empty for the first.
+   *
+   * @generated from field: string cursor = 7;
+   */
+  cursor: string;
+};
+
+/**
+ * Describes the message usage.v1.GetCustomerUsageRequest.
+ * Use `create(GetCustomerUsageRequestSchema)` to create a new message.
+ */
+export const GetCustomerUsageRequestSchema: GenMessage<GetCustomerUsageRequest> = /*@__PURE__*/
+  messageDesc(file_usage_v1_usage_service, 20);
+
+/**
+ * What a customer used of one aggregator over the period.
+ *
+ * @generated from message usage.v1.AggregatorUsage
+ */
+export type AggregatorUsage = Message<"usage.v1.AggregatorUsage"> & {
+  /**
+   * The aggregator.
+   *
+   * @generated from field: string aggregator_id = 1;
+   */
+  aggregatorId: string;
+
+  /**
+   * The aggregator's name.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * The metric key of the events it measures.
+   *
+   * @generated from field: string event_type = 3;
+   */
+  eventType: string;
+
+  /**
+   * `count` or `sum`.
+   *
+   * @generated from field: string operation = 4;
+   */
+  operation: string;
+
+  /**
+   * The property summed by `sum` (empty: the event quantity).
+   *
+   * @generated from field: string property = 5;
+   */
+  property: string;
+
+  /**
+   * The unit shown beside amounts.
+   *
+   * @generated from field: string unit_name = 6;
+   */
+  unitName: string;
+
+  /**
+   * The aggregator filter applied, when one was asked for.
+   *
+   * @generated from field: optional string aggregator_filter_id = 7;
+   */
+  aggregatorFilterId?: string;
+
+  /**
+   * The value: the double nearest to `exact_total`.
+   *
+   * @generated from field: double total = 8;
+   */
+  total: number;
+
+  /**
+   * The value, exact, as a canonical decimal string: the number of events for
+   * `count`; for `sum`, the sum of their quantities, or of the property where it
+   * is a JSON number (a numeric string is not summed).
+   *
+   * @generated from field: string exact_total = 9;
+   */
+  exactTotal: string;
+
+  /**
+   * How many events the aggregator selects (ListCustomerUsageEvents' meta.total
+   * for the same inputs).
+   *
+   * @generated from field: int64 count = 10;
+   */
+  count: bigint;
+
+  /**
+   * Of those, how many add nothing to a sum of a property: the property is
+   * absent, null, or not a number. 0 for `count` and quantity sums.
+   *
+   * @generated from field: int64 unsummed_count = 11;
+   */
+  unsummedCount: bigint;
+};
+
+/**
+ * Describes the message usage.v1.AggregatorUsage.
+ * Use `create(AggregatorUsageSchema)` to create a new message.
+ */
+export const AggregatorUsageSchema: GenMessage<AggregatorUsage> = /*@__PURE__*/
+  messageDesc(file_usage_v1_usage_service, 21);
+
+/**
+ * What a customer used.
+ *
+ * @generated from message usage.v1.GetCustomerUsageResponse
+ */
+export type GetCustomerUsageResponse = Message<"usage.v1.GetCustomerUsageResponse"> & {
+  /**
+   * The customer.
+   *
+   * @generated from field: string customer_id = 1;
+   */
+  customerId: string;
+
+  /**
+   * Start of the period, inclusive.
+   *
+   * @generated from field: google.protobuf.Timestamp start_date = 2;
+   */
+  startDate?: Timestamp;
+
+  /**
+   * End of the period, exclusive.
+   *
+   * @generated from field: google.protobuf.Timestamp end_date = 3;
+   */
+  endDate?: Timestamp;
+
+  /**
+   * One entry per aggregator, by aggregator id.
+   *
+   * @generated from field: repeated usage.v1.AggregatorUsage data = 4;
+   */
+  data: AggregatorUsage[];
+
+  /**
+   * The next page of aggregators (empty cursor when there is none, and when one
+   * aggregator was asked for).
+   *
+   * @generated from field: usage.v1.Pagination pagination = 5;
+   */
+  pagination?: Pagination;
+};
+
+/**
+ * Describes the message usage.v1.GetCustomerUsageResponse.
+ * Use `create(GetCustomerUsageResponseSchema)` to create a new message.
+ */
+export const GetCustomerUsageResponseSchema: GenMessage<GetCustomerUsageResponse> = /*@__PURE__*/
+  messageDesc(file_usage_v1_usage_service, 22);
+
+/**
+ * Asks for an aggregator's time series.
+ *
+ * @generated from message usage.v1.GetAggregatorTimeSeriesRequest
+ */
+export type GetAggregatorTimeSeriesRequest = Message<"usage.v1.GetAggregatorTimeSeriesRequest"> & {
+  /**
+   * The aggregator.
+   *
+   * @generated from field: string aggregator_id = 1;
+   */
+  aggregatorId: string;
+
+  /**
+   * Start of the period, inclusive. May be moved forward when the period holds
+   * more buckets than the server's cap; the response says the period used.
+   *
+   * @generated from field: google.protobuf.Timestamp start_date = 2;
+   */
+  startDate?: Timestamp;
+
+  /**
+   * End of the period, exclusive; must be after start_date.
+   *
+   * @generated from field: google.protobuf.Timestamp end_date = 3;
+   */
+  endDate?: Timestamp;
+
+  /**
+   * The bucket size: `hour`, `day`, `week` (ISO weeks, from Monday 00:00) or
+   * `month` (calendar months, from the 1st at 00:00).
+   *
+   * @generated from field: string bucket = 4;
+   */
+  bucket: string;
+
+  /**
+   * Only this customer's events; unset: every customer's.
+   *
+   * @generated from field: optional string customer_id = 5;
+   */
+  customerId?: string;
+
+  /**
+   * A filter of the aggregator, applied in addition to its own filter.
+   *
+   * @generated from field: optional string aggregator_filter_id = 6;
+   */
+  aggregatorFilterId?: string;
+
+  /**
+   * The IANA time zone buckets are aligned in (default `UTC`).
+   *
+   * @generated from field: string time_zone = 7;
+   */
+  timeZone: string;
+};
+
+/**
+ * Describes the message usage.v1.GetAggregatorTimeSeriesRequest.
+ * Use `create(GetAggregatorTimeSeriesRequestSchema)` to create a new message.
+ */
+export const GetAggregatorTimeSeriesRequestSchema: GenMessage<GetAggregatorTimeSeriesRequest> = /*@__PURE__*/
+  messageDesc(file_usage_v1_usage_service, 23);
+
+/**
+ * An aggregator's value per bucket.
+ *
+ * @generated from message usage.v1.GetAggregatorTimeSeriesResponse
+ */
+export type GetAggregatorTimeSeriesResponse = Message<"usage.v1.GetAggregatorTimeSeriesResponse"> & {
+  /**
+   * The aggregator.
+   *
+   * @generated from field: string aggregator_id = 1;
+   */
+  aggregatorId: string;
+
+  /**
+   * The bucket size used.
+   *
+   * @generated from field: string bucket = 2;
+   */
+  bucket: string;
+
+  /**
+   * The time zone used.
+   *
+   * @generated from field: string time_zone = 3;
+   */
+  timeZone: string;
+
+  /**
+   * The start of the period actually used.
+   *
+   * @generated from field: google.protobuf.Timestamp start_date = 4;
+   */
+  startDate?: Timestamp;
+
+  /**
+   * The end of the period actually used.
+   *
+   * @generated from field: google.protobuf.Timestamp end_date = 5;
+   */
+  endDate?: Timestamp;
+
+  /**
+   * One point per bucket, in time order, zeros included.
+   *
+   * @generated from field: repeated usage.v1.AggregatePoint points = 6;
+   */
+  points: AggregatePoint[];
+
+  /**
+   * The value over the whole period: the double nearest to `exact_total`.
+   *
+   * @generated from field: double total = 7;
+   */
+  total: number;
+
+  /**
+   * The value over the whole period, exact (see AggregatorUsage.exact_total).
+   *
+   * @generated from field: string exact_total = 8;
+   */
+  exactTotal: string;
+};
+
+/**
+ * Describes the message usage.v1.GetAggregatorTimeSeriesResponse.
+ * Use `create(GetAggregatorTimeSeriesResponseSchema)` to create a new message.
+ */
+export const GetAggregatorTimeSeriesResponseSchema: GenMessage<GetAggregatorTimeSeriesResponse> = /*@__PURE__*/
+  messageDesc(file_usage_v1_usage_service, 24);
+
+/**
+ * Asks for an aggregator's value per customer.
+ *
+ * @generated from message usage.v1.ListAggregatorUsageByCustomerRequest
+ */
+export type ListAggregatorUsageByCustomerRequest = Message<"usage.v1.ListAggregatorUsageByCustomerRequest"> & {
+  /**
+   * The aggregator.
+   *
+   * @generated from field: string aggregator_id = 1;
+   */
+  aggregatorId: string;
+
+  /**
+   * Start of the period, inclusive.
+   *
+   * @generated from field: google.protobuf.Timestamp start_date = 2;
+   */
+  startDate?: Timestamp;
+
+  /**
+   * End of the period, exclusive; must be after start_date.
+   *
+   * @generated from field: google.protobuf.Timestamp end_date = 3;
+   */
+  endDate?: Timestamp;
+
+  /**
+   * A filter of the aggregator, applied in addition to its own filter.
+   *
+   * @generated from field: optional string aggregator_filter_id = 4;
+   */
+  aggregatorFilterId?: string;
+
+  /**
+   * How many customers to return, 0 to 100 (default 50); 0 returns only the total.
+   *
+   * @generated from field: optional int32 take = 5;
+   */
+  take?: number;
+
+  /**
+   * How many customers to skip (default 0).
+   *
+   * @generated from field: optional int32 skip = 6;
+   */
+  skip?: number;
+};
+
+/**
+ * Describes the message usage.v1.ListAggregatorUsageByCustomerRequest.
+ * Use `create(ListAggregatorUsageByCustomerRequestSchema)` to create a new message.
+ */
+export const ListAggregatorUsageByCustomerRequestSchema: GenMessage<ListAggregatorUsageByCustomerRequest> = /*@__PURE__*/
+  messageDesc(file_usage_v1_usage_service, 25);
+
+/**
+ * One customer's value of an aggregator.
+ *
+ * @generated from message usage.v1.CustomerUsageTotal
+ */
+export type CustomerUsageTotal = Message<"usage.v1.CustomerUsageTotal"> & {
+  /**
+   * The customer.
+   *
+   * @generated from field: string customer_id = 1;
+   */
+  customerId: string;
+
+  /**
+   * The value: the double nearest to `exact_total`.
+   *
+   * @generated from field: double total = 2;
+   */
+  total: number;
+
+  /**
+   * The value, exact (see AggregatorUsage.exact_total).
+   *
+   * @generated from field: string exact_total = 3;
+   */
+  exactTotal: string;
+
+  /**
+   * How many events the aggregator selects for this customer.
+   *
+   * @generated from field: int64 count = 4;
+   */
+  count: bigint;
+
+  /**
+   * Of those, how many add nothing to a sum of a property (see AggregatorUsage).
+   *
+   * @generated from field: int64 unsummed_count = 5;
+   */
+  unsummedCount: bigint;
+};
+
+/**
+ * Describes the message usage.v1.CustomerUsageTotal.
+ * Use `create(CustomerUsageTotalSchema)` to create a new message.
+ */
+export const CustomerUsageTotalSchema: GenMessage<CustomerUsageTotal> = /*@__PURE__*/
+  messageDesc(file_usage_v1_usage_service, 26);
+
+/**
+ * A page of customers ranked by an aggregator's value.
+ *
+ * @generated from message usage.v1.ListAggregatorUsageByCustomerResponse
+ */
+export type ListAggregatorUsageByCustomerResponse = Message<"usage.v1.ListAggregatorUsageByCustomerResponse"> & {
+  /**
+   * `total`: how many customers have at least one event of the aggregator in the
+   * period; `taken`: the customers of this page; `skipped`: the request's skip.
+   *
+   * @generated from field: usage.v1.PageMeta meta = 1;
+   */
+  meta?: PageMeta;
+
+  /**
+   * The customers, by value descending, then customer id ascending.
+   *
+   * @generated from field: repeated usage.v1.CustomerUsageTotal data = 2;
+   */
+  data: CustomerUsageTotal[];
+
+  /**
+   * Start of the period, inclusive.
+   *
+   * @generated from field: google.protobuf.Timestamp start_date = 3;
+   */
+  startDate?: Timestamp;
+
+  /**
+   * End of the period, exclusive.
+   *
+   * @generated from field: google.protobuf.Timestamp end_date = 4;
+   */
+  endDate?: Timestamp;
+};
+
+/**
+ * Describes the message usage.v1.ListAggregatorUsageByCustomerResponse.
+ * Use `create(ListAggregatorUsageByCustomerResponseSchema)` to create a new message.
+ */
+export const ListAggregatorUsageByCustomerResponseSchema: GenMessage<ListAggregatorUsageByCustomerResponse> = /*@__PURE__*/
+  messageDesc(file_usage_v1_usage_service, 27);
+
+/**
  * Stores usage events and answers questions about them. Every call acts for the
  * organization named in the caller's bearer token (`authorization: Bearer <JWT>`).
  *
@@ -1018,6 +1514,41 @@ export const UsageService: GenService<{
     methodKind: "unary";
     input: typeof ExplainUsageEventRequestSchema;
     output: typeof ExplainUsageEventResponseSchema;
+  },
+  /**
+   * What one customer used over a half-open period: the value of one aggregator
+   * (optionally narrowed by one of its filters), or of every aggregator of the
+   * organization a page at a time. Its numbers are those of the events
+   * ListCustomerUsageEvents lists for the same inputs.
+   *
+   * @generated from rpc usage.v1.UsageService.GetCustomerUsage
+   */
+  getCustomerUsage: {
+    methodKind: "unary";
+    input: typeof GetCustomerUsageRequestSchema;
+    output: typeof GetCustomerUsageResponseSchema;
+  },
+  /**
+   * An aggregator's value per hour, day, week or calendar month in a time zone,
+   * for one customer or for all, dense and exact.
+   *
+   * @generated from rpc usage.v1.UsageService.GetAggregatorTimeSeries
+   */
+  getAggregatorTimeSeries: {
+    methodKind: "unary";
+    input: typeof GetAggregatorTimeSeriesRequestSchema;
+    output: typeof GetAggregatorTimeSeriesResponseSchema;
+  },
+  /**
+   * An aggregator's value per customer over a half-open period, highest first
+   * (ties by customer id), offset-paginated with the exact number of customers.
+   *
+   * @generated from rpc usage.v1.UsageService.ListAggregatorUsageByCustomer
+   */
+  listAggregatorUsageByCustomer: {
+    methodKind: "unary";
+    input: typeof ListAggregatorUsageByCustomerRequestSchema;
+    output: typeof ListAggregatorUsageByCustomerResponseSchema;
   },
   /**
    * Stores a batch of events, idempotently per idempotency key, with one result
