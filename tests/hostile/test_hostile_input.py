@@ -295,18 +295,28 @@ def list_customer_usage_events(draw: st.DrawFn) -> pb.ListCustomerUsageEventsReq
     )
 
 
+def _event_filters(draw: st.DrawFn, window: bool = True) -> dict[str, Any]:
+    """The filters ListUsageEvents, ExportUsageEvents and AggregateUsage share (and the window of the
+    first two)."""
+    out = {
+        "customer_id": draw(st.none() | ident),
+        "product_id": draw(st.none() | ident),
+        "subscription_id": draw(st.none() | ident),
+        "metric_key": draw(metric_keys),
+    }
+    if window:
+        out["occurred_after"] = draw(maybe_timestamp)
+        out["occurred_before"] = draw(maybe_timestamp)
+    return out
+
+
 @st.composite
 def list_usage_events(draw: st.DrawFn) -> pb.ListUsageEventsRequest:
     return _set(
         pb.ListUsageEventsRequest(),
         limit=draw(maybe_int32),
         cursor=draw(st.none() | hostile_text),
-        customer_id=draw(st.none() | ident),
-        product_id=draw(st.none() | ident),
-        subscription_id=draw(st.none() | ident),
-        metric_key=draw(metric_keys),
-        occurred_after=draw(maybe_timestamp),
-        occurred_before=draw(maybe_timestamp),
+        **_event_filters(draw),
     )
 
 
@@ -317,12 +327,7 @@ def export_usage_events(draw: st.DrawFn) -> pb.ExportUsageEventsRequest:
         chunk_size=draw(maybe_int32),
         resume_token=draw(st.none() | hostile_text),
         order=draw(st.none() | st.sampled_from(["", "newest_first", "oldest_first"]) | hostile_text),
-        customer_id=draw(st.none() | ident),
-        product_id=draw(st.none() | ident),
-        subscription_id=draw(st.none() | ident),
-        metric_key=draw(metric_keys),
-        occurred_after=draw(maybe_timestamp),
-        occurred_before=draw(maybe_timestamp),
+        **_event_filters(draw),
     )
 
 
@@ -353,10 +358,7 @@ def aggregate_usage(draw: st.DrawFn) -> pb.AggregateUsageRequest:
         until=draw(maybe_timestamp),
         metric=draw(st.one_of(st.sampled_from(["", "count", "sum_quantity"]), hostile_text)),
         group_by=draw(group_by),
-        customer_id=draw(st.none() | ident),
-        product_id=draw(st.none() | ident),
-        subscription_id=draw(st.none() | ident),
-        metric_key=draw(metric_keys),
+        **_event_filters(draw, window=False),
         top=draw(maybe_int32),
         time_zone=draw(time_zone),
     )
