@@ -4,7 +4,7 @@ client could get the same events without it.
 - **service export**: ExportUsageEvents over the big organization's last 30 days, newest first,
   chunks of 1000, one caller reading as fast as it can, for `--export-duration` seconds (or to the
   end); the server's RSS sampled every second meanwhile.
-- **paging** (the issue's baseline): ListUsageEvents with `limit` 100 over the same window, following
+- **paging**: ListUsageEvents with `limit` 100 over the same window, following
   its cursors, one caller, for the same time: what a client does without the export.
 - **SQL**: the same rows' stored bytes read by a psycopg server-side cursor, 1000 rows per fetch: the
   database's limit for this question.
