@@ -105,20 +105,21 @@ def to_status(error: ServiceError) -> grpc.Status:
 
 
 class ServiceInterceptor(grpc.ServerInterceptor):
-    """Observes each unary RPC; authenticates the caller, then runs the handler with domain errors
-    mapped to statuses. Streaming RPCs (server reflection) pass through untouched."""
+    """Observes each unary and server-streaming API call; authenticates the caller, then runs the
+    handler with domain errors mapped to statuses. Health and reflection are observed but neither
+    admitted nor authenticated; bidirectional streams (server reflection) pass through untouched."""
 
     def __init__(
         self,
         verifier: TokenVerifier,
         observability: Observability,
         admission: Admission,
-        streams: StreamBound | None = None,
+        streams: StreamBound,
     ) -> None:
         self._verifier = verifier
         self._observability = observability
         self._admission = admission
-        self._streams = streams or StreamBound(4, 2)
+        self._streams = streams
 
     def intercept_service(self, continuation: Callable[[Any], Any], details: grpc.HandlerCallDetails) -> Any:
         handler = continuation(details)
