@@ -239,31 +239,25 @@ class EventReads:
                 if event is None:
                     return EventVerdicts("event")
                 void = VoidRecord(event.voided_at_us, event.voided_by, event.void_reason, event.replaced_by)
-            customer = customer_id if customer_id is not None else event.customer_id
-            known = conn.execute(
-                sa.select(C.c.id).where(C.c.organization_id == org, C.c.id == customer)
-            ).first()
-            if known is None:
+            # The catalog lookups of the customer pages, in their one statement and order.
+            values = {
+                "org": org,
+                "customer": customer_id if customer_id is not None else event.customer_id,
+                "aggregator": aggregator_id,
+                "filter": aggregator_filter_id or "",
+            }
+            ((customer, event_type, _, agg_filter, filter_owner, extra_filter),) = (
+                self._lookup_statement().fetch(self._db, conn, values)
+            )
+            if customer is None:
                 return EventVerdicts("customer")
-            aggregator = conn.execute(
-                sa.select(A.c.event_type, A.c.filter).where(
-                    A.c.organization_id == org, A.c.id == aggregator_id
-                )
-            ).first()
-            if aggregator is None:
+            if event_type is None:
                 return EventVerdicts("aggregator")
-            filters = [_filter(aggregator.filter) or PropertyFilter()]
+            filters = [_filter(agg_filter) or PropertyFilter()]
             if aggregator_filter_id is not None:
-                named = conn.execute(
-                    sa.select(F.c.filter).where(
-                        F.c.organization_id == org,
-                        F.c.aggregator_id == aggregator_id,
-                        F.c.id == aggregator_filter_id,
-                    )
-                ).first()
-                if named is None:
+                if filter_owner != aggregator_id:
                     return EventVerdicts("aggregator_filter")
-                filters.append(_filter(named.filter) or PropertyFilter())
+                filters.append(_filter(extra_filter) or PropertyFilter())
             column = table.c.properties
             verdicts = [holds(compile_filter(column, f)) if f.conditions else sa.true() for f in filters] + [
                 holds(compile_condition(column, c)) for f in filters for c in f.conditions
@@ -283,7 +277,7 @@ class EventReads:
             event.customer_id,
             event.metric_key,
             event.timestamp_us,
-            aggregator.event_type,
+            event_type,
             out[0],
             out[1] if len(out) > 1 else None,
             void,
