@@ -349,3 +349,17 @@ class AmendResult:
     replaced_id: str = ""
     amend: Correction | None = None
     current_id: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ClockState:
+    """An organization's commit clock as a reader finds it (storage/clock.py)."""
+
+    clock_us: int  # its last commit clock (0: none since the floor)
+    floor_us: int  # where `as_of` answers start
+    now_us: int  # the clock now
+
+    @property
+    def issued_us(self) -> int:
+        """The `as_of` of an answer read now: nothing can commit at or before it any more."""
+        return max(self.clock_us, self.floor_us)

@@ -98,7 +98,7 @@ class Corrections:
                 )
             return event
 
-        result = self._storage.amend(org, event_id, expected_id, change, correction, now_us, deadline)
+        result = self._storage.amend(org, event_id, expected_id, change, correction, deadline)
         if result.status == "NOT_FOUND":
             raise NotFound("Usage event not found", resource="usage_event")
         current = {"current_version_id": result.current_id}

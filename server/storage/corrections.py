@@ -21,6 +21,7 @@ another correction took it meanwhile, the amend changes nothing and says which v
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -33,7 +34,7 @@ from server.decimals import canonical_decimal
 from server.domain import AmendResult, Correction, EventVersion, NewEvent, VoidOutcome
 from server.storage import rollups, schema
 from server.storage.engine import Database
-from server.storage.event_store import bump_version, event_row, new_event_id, write_retrying
+from server.storage.event_store import event_row, new_event_id, write_retrying
 
 E = schema.events
 V = schema.voided_events
@@ -56,21 +57,19 @@ class CorrectionStore:
         self, conn: Connection, org: str, event_ids: Sequence[str], void: Correction
     ) -> list[VoidOutcome]:
         ids = sorted(set(event_ids))  # one lock order for every transaction: no deadlocks between voids
-        live = set(
-            conn.execute(
-                sa.select(E.c.id)
-                .where(E.c.organization_id == org, E.c.id.in_(ids))
-                .order_by(E.c.id)
-                .with_for_update()
-            ).scalars()
-        )
+        live_now = sa.select(E.c.id).where(E.c.organization_id == org, E.c.id.in_(ids)).order_by(E.c.id)
+        live: set[str] = set()
+        if conn.execute(live_now.limit(1)).first() is not None:  # else nothing changes: no clock taken
+            # The void takes effect at the organization's commit clock (storage/clock.py), taken
+            # after its other writers ended: the rows are then locked (and read) as they left them.
+            void = dataclasses.replace(void, at_us=self._db.dialect.commit_clock(conn, org, void.at_us))
+            live = set(conn.execute(live_now.with_for_update()).scalars())
         earlier = _voids(conn, org, [i for i in ids if i not in live])
         if live:
             mine = sorted(live)
             if self._db.dialect.keeps_rollups:
                 rollups.remove_events(conn, org, mine)
             _move_to_voided(conn, org, mine, void, None)
-            bump_version(conn, self._db.dialect, org)  # last: its row lock is held only to the commit
         outcomes = []
         for event_id in event_ids:
             if event_id in live:
@@ -88,7 +87,6 @@ class CorrectionStore:
         expected_id: str | None,
         change: Callable[[NewEvent], NewEvent],
         amend: Correction,
-        now_us: int,
         deadline: Deadline | None = None,
     ) -> AmendResult:
         """Replace the current version of the event `event_id` (any of its version ids) by
@@ -104,7 +102,7 @@ class CorrectionStore:
         if expected_id is not None and expected_id != current_id:
             return AmendResult("NOT_CURRENT", current_id=current_id)
         return write_retrying(
-            self._db, deadline, lambda conn: self._amend(conn, org, current_id, change, amend, now_us)
+            self._db, deadline, lambda conn: self._amend(conn, org, current_id, change, amend)
         )
 
     def _amend(
@@ -114,8 +112,11 @@ class CorrectionStore:
         current_id: str,
         change: Callable[[NewEvent], NewEvent],
         amend: Correction,
-        now_us: int,
     ) -> AmendResult:
+        dialect = self._db.dialect
+        # The new version is recorded, and the old one voided, at the commit clock (storage/clock.py).
+        recorded_us = dialect.commit_clock(conn, org, amend.at_us)
+        amend = dataclasses.replace(amend, at_us=recorded_us)
         row = conn.execute(
             sa.select(E).where(E.c.organization_id == org, E.c.id == current_id).with_for_update()
         ).first()
@@ -131,15 +132,13 @@ class CorrectionStore:
                 .where(k.organization_id == org, k.idempotency_key == row.idempotency_key)
                 .values(event_id=new_id)
             )
-        dialect = self._db.dialect
         if dialect.keeps_rollups:
             rollups.remove_events(conn, org, [current_id])
         _move_to_voided(conn, org, [current_id], amend, new_id)
-        stored = event_row(org, new_id, new, now_us)
+        stored = event_row(org, new_id, new, recorded_us)
         dialect.insert_events(conn, [stored])
         if dialect.keeps_rollups:
             rollups.add_events(conn, org, [new])
-        bump_version(conn, dialect, org)
         return AmendResult(
             "AMENDED", EventVersion(stored[-1]), new_id=new_id, replaced_id=current_id, amend=amend
         )

@@ -93,10 +93,13 @@ class Database:
         """The rows of one Prepared read, on a pooled driver connection of its own: no SQLAlchemy
         Connection or transaction around it (what a page's one statement needs, at a fraction of
         their cost). Bounded and cancellable like `read`."""
+        return self.fetch_sql(prepared.sql, prepared.params(values), deadline)
+
+    def fetch_sql(self, sql: str, params: Any, deadline: Deadline | None = None) -> list[tuple[Any, ...]]:
+        """`fetch` of SQL text in the driver's own parameter style (the dialects' fixed statements)."""
         deadline = deadline or Deadline.none()
-        params = prepared.params(values)
         for listener in self.engine.dispatch.before_cursor_execute:
-            listener(None, None, prepared.sql, params, None, False)
+            listener(None, None, sql, params, None, False)
         with self.translate_errors(deadline):
             dbapi_error = self.engine.dialect.loaded_dbapi.Error
             try:
@@ -106,7 +109,7 @@ class Database:
             try:
                 raw = pooled.driver_connection
                 with deadline.cancelling(self.dialect.stopper(raw)):
-                    return self.dialect.read_once(raw, prepared.sql, params, deadline, self._default_timeout)
+                    return self.dialect.read_once(raw, sql, params, deadline, self._default_timeout)
             except sa.exc.DBAPIError as exc:
                 if self.dialect.classify(exc) is Failure.UNAVAILABLE:
                     pooled.invalidate()  # not back to the pool: the next checkout opens a new one

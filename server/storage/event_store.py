@@ -79,14 +79,15 @@ class EventStore:
                 owner_id, owner_hash = existing[key]
             outcomes.append(IngestOutcome("DUPLICATE" if hashes[i] == owner_hash else "CONFLICT", owner_id))
         if to_store:
+            # The events are recorded at the organization's commit clock (storage/clock.py): taken
+            # after the claims, so a batch of DUPLICATEs and CONFLICTs waits for no other writer.
+            recorded_us = dialect.commit_clock(conn, org, now_us)
             # Only the stored events register customers: a DUPLICATE or CONFLICT changes nothing.
             # Claims first, then customers, each sorted: every batch locks in one order.
             dialect.insert_customers(conn, org, sorted({events[i].customer_id for i in to_store}), now_us)
-            dialect.insert_events(conn, [event_row(org, ids[i], events[i], now_us) for i in to_store])
+            dialect.insert_events(conn, [event_row(org, ids[i], events[i], recorded_us) for i in to_store])
             if dialect.keeps_rollups:
                 rollups.add_events(conn, org, [events[i] for i in to_store])
-            # Last: the row lock is held only from here to the commit.
-            bump_version(conn, dialect, org)
         return outcomes
 
 
@@ -101,17 +102,6 @@ def write_retrying(db: Database, deadline: Deadline | None, work: Callable[[Conn
             if db.dialect.classify(exc) is not Failure.RETRY or attempt == _RETRIES - 1:
                 raise
     raise AssertionError("unreachable")
-
-
-def bump_version(conn: Connection, dialect: Any, org: str) -> None:
-    """Increment the organization's data version, in the transaction that changed its events."""
-    v = schema.organization_versions
-    stmt = dialect.insert(v).values(organization_id=org, data_version=1)
-    conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[v.c.organization_id], set_={"data_version": v.c.data_version + 1}
-        )
-    )
 
 
 def _claims_of(conn: Connection, org: str, keys: list[str]) -> dict[str, tuple[str, str]]:

@@ -18,6 +18,7 @@ from server.domain import (
     Aggregator,
     AggregatorFilter,
     AmendResult,
+    ClockState,
     Correction,
     Customer,
     CustomerPage,
@@ -153,7 +154,6 @@ class CorrectionStorage(Protocol):
         expected_id: str | None,
         change: Callable[[NewEvent], NewEvent],
         amend: Correction,
-        now_us: int,
         deadline: Deadline | None = None,
     ) -> AmendResult:
         """Replace the current version of the event `event_id` (any of its version ids) by
@@ -194,6 +194,21 @@ class MeterStorage(Protocol):
         ...
 
 
+class ClockStorage(Protocol):
+    def state(self, org: str, deadline: Deadline | None = None) -> ClockState:
+        """The organization's last commit clock, the floor and the clock now (storage/clock.py)."""
+        ...
+
+    def settle(self, org: str, as_of_us: int, deadline: Deadline | None = None) -> bool:
+        """Wait until no writer of the organization can still commit at or before `as_of_us`;
+        False when it is not in the past."""
+        ...
+
+    def issued(self, clock_us: int) -> int:
+        """The `as_of` of an answer read with the organization's commit clock `clock_us`."""
+        ...
+
+
 class Storage(Protocol):
     @property
     def catalog(self) -> CatalogStorage: ...
@@ -207,6 +222,8 @@ class Storage(Protocol):
     def corrections(self) -> CorrectionStorage: ...
     @property
     def meters(self) -> MeterStorage: ...
+    @property
+    def clocks(self) -> ClockStorage: ...
 
     def ping(self) -> None: ...
     def close(self) -> None: ...

@@ -199,12 +199,23 @@ rollup_dimensions = sa.Table(
 
 # Per organization, a counter that every transaction changing its events increments (ingestion,
 # in the same transaction): answers computed at one version stay right while it is unchanged
-# (logic/answer_cache.py keeps AggregateUsage answers by it).
+# (logic/answer_cache.py keeps AggregateUsage answers by it). `clock_us` is the commit clock of the
+# last such transaction (storage/clock.py): the time its events were recorded (ingested_at_us) and
+# its voids took effect (voided_at_us), strictly increasing per organization.
 organization_versions = sa.Table(
     "organization_versions",
     metadata,
     sa.Column("organization_id", sa.String(128), primary_key=True),
     sa.Column("data_version", sa.BigInteger, nullable=False),
+    sa.Column("clock_us", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+# One row: the commit clock's origin. Every event and void stored before migration 0009 is older
+# than it, and every one stored since has a later commit clock; `as_of` answers start here.
+as_of_floor = sa.Table(
+    "as_of_floor",
+    metadata,
+    sa.Column("floor_us", sa.BigInteger, nullable=False),
 )
 
 # ---- corrections (storage/corrections.py) --------------------------------------------------------
@@ -223,3 +234,5 @@ voided_events = sa.Table(
 )
 # An amended event's history, walked back from its current version (storage/corrections.py).
 sa.Index("ix_voided_events_replaced_by", voided_events.c.organization_id, voided_events.c.replaced_by)
+# `as_of` reads (storage/as_of.py): the versions voided after a past moment, which it still counts.
+sa.Index("ix_voided_events_voided_at", voided_events.c.organization_id, voided_events.c.voided_at_us)

@@ -6,6 +6,7 @@
 - `aggregates` (aggregates.py): bucketed, ranked, exact aggregates (rollups.py where they answer);
 - `corrections` (corrections.py): voids, and the history of an event's versions.
 - `meters` (meters.py): aggregators' values per customer.
+- `clocks` (clock.py): the organizations' commit clocks, for `as_of` reads.
 
 Each is dialect-neutral SQLAlchemy Core over one `Database` (engine.py), whose dialect object holds
 every difference between the two databases (storage/dialects).
@@ -19,6 +20,7 @@ from sqlalchemy.engine import Engine
 from server.deadline import Deadline
 from server.storage.aggregates import Aggregates
 from server.storage.catalog_store import CatalogStore
+from server.storage.clock import Clocks
 from server.storage.corrections import CorrectionStore
 from server.storage.engine import Database
 from server.storage.event_reads import EventReads
@@ -37,6 +39,7 @@ class SqlStorage:
         self.aggregates = Aggregates(self.db, read_rollups)
         self.corrections = CorrectionStore(self.db)
         self.meters = MeterReads(self.db, read_rollups)
+        self.clocks = Clocks(self.db)
 
     @property
     def engine(self) -> Engine:

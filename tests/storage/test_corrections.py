@@ -211,7 +211,7 @@ def test_an_amend_replaces_the_event_by_a_new_version(storage: SqlStorage) -> No
     before = {e.id: e for e in all_events(storage)}
     version = storage.reads.data_version(ORG)
     result = storage.corrections.amend(
-        ORG, first, None, _with(quantity="7.25", properties={"region": "ap"}), AMEND, NOW + 10
+        ORG, first, None, _with(quantity="7.25", properties={"region": "ap"}), AMEND
     )
     assert (result.status, result.replaced_id, result.amend) == ("AMENDED", first, AMEND)
     new = result.new_id
@@ -219,7 +219,7 @@ def test_an_amend_replaces_the_event_by_a_new_version(storage: SqlStorage) -> No
     listed = {e.id: e for e in all_events(storage)}
     assert set(listed) == set(before) - {first} | {new}
     assert listed[new] == dataclasses.replace(
-        before[first], id=new, quantity="7.25", properties={"region": "ap"}, ingested_at_us=NOW + 10
+        before[first], id=new, quantity="7.25", properties={"region": "ap"}, ingested_at_us=AMEND.at_us
     )  # customer, metric, time and idempotency key kept
     assert decode([result.version.wire]) == [listed[new]]  # type: ignore[union-attr]
     # The history, from either id: the old version voided with a link to the new one.
@@ -236,7 +236,7 @@ def test_an_amend_replaces_the_event_by_a_new_version(storage: SqlStorage) -> No
     if storage.db.dialect.keeps_rollups:
         assert_rollups_match_events(storage.engine)
     # Amended again through its first id: the current version is amended.
-    again = storage.corrections.amend(ORG, first, None, _with(quantity="1"), AMEND, NOW + 11)
+    again = storage.corrections.amend(ORG, first, None, _with(quantity="1"), AMEND)
     assert again.status == "AMENDED" and again.replaced_id == new
     assert len(storage.corrections.history(ORG, other)) == 1
     assert [v.replaced_by for v in storage.corrections.history(ORG, first)] == [new, again.new_id, None]
@@ -244,21 +244,21 @@ def test_an_amend_replaces_the_event_by_a_new_version(storage: SqlStorage) -> No
 
 def test_an_amend_that_cannot_apply_changes_nothing(storage: SqlStorage) -> None:
     first, second = ingest_ids(storage, _events()[:2])
-    amended = storage.corrections.amend(ORG, first, None, _with(quantity="3"), AMEND, NOW)
+    amended = storage.corrections.amend(ORG, first, None, _with(quantity="3"), AMEND)
     storage.corrections.void(ORG, [second], VOID)
     before = (all_events(storage), storage.reads.data_version(ORG))
-    assert storage.corrections.amend(ORG, "evt_missing", None, _with(), AMEND, NOW).status == "NOT_FOUND"
-    assert storage.corrections.amend(OTHER, first, None, _with(), AMEND, NOW).status == "NOT_FOUND"
-    voided = storage.corrections.amend(ORG, second, None, _with(), AMEND, NOW)
+    assert storage.corrections.amend(ORG, "evt_missing", None, _with(), AMEND).status == "NOT_FOUND"
+    assert storage.corrections.amend(OTHER, first, None, _with(), AMEND).status == "NOT_FOUND"
+    voided = storage.corrections.amend(ORG, second, None, _with(), AMEND)
     assert (voided.status, voided.current_id) == ("VOIDED", second)
-    stale = storage.corrections.amend(ORG, first, first, _with(quantity="4"), AMEND, NOW)
+    stale = storage.corrections.amend(ORG, first, first, _with(quantity="4"), AMEND)
     assert (stale.status, stale.current_id) == ("NOT_CURRENT", amended.new_id)
 
     def refuse(current: NewEvent) -> NewEvent:
         raise ValueError("refused")
 
     with pytest.raises(ValueError, match="refused"):
-        storage.corrections.amend(ORG, first, amended.new_id, refuse, AMEND, NOW)
+        storage.corrections.amend(ORG, first, amended.new_id, refuse, AMEND)
     assert (all_events(storage), storage.reads.data_version(ORG)) == before
 
 
@@ -270,7 +270,7 @@ def test_concurrent_amends_of_one_version_amend_it_once(storage: SqlStorage, wor
     def amend(worker: int) -> tuple[str, str, str]:
         start.wait()
         r = storage.corrections.amend(
-            ORG, first, first, _with(quantity=str(worker + 10)), AMEND, NOW, Deadline(60.0)
+            ORG, first, first, _with(quantity=str(worker + 10)), AMEND, Deadline(60.0)
         )
         return r.status, r.new_id, r.current_id
 

@@ -4,9 +4,9 @@ still there, and means the same, after `migrate`.
 - 0002 -> 0003 (events.wire): events stored before the column existed (written here with plain
   SQL, as the service of revision 0002 stored them) are listed afterwards with every field, exactly
   as events ingested at revision 0003 are.
-- 0005 -> 0006 and 0007 (voided_events, its replaced_by index): events stored before them are all
-  still listed, and can be voided and amended: the voided one leaves the list and keeps every field
-  in its history, the amended one is replaced by its new version.
+- 0005 -> 0006 to 0009 (voided_events, its indexes, the commit clock): events stored before them
+  are all still listed, count as of the floor, and can be voided and amended: the voided one leaves
+  the list and keeps every field in its history, the amended one is replaced by its new version.
 - The migrated schema equals the tables of server/storage/schema.py (Alembic's own comparison).
 """
 
@@ -90,13 +90,7 @@ def test_0003_fills_the_wire_form_of_events_stored_before_it(empty_url: str) -> 
     engine = make_engine(empty_url)
     try:
         assert upgrade(engine, "0002") == "0002"
-        with engine.begin() as conn:
-            columns = ", ".join(OLD_ROWS[0])
-            values = ", ".join(f":{c}" for c in OLD_ROWS[0])
-            conn.execute(
-                sa.text(f"INSERT INTO events ({columns}) VALUES ({values})"),
-                [{**r, "properties": json.dumps(r["properties"])} for r in OLD_ROWS],
-            )
+        _old_events(engine)
         upgrade(engine)
         storage = SqlStorage(engine)
         migrated = {e.id: e for e in all_events(storage, ORG)}
@@ -127,39 +121,56 @@ def test_0003_fills_the_wire_form_of_events_stored_before_it(empty_url: str) -> 
             expected = StoredEvent(**row)
             assert migrated[row["id"]] == expected
             again = ingested[outcome.event_id]
+            # Recorded now, at the commit clock, which starts after every event stored before 0009.
+            assert again.ingested_at_us > max(r["ingested_at_us"] for r in OLD_ROWS)
             assert again == StoredEvent(
-                **{**expected.__dict__, "id": outcome.event_id, "organization_id": "org_fresh"}
+                **{
+                    **expected.__dict__,
+                    "id": outcome.event_id,
+                    "organization_id": "org_fresh",
+                    "ingested_at_us": again.ingested_at_us,
+                }
             )
     finally:
         engine.dispose()
 
 
-def test_0006_and_0007_leave_earlier_events_listed_voidable_and_amendable(empty_url: str) -> None:
+def _old_events(engine: sa.Engine) -> None:
+    """OLD_ROWS, stored as revision 0002 stored them."""
+    with engine.begin() as conn:
+        columns = ", ".join(OLD_ROWS[0])
+        values = ", ".join(f":{c}" for c in OLD_ROWS[0])
+        conn.execute(
+            sa.text(f"INSERT INTO events ({columns}) VALUES ({values})"),
+            [{**r, "properties": json.dumps(r["properties"])} for r in OLD_ROWS],
+        )
+
+
+def test_0006_to_0009_leave_earlier_events_listed_voidable_amendable_and_as_of_the_floor(
+    empty_url: str,
+) -> None:
     engine = make_engine(empty_url)
     try:
+        assert upgrade(engine, "0002") == "0002"
+        _old_events(engine)
         assert upgrade(engine, "0005") == "0005"
-        ingested = SqlStorage(engine).events.ingest(
-            ORG,
-            [
-                NewEvent("cus_1", "login", OLD_ROWS[1]["timestamp_us"] + i, idempotency_key=f"k{i}")
-                for i in range(3)
-            ],
-            OLD_ROWS[0]["ingested_at_us"],
-        )
         before = {e.id: e for e in all_events(SqlStorage(engine), ORG)}
-        assert upgrade(engine) == "0008"
+        assert upgrade(engine) == "0009"
         storage = SqlStorage(engine)
         assert {e.id: e for e in all_events(storage, ORG)} == before
-        voided = ingested[0].event_id
+        # The floor is after every event stored before it: as of the floor, they all count.
+        floor = storage.clocks.floor_us
+        assert floor > max(r["ingested_at_us"] for r in OLD_ROWS)
+        assert storage.clocks.state(ORG).issued_us == floor
+        voided, amended = "evt_full", "evt_bare"
         void = Correction(OLD_ROWS[0]["ingested_at_us"] + 1, "user_1", "duplicate")
-        assert [o.status for o in storage.corrections.void(ORG, [voided], void)] == ["VOIDED"]
+        (outcome,) = storage.corrections.void(ORG, [voided], void)
+        # Voided at its commit clock: after the floor (the time the caller gave is a lower bound).
+        assert outcome.status == "VOIDED" and outcome.void.at_us > floor  # type: ignore[union-attr]
         assert set(before) - {e.id for e in all_events(storage, ORG)} == {voided}
         (version,) = storage.corrections.history(ORG, voided)
-        assert decode([version.wire]) == [before[voided]] and version.void == void
-        amended = ingested[1].event_id
-        result = storage.corrections.amend(
-            ORG, amended, amended, lambda e: replace(e, quantity="2"), void, void.at_us
-        )
+        assert decode([version.wire]) == [before[voided]] and version.void == outcome.void
+        result = storage.corrections.amend(ORG, amended, amended, lambda e: replace(e, quantity="2"), void)
         assert result.status == "AMENDED"
         listed = {e.id: e for e in all_events(storage, ORG)}
         assert amended not in listed and listed[result.new_id].quantity == "2"

@@ -93,6 +93,24 @@ class Dialect:
         """Serialise concurrent `migrate` runs for the rest of this transaction."""
         raise NotImplementedError
 
+    # ---- the commit clock (storage/clock.py says what it guarantees and why) -------------------
+    def commit_clock(self, conn: Connection, org: str, at_least_us: int) -> int:
+        """In a write transaction that changes `org`'s events: wait for the organization's other
+        writers, then take and return its next commit clock (microseconds), strictly after its last
+        one, the floor and the database's clock now, and not before `at_least_us` (the service's
+        own clock: stored times never run behind it); the organization's data version goes up by one."""
+        raise NotImplementedError
+
+    def clock_state(self, db: Any, org: str, deadline: Deadline) -> tuple[int, int, int]:
+        """(the organization's last commit clock, 0 if none; the floor; the clock now), read by
+        one statement of `db.fetch_sql`."""
+        raise NotImplementedError
+
+    def settle(self, db: Any, org: str, as_of_us: int, deadline: Deadline) -> bool:
+        """Wait until every writer of `org` that could take a commit clock at or before `as_of_us`
+        has committed or rolled back; False (and no wait) when `as_of_us` is not before now."""
+        raise NotImplementedError
+
 
 def dialect_of(engine: Engine) -> Dialect:
     """The dialect object of an engine made by `create_engine` (or any engine of these databases)."""

@@ -187,8 +187,47 @@ class PostgresDialect(Dialect):
     def lock_for_migration(self, conn: Connection) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
 
+    def commit_clock(self, conn: Connection, org: str, at_least_us: int) -> int:
+        # The lock first, in its own statement: the clock below is then read after every earlier
+        # writer of the organization committed, and after any `settle` that got the lock before.
+        conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({_CLOCK_LOCK})"), {"org": org})
+        return int(conn.execute(sa.text(_COMMIT_CLOCK), {"org": org, "at_least": at_least_us}).scalar_one())
+
+    def clock_state(self, db: Any, org: str, deadline: Deadline) -> tuple[int, int, int]:
+        ((clock, floor, now),) = db.fetch_sql(_CLOCK_STATE, {"org": org}, deadline)
+        return int(clock), int(floor), int(now)
+
+    def settle(self, db: Any, org: str, as_of_us: int, deadline: Deadline) -> bool:
+        # In autocommit the statement is its own transaction: the shared lock is taken once every
+        # writer holding the organization's lock has ended, and released at once. CASE reads the
+        # clock before it asks for the lock, so any writer that locks later reads a later clock.
+        (settled,) = db.fetch_sql(_SETTLE, {"org": org, "as_of": as_of_us}, deadline)[0]
+        return bool(settled)
+
 
 PostgresDialect.INSTANCE = PostgresDialect()
+
+
+# The organization's writer lock: the two-key advisory lock space (apart from MIGRATION_LOCK_KEY's),
+# 0x75736167 ("usag") and a hash of the organization id (a collision only makes two wait in turn).
+_CLOCK_LOCK = "1970496871, hashtext(:org)"
+_NOW_US = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
+_COMMIT_CLOCK = f"""
+INSERT INTO organization_versions AS v (organization_id, data_version, clock_us)
+SELECT :org, 1, GREATEST({_NOW_US}, :at_least, floor_us + 1) FROM as_of_floor
+ON CONFLICT (organization_id) DO UPDATE
+SET data_version = v.data_version + 1, clock_us = GREATEST(v.clock_us + 1, excluded.clock_us)
+RETURNING clock_us
+"""
+_CLOCK_STATE = f"""
+SELECT coalesce((SELECT clock_us FROM organization_versions WHERE organization_id = %(org)s), 0),
+       (SELECT floor_us FROM as_of_floor), {_NOW_US}
+"""
+_SETTLE = f"""
+SELECT CASE WHEN %(as_of)s::bigint < {_NOW_US}
+            THEN pg_advisory_xact_lock_shared({_CLOCK_LOCK.replace(":org", "%(org)s")})::text = ''
+       END
+"""
 
 
 def _own_timeout(deadline: Deadline, default_timeout_s: float | None) -> int | None:

@@ -15,6 +15,7 @@ import contextlib
 import decimal
 import pathlib
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -162,8 +163,43 @@ class SqliteDialect(Dialect):
     def lock_for_migration(self, conn: Connection) -> None:
         pass  # a migration's transaction takes SQLite's one write lock anyway
 
+    # The commit clock is the service host's: every writer of the database is a process on it, and
+    # writers take their turn at BEGIN IMMEDIATE, before they read the clock.
+    def commit_clock(self, conn: Connection, org: str, at_least_us: int) -> int:
+        row = conn.execute(sa.text(_COMMIT_CLOCK), {"org": org, "now": max(now_us(), at_least_us)})
+        return int(row.scalar_one())
+
+    def clock_state(self, db: Any, org: str, deadline: Deadline) -> tuple[int, int, int]:
+        ((clock, floor),) = db.fetch_sql(_CLOCK_STATE, (org,), deadline)
+        return int(clock), int(floor), now_us()
+
+    def settle(self, db: Any, org: str, as_of_us: int, deadline: Deadline) -> bool:
+        # The clock before the lock: a writer that begins after this one got it reads a later one.
+        if as_of_us >= now_us():
+            return False
+        with db.write(deadline):  # BEGIN IMMEDIATE: the current writer, if any, has ended
+            pass
+        return True
+
 
 SqliteDialect.INSTANCE = SqliteDialect()
+_COMMIT_CLOCK = """
+INSERT INTO organization_versions AS v (organization_id, data_version, clock_us)
+SELECT :org, 1, max(:now, floor_us + 1) FROM as_of_floor WHERE true
+ON CONFLICT (organization_id) DO UPDATE
+SET data_version = v.data_version + 1, clock_us = max(v.clock_us + 1, excluded.clock_us)
+RETURNING clock_us
+"""
+_CLOCK_STATE = """
+SELECT coalesce((SELECT clock_us FROM organization_versions WHERE organization_id = ?), 0),
+       (SELECT floor_us FROM as_of_floor)
+"""
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
 _INSERT_EVENTS = (
     f"INSERT INTO events ({', '.join(schema.EVENT_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in schema.EVENT_COLUMNS)})"
