@@ -26,6 +26,7 @@ from server.auth import TokenVerifier
 from server.config import Settings
 from server.logic.aggregator_usage import AggregatorUsage
 from server.logic.answer_cache import AnswerCache
+from server.logic.as_of import AsOf
 from server.logic.catalog import Catalog
 from server.logic.corrections import Corrections
 from server.logic.cursors import CursorCodec
@@ -133,18 +134,19 @@ def create_server(
     answers = AnswerCache(settings.aggregate_cache_mb << 20) if settings.aggregate_cache_mb > 0 else None
     if answers is not None:
         observability.watch_answer_cache(answers)
+    as_of = AsOf(storage, settings.as_of_horizon_days)
     queries = UsageQueries(
-        storage, cursors, settings.max_aggregate_buckets, settings.max_aggregate_points, answers
+        storage, cursors, settings.max_aggregate_buckets, settings.max_aggregate_points, answers, as_of=as_of
     )
     catalog = Catalog(storage.catalog, cursors)
     usage_service_pb2_grpc.add_UsageServiceServicer_to_server(
         UsageServicer(
             queries,
-            Explainer(storage),
+            Explainer(storage, as_of),
             Ingestion(storage.events, settings.max_future_skew_s),
             settings.default_query_timeout_s,
             on_ingested=observability.count_ingested,
-            usage=AggregatorUsage(storage, catalog, queries),
+            usage=AggregatorUsage(storage, catalog, queries, as_of),
         ),
         server,
     )

@@ -168,6 +168,13 @@ class Settings:
             "groups would exceed it is refused before the answer is built"
         },
     )
+    as_of_horizon_days: int = dataclasses.field(
+        default=400,
+        metadata={
+            "help": "how far back a query's as_of may reach (days); an older as_of is refused unless "
+            "the organization's events have not changed since"
+        },
+    )
     aggregate_cache_mb: int = dataclasses.field(
         default=64,
         metadata={

@@ -154,6 +154,9 @@ class CustomerPage:
     total: int = 0
     # (wire form, display name) of the page's events, newest first.
     events: tuple[tuple[bytes, str], ...] = ()
+    # Read now: the organization's commit clock the answer was read with; else the query's as_of.
+    # Not part of the answer's value: two answers are equal when they say the same.
+    clock_us: int = dataclasses.field(default=0, compare=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,6 +193,7 @@ class EventVerdicts:
     aggregator_filter: FilterVerdict | None = None
     named_filter: FilterVerdict | None = None
     void: VoidRecord | None = None  # set when the event is a voided or replaced version
+    clock_us: int = dataclasses.field(default=0, compare=False)  # as CustomerPage.clock_us
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,6 +205,7 @@ class CustomerPageQuery:
     end_us: int
     take: int
     skip: int
+    as_of_us: int | None = None  # None: now
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,6 +254,7 @@ class MeterRanking:
 
     customers: int
     rows: tuple[tuple[str, MeterValue], ...]
+    clock_us: int = dataclasses.field(default=0, compare=False)  # as CustomerPage.clock_us
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,6 +280,7 @@ class AggregateQuery:
     # An aggregator's time series: its property conditions narrow the events (its event type is in
     # `filters.metric_keys`), and a sum of a property adds that property instead of the quantity.
     meter: Meter | None = None
+    as_of_us: int | None = None  # None: now
 
 
 class AggregateCell(NamedTuple):
@@ -297,6 +304,7 @@ class AggregateAnswer:
     groups: int
     series: list[tuple[str | None, str]]
     cells: list[AggregateCell]
+    clock_us: int = dataclasses.field(default=0, compare=False)  # as CustomerPage.clock_us
 
 
 VoidStatus = Literal["VOIDED", "ALREADY_VOIDED", "NOT_FOUND"]

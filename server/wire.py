@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from google.protobuf import timestamp_pb2
 from usage.v1 import events_pb2, pagination_pb2, usage_service_pb2
 
 from server.domain import NewEvent
@@ -68,16 +69,22 @@ def decode(entries: Iterable[bytes]) -> Sequence[events_pb2.UsageEvent]:
     return usage_service_pb2.ListUsageEventsResponse.FromString(b"".join(entries)).data
 
 
-def list_response(entries: Sequence[bytes], cursor: str) -> bytes:
-    """The serialized ListUsageEventsResponse of a page: its events' entries, then its pagination."""
+def list_response(entries: Sequence[bytes], cursor: str, as_of_us: int) -> bytes:
+    """The serialized ListUsageEventsResponse of a page: its events' entries, then its pagination
+    and as_of."""
     tail = usage_service_pb2.ListUsageEventsResponse(
-        pagination=pagination_pb2.Pagination(cursor=cursor, has_more=bool(cursor))
+        pagination=pagination_pb2.Pagination(cursor=cursor, has_more=bool(cursor)), as_of=_timestamp(as_of_us)
     )
     return b"".join(entries) + tail.SerializeToString()
 
 
-def export_chunk(entries: Sequence[bytes], resume_token: str) -> bytes:
+def export_chunk(entries: Sequence[bytes], resume_token: str, as_of_us: int) -> bytes:
     """The serialized ExportUsageEventsResponse of a chunk: its `data` has the field number of
     ListUsageEventsResponse's, so the stored entries are its events as they are."""
-    tail = usage_service_pb2.ExportUsageEventsResponse(resume_token=resume_token)
+    tail = usage_service_pb2.ExportUsageEventsResponse(resume_token=resume_token, as_of=_timestamp(as_of_us))
     return b"".join(entries) + tail.SerializeToString()
+
+
+def _timestamp(us: int) -> timestamp_pb2.Timestamp:
+    seconds, micros = divmod(us, 1_000_000)
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=micros * 1000)

@@ -88,7 +88,7 @@ def _int_if_whole(v: Any) -> Any:
 
 
 def all_events(storage: SqlStorage, org: str, filters: EventFilters | None = None) -> list[StoredEvent]:
-    rows = storage.reads.list_events(org, filters or EventFilters(), None, 1_000_000)
+    rows = storage.reads.list_events(org, filters or EventFilters(), None, 1_000_000)[0]
     return decode([wire for _, _, wire in rows])
 
 

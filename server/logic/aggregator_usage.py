@@ -19,6 +19,7 @@ from server.deadline import Deadline
 from server.decimals import trim_decimal
 from server.domain import Aggregator, Meter, MeterValue
 from server.errors import InvalidArgument, NotFound
+from server.logic.as_of import AsOf
 from server.logic.catalog import Catalog
 from server.logic.queries import DEFAULT_TAKE, AggregateRequest, AggregateResult, FilterRequest, UsageQueries
 from server.storage.interface import Storage
@@ -34,6 +35,7 @@ class Period:
     start_us: int
     end_us: int
     aggregator_filter_id: str | None = None
+    as_of_us: int | None = None  # None: now (logic/as_of.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +57,7 @@ class AggregatorValue:
 class CustomerUsage:
     values: list[AggregatorValue]
     cursor: str  # the next page of aggregators ("" when none, and when one aggregator was asked)
+    as_of_us: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,13 +82,15 @@ class Ranking:
     customers: int  # customers with at least one event of the aggregator in the period
     skipped: int
     rows: list[tuple[str, MeterValue]]  # totals in canonical form
+    as_of_us: int
 
 
 class AggregatorUsage:
-    def __init__(self, storage: Storage, catalog: Catalog, queries: UsageQueries) -> None:
+    def __init__(self, storage: Storage, catalog: Catalog, queries: UsageQueries, as_of: AsOf) -> None:
         self._storage = storage
         self._catalog = catalog
         self._queries = queries
+        self._as_of = as_of
 
     def customer_usage(
         self, org: str, req: CustomerUsageRequest, deadline: Deadline | None = None
@@ -102,11 +107,14 @@ class AggregatorUsage:
         else:
             aggregators, cursor = self._catalog.list_aggregators(org, req.limit, req.cursor, deadline)
             pairs = [(a, _meter_of(a)) for a in aggregators]
-        values = self._storage.meters.customer_values(
-            org, req.customer_id, [m for _, m in pairs], period.start_us, period.end_us, deadline
+        as_of_us = self._as_of.past(org, period.as_of_us, "as_of", deadline)
+        values, clock_us = self._storage.meters.customer_values(
+            org, req.customer_id, [m for _, m in pairs], period.start_us, period.end_us, deadline, as_of_us
         )
         return CustomerUsage(
-            [AggregatorValue(a, _canonical(v)) for (a, _), v in zip(pairs, values, strict=True)], cursor
+            [AggregatorValue(a, _canonical(v)) for (a, _), v in zip(pairs, values, strict=True)],
+            cursor,
+            as_of_us if as_of_us is not None else self._as_of.issued(clock_us),
         )
 
     def time_series(
@@ -125,6 +133,7 @@ class AggregatorUsage:
             time_zone=req.time_zone,
             meter=meter,
             window_fields=("start_date", "end_date"),
+            as_of_us=period.as_of_us,
         )
         return self._queries.aggregate(org, request, deadline, now)
 
@@ -133,10 +142,16 @@ class AggregatorUsage:
         _, meter = self._meter(org, req.aggregator_id, period.aggregator_filter_id, deadline)
         take = DEFAULT_TAKE if req.take is None else min(req.take, MAX_TAKE)
         skip = req.skip or 0
+        as_of_us = self._as_of.past(org, period.as_of_us, "as_of", deadline)
         ranking = self._storage.meters.ranking(
-            org, meter, period.start_us, period.end_us, take, skip, deadline
+            org, meter, period.start_us, period.end_us, take, skip, deadline, as_of_us
         )
-        return Ranking(ranking.customers, skip, [(c, _canonical(v)) for c, v in ranking.rows])
+        return Ranking(
+            ranking.customers,
+            skip,
+            [(c, _canonical(v)) for c, v in ranking.rows],
+            as_of_us if as_of_us is not None else self._as_of.issued(ranking.clock_us),
+        )
 
     def _customer(self, org: str, customer_id: str, deadline: Deadline | None) -> None:
         if self._storage.catalog.get_customer(org, customer_id, deadline) is None:

@@ -1,7 +1,8 @@
 """Opaque, signed page cursors.
 
 A cursor is `base64url(json payload) "." base64url(HMAC-SHA256)`. The payload holds the keyset
-position and a fingerprint of the organization and the filters it was issued for; a cursor whose
+position, the `as_of` of the walk (logic/as_of.py: every page of a walk is as of its first), and a
+fingerprint of the organization and the filters it was issued for; a cursor whose
 signature fails, or that is replayed by another organization or with other filters, is rejected as
 INVALID_ARGUMENT on the `cursor` field. `limit` is not part of the fingerprint: it may change
 between pages.
@@ -79,8 +80,14 @@ def _worded(message: str, field: str) -> str:
     return message.replace("pagination.cursor", "the resume_token of the last chunk received")
 
 
-def keyset_position(position: list[Any], field: str = "cursor") -> tuple[int, str]:
-    """A decoded (timestamp_us, id) keyset position, or InvalidArgument on `field`."""
-    if len(position) != 2 or not isinstance(position[0], int) or not isinstance(position[1], str):
+def walk_position(position: list[Any], field: str = "cursor") -> tuple[tuple[int, str], int | None]:
+    """A decoded keyset position (timestamp_us, id) and the as_of of its walk (None in cursors
+    issued before answers had one), or InvalidArgument on `field`."""
+    if (
+        len(position) not in (2, 3)
+        or not isinstance(position[0], int)
+        or not isinstance(position[1], str)
+        or (len(position) == 3 and not isinstance(position[2], int))
+    ):
         raise InvalidArgument.field(field, _worded(MALFORMED, field))
-    return position[0], position[1]
+    return (position[0], position[1]), (position[2] if len(position) == 3 else None)

@@ -16,6 +16,7 @@ import datetime as dt
 from server.deadline import Deadline
 from server.domain import Condition, EventVerdicts, FilterVerdict
 from server.errors import InvalidArgument, NotFound
+from server.logic.as_of import AsOf
 from server.storage.interface import Storage
 
 
@@ -27,6 +28,7 @@ class ExplainRequest:
     customer_id: str | None = None
     start_us: int | None = None
     end_us: int | None = None
+    as_of_us: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +45,7 @@ class Explanation:
     counts: bool
     wire: bytes  # the event as list pages send it
     checks: tuple[Check, ...]
+    as_of_us: int
 
 
 # What storage did not find: the message and resource of its NOT_FOUND (the pages' own words).
@@ -55,8 +58,9 @@ _MISSING = {
 
 
 class Explainer:
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, as_of: AsOf) -> None:
         self._storage = storage
+        self._as_of = as_of
 
     def explain(self, org: str, req: ExplainRequest, deadline: Deadline | None = None) -> Explanation:
         if req.end_us is not None:
@@ -64,14 +68,21 @@ class Explainer:
                 raise InvalidArgument.field("end_date", "needs start_date: a period has both ends")
             if req.end_us <= req.start_us:
                 raise InvalidArgument.field("end_date", "must be after start_date")
+        as_of_us = self._as_of.past(org, req.as_of_us, "as_of", deadline)
         found = self._storage.reads.explain(
-            org, req.event_id, req.aggregator_id, req.aggregator_filter_id, req.customer_id, deadline
+            org,
+            req.event_id,
+            req.aggregator_id,
+            req.aggregator_filter_id,
+            req.customer_id,
+            deadline,
+            as_of_us,
         )
         if found.missing is not None:
             message, resource = _MISSING[found.missing]
             raise NotFound(message, resource=resource)
         checks = [
-            _current(found),
+            _current(found, as_of_us),
             _customer(found, req.customer_id or found.customer_id),
             _event_type(found),
         ]
@@ -83,11 +94,16 @@ class Explainer:
             checks.append(
                 _filter_check("named_filter", f"filter {req.aggregator_filter_id!r}", found.named_filter)
             )
-        return Explanation(all(c.passed for c in checks), found.wire, tuple(checks))
+        as_of_us = as_of_us if as_of_us is not None else self._as_of.issued(found.clock_us)
+        return Explanation(all(c.passed for c in checks), found.wire, tuple(checks), as_of_us)
 
 
-def _current(found: EventVerdicts) -> Check:
+def _current(found: EventVerdicts, as_of_us: int | None) -> Check:
     void = found.void
+    if void is None and as_of_us is not None:
+        return Check(
+            "current", True, f"the event was current at {_iso(as_of_us)}: neither voided nor replaced by then"
+        )
     if void is None:
         return Check("current", True, "the event is current: neither voided nor replaced by an amend")
     when = f"at {_iso(void.voided_at_us)} by {void.voided_by!r}: {void.reason!r}"

@@ -15,7 +15,8 @@ from server.domain import AggregateQuery, CustomerPageQuery, EventFilters, Meter
 from server.errors import InvalidArgument, NotFound
 from server.logic import buckets
 from server.logic.answer_cache import AnswerCache
-from server.logic.cursors import CursorCodec, fingerprint, keyset_position
+from server.logic.as_of import AsOf
+from server.logic.cursors import CursorCodec, fingerprint, walk_position
 from server.storage.interface import Storage
 
 DEFAULT_TAKE = 50
@@ -46,6 +47,7 @@ class CustomerEventsRequest:
     aggregator_filter_id: str | None = None
     take: int | None = None
     skip: int | None = None
+    as_of_us: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +56,7 @@ class CustomerEventsPage:
     skipped: int
     # (wire form, display name) per event, newest first (server/wire.py).
     events: tuple[tuple[bytes, str], ...]
+    as_of_us: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +76,7 @@ class ListEventsRequest:
     occurred_before_us: int | None = None
     limit: int | None = None
     cursor: str = ""
+    as_of_us: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +84,7 @@ class EventsPage:
     # The events' wire forms, newest first (server/wire.py).
     events: list[bytes]
     cursor: str
+    as_of_us: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +95,7 @@ class ExportRequest:
     oldest_first: bool = False
     chunk_size: int | None = None
     resume_token: str = ""
+    as_of_us: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,6 +112,7 @@ class AggregateRequest:
     meter: Meter | None = None
     # The request's names of since and until, for the errors about the window.
     window_fields: tuple[str, str] = ("since", "until")
+    as_of_us: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +134,7 @@ class AggregateResult:
     until: dt.datetime
     starts: tuple[dt.datetime, ...]
     series: list[Series]
+    as_of_us: int
 
 
 def parse_metric_keys(values: tuple[str, ...] | list[str], field: str = "metric_key") -> tuple[str, ...]:
@@ -159,8 +167,11 @@ class UsageQueries:
         max_aggregate_buckets: int,
         max_aggregate_points: int = 0,
         answers: AnswerCache | None = None,
+        *,
+        as_of: AsOf,
     ) -> None:
         self._storage = storage
+        self._as_of = as_of
         self._cursors = cursors
         self._max_buckets = max_aggregate_buckets
         self._max_points = max_aggregate_points  # 0: no bound
@@ -202,6 +213,7 @@ class UsageQueries:
             end_us=req.end_us,
             take=DEFAULT_TAKE if req.take is None else req.take,
             skip=skip,
+            as_of_us=self._as_of.past(org, req.as_of_us, "as_of", deadline),
         )
         page = self._storage.reads.customer_page(org, query, deadline)
         if page.missing == "customer":
@@ -210,7 +222,8 @@ class UsageQueries:
             raise NotFound("Aggregator not found", resource="aggregator")
         if page.missing == "aggregator_filter":
             raise NotFound("Aggregator filter not found", resource="aggregator_filter")
-        return CustomerEventsPage(total=page.total, skipped=skip, events=page.events)
+        as_of_us = page.clock_us if query.as_of_us is not None else self._as_of.issued(page.clock_us)
+        return CustomerEventsPage(total=page.total, skipped=skip, events=page.events, as_of_us=as_of_us)
 
     def list_events(self, org: str, req: ListEventsRequest, deadline: Deadline | None = None) -> EventsPage:
         filters = _event_filters(
@@ -219,11 +232,25 @@ class UsageQueries:
         limit = min(req.limit or DEFAULT_LIMIT, MAX_LIMIT)
         # The filters' fields by name, as dataclasses.asdict would give them (without its deep copy).
         bound = fingerprint(org, "ListUsageEvents", filters.__dict__)
-        after = keyset_position(self._cursors.decode(req.cursor, bound)) if req.cursor else None
-        rows = self._storage.reads.list_events(org, filters, after, limit + 1, deadline)
+        after, as_of_us = None, None
+        if req.cursor:
+            after, as_of_us = walk_position(self._cursors.decode(req.cursor, bound))
+        if req.as_of_us is not None and req.as_of_us != (as_of_us or req.as_of_us):
+            raise InvalidArgument.field(
+                "as_of",
+                "the cursor's walk is as of another moment: pass the as_of of its first page, or none",
+            )
+        if as_of_us is None:  # (a cursor's as_of was given out by this service: it is settled)
+            as_of_us = self._as_of.past(org, req.as_of_us, "as_of", deadline)
+        rows, clock_us = self._storage.reads.list_events(
+            org, filters, after, limit + 1, deadline, as_of_us=as_of_us
+        )
+        if as_of_us is None:
+            as_of_us = self._as_of.issued(clock_us)
         page, more = rows[:limit], len(rows) > limit
-        cursor = self._cursors.encode(bound, list(page[-1][:2])) if more else ""
-        return EventsPage([wire for _, _, wire in page], cursor)
+        # Every later page of the walk is read as of this one: none repeats or misses an event.
+        cursor = self._cursors.encode(bound, [*page[-1][:2], as_of_us]) if more else ""
+        return EventsPage([wire for _, _, wire in page], cursor, as_of_us)
 
     def export_events(self, org: str, req: ExportRequest, deadline: Deadline) -> Iterator[EventsPage]:
         """Every matching event, in chunks of keyset pages: each chunk's `cursor` is the resume token
@@ -235,11 +262,19 @@ class UsageQueries:
         size = min(req.chunk_size or DEFAULT_CHUNK, MAX_CHUNK)
         order = "oldest_first" if req.oldest_first else "newest_first"
         bound = fingerprint(org, f"ExportUsageEvents:{order}", filters.__dict__)
-        after = None
+        after, as_of_us = None, None
         if req.resume_token:
             position = self._cursors.decode(req.resume_token, bound, "resume_token")
-            after = keyset_position(position, "resume_token")
-        return self._chunks(org, filters, bound, after, size, req.oldest_first, deadline)
+            after, as_of_us = walk_position(position, "resume_token")
+            if req.as_of_us is not None and req.as_of_us != as_of_us:
+                raise InvalidArgument.field(
+                    "as_of", "the resume token's export is as of another moment: pass the same as_of, or none"
+                )
+        if as_of_us is None:
+            as_of_us = self._as_of.past(org, req.as_of_us, "as_of", deadline)
+        if as_of_us is None:  # the whole export, however long, is as of its start
+            as_of_us = self._storage.clocks.state(org, deadline).issued_us
+        return self._chunks(org, filters, bound, after, size, req.oldest_first, deadline, as_of_us)
 
     def _chunks(
         self,
@@ -250,13 +285,15 @@ class UsageQueries:
         size: int,
         oldest_first: bool,
         deadline: Deadline,
+        as_of_us: int,
     ) -> Iterator[EventsPage]:
         """Chunks of at most `size` events and MAX_CHUNK_BYTES: events with large properties make
         smaller chunks, so no message nears gRPC's limit and a stream holds at most one fetch."""
         chunk: list[bytes] = []
         held = 0
         last: tuple[int, str] = (0, "")
-        for rows in self._fetches(org, filters, after, min(size, FETCH_ROWS), oldest_first, deadline):
+        fetch = min(size, FETCH_ROWS)
+        for rows in self._fetches(org, filters, after, fetch, oldest_first, deadline, as_of_us):
             wires = [wire for _, _, wire in rows]
             total = sum(map(len, wires))
             if len(chunk) + len(rows) <= size and held + total <= MAX_CHUNK_BYTES:  # the usual case
@@ -264,18 +301,18 @@ class UsageQueries:
                 held += total
                 last = rows[-1][:2]
                 if len(chunk) == size:
-                    yield EventsPage(chunk, self._cursors.encode(bound, list(last)))
+                    yield EventsPage(chunk, self._cursors.encode(bound, [*last, as_of_us]), as_of_us)
                     chunk, held = [], 0
                 continue
             for ts_us, event_id, wire in rows:  # large events: cut where the bounds say
                 if chunk and (len(chunk) == size or held + len(wire) > MAX_CHUNK_BYTES):
-                    yield EventsPage(chunk, self._cursors.encode(bound, list(last)))
+                    yield EventsPage(chunk, self._cursors.encode(bound, [*last, as_of_us]), as_of_us)
                     chunk, held = [], 0
                 chunk.append(wire)
                 held += len(wire)
                 last = (ts_us, event_id)
         if chunk:
-            yield EventsPage(chunk, self._cursors.encode(bound, list(last)))
+            yield EventsPage(chunk, self._cursors.encode(bound, [*last, as_of_us]), as_of_us)
 
     def _fetches(
         self,
@@ -285,12 +322,15 @@ class UsageQueries:
         fetch: int,
         oldest_first: bool,
         deadline: Deadline,
+        as_of_us: int,
     ) -> Iterator[list[PageRow]]:
         """Every matching event after `after`, `fetch` rows per keyset statement, each statement run
         only once the rows before it were taken."""
         while True:
             deadline.check()
-            rows = self._storage.reads.list_events(org, filters, after, fetch, deadline, oldest_first)
+            rows, _ = self._storage.reads.list_events(
+                org, filters, after, fetch, deadline, oldest_first, as_of_us
+            )
             if rows:
                 yield rows
             if len(rows) < fetch:
@@ -309,6 +349,9 @@ class UsageQueries:
         group_by = req.group_by or "none"
         top = DEFAULT_TOP if req.top is None else req.top
         since_field, until_field = req.window_fields
+        as_of_us = self._as_of.past(org, req.as_of_us, "as_of", deadline)
+        if as_of_us is not None and req.until_us is None:  # until would have defaulted to then
+            now = buckets.from_us(as_of_us)
         # No event lies before 1970 or after 9000 (ingestion refuses them): a window reaching past
         # either is cut there, and the response says so, as with the bucket cap.
         if req.until_us is not None and req.until_us <= AGGREGATE_MIN_US:
@@ -336,6 +379,7 @@ class UsageQueries:
             top=top,
             max_series=max_series,
             meter=req.meter,
+            as_of_us=as_of_us,
         )
         answer = self._storage.aggregates.aggregate(org, query, deadline)
         if max_series and len(answer.series) > max_series:
@@ -357,6 +401,7 @@ class UsageQueries:
             until=until,
             starts=plan.starts,
             series=series,
+            as_of_us=as_of_us if as_of_us is not None else self._as_of.issued(answer.clock_us),
         )
 
 

@@ -24,6 +24,12 @@ def bound_to_us(ts: timestamp_pb2.Timestamp) -> int:
     return ts.seconds * _US + -(-ts.nanos // 1000)
 
 
+def as_of_us(request: Any) -> int | None:
+    """A query's `as_of` in microseconds (None: unset), rounded down: the commit clock counts
+    microseconds, so what committed at or before the nanosecond moment is what did at its microsecond."""
+    return ts_to_us(request.as_of) if request.HasField("as_of") else None
+
+
 def us_to_ts(us: int) -> timestamp_pb2.Timestamp:
     seconds, micros = divmod(us, _US)
     return timestamp_pb2.Timestamp(seconds=seconds, nanos=micros * 1000)

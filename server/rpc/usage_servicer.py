@@ -72,11 +72,13 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
                 aggregator_filter_id=optional(request, "aggregator_filter_id"),
                 take=optional(request, "take"),
                 skip=optional(request, "skip"),
+                as_of_us=convert.as_of_us(request),
             ),
             Deadline.of_context(context, self._timeout),
         )
         response = pb.ListCustomerUsageEventsResponse(
-            meta=pb.PageMeta(total=page.total, taken=len(page.events), skipped=page.skipped)
+            meta=pb.PageMeta(total=page.total, taken=len(page.events), skipped=page.skipped),
+            as_of=convert.us_to_ts(page.as_of_us),
         )
         stored = wire.decode(w for w, _ in page.events)
         for event, (_, name) in zip(stored, page.events, strict=True):
@@ -95,11 +97,12 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
                 occurred_before_us=_bound(request, "occurred_before"),
                 limit=optional(request, "limit"),
                 cursor=request.cursor,
+                as_of_us=convert.as_of_us(request),
             ),
             Deadline.of_context(context, self._timeout),
         )
         # The response as the bytes it serializes to: the events as stored (server/wire.py).
-        return wire.list_response(page.events, page.cursor)
+        return wire.list_response(page.events, page.cursor, page.as_of_us)
 
     def ExportUsageEvents(self, request, context):  # noqa: N802
         validation.check(request)
@@ -112,12 +115,13 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
                 oldest_first=request.order == "oldest_first",
                 chunk_size=optional(request, "chunk_size"),
                 resume_token=request.resume_token,
+                as_of_us=convert.as_of_us(request),
             ),
             Deadline.of_stream(context),
         )
         # Each chunk as the bytes it serializes to; grpc pulls the next one only once the previous
         # one is sent, so a slow reader holds the stream back rather than filling the server's memory.
-        return (wire.export_chunk(chunk.events, chunk.cursor) for chunk in chunks)
+        return (wire.export_chunk(chunk.events, chunk.cursor, chunk.as_of_us) for chunk in chunks)
 
     def ExplainUsageEvent(self, request, context):  # noqa: N802
         validation.check(request)
@@ -130,11 +134,14 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
                 customer_id=optional(request, "customer_id"),
                 start_us=_bound(request, "start_date"),
                 end_us=_bound(request, "end_date"),
+                as_of_us=convert.as_of_us(request),
             ),
             Deadline.of_context(context, self._timeout),
         )
         (event,) = wire.decode([explanation.wire])
-        response = pb.ExplainUsageEventResponse(counts=explanation.counts, event=event)
+        response = pb.ExplainUsageEventResponse(
+            counts=explanation.counts, event=event, as_of=convert.us_to_ts(explanation.as_of_us)
+        )
         for check in explanation.checks:
             out = response.checks.add(
                 name=check.name, passed=check.passed, detail=check.detail, conditional=check.conditional
@@ -164,6 +171,7 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
                 filters=_filters(request),
                 top=optional(request, "top"),
                 time_zone=request.time_zone,
+                as_of_us=convert.as_of_us(request),
             ),
             Deadline.of_context(context, self._timeout),
             dt.datetime.now(dt.UTC),
@@ -232,6 +240,7 @@ def _encode_aggregate(result: AggregateResult) -> bytes:
         metric=result.metric,
         since=convert.us_to_ts(to_us(result.since)),
         until=convert.us_to_ts(to_us(result.until)),
+        as_of=convert.us_to_ts(result.as_of_us),
     )
     starts = [convert.us_to_ts(to_us(s)) for s in result.starts]
     for s in result.series:

@@ -30,6 +30,7 @@ def _period(request: Any) -> Period:
         convert.bound_to_us(request.start_date),
         convert.bound_to_us(request.end_date),
         optional(request, "aggregator_filter_id"),
+        convert.as_of_us(request),
     )
 
 
@@ -53,6 +54,7 @@ def customer_usage(
         customer_id=request.id,
         start_date=convert.us_to_ts(req.period.start_us),
         end_date=convert.us_to_ts(req.period.end_us),
+        as_of=convert.us_to_ts(answer.as_of_us),
     )
     response.pagination.cursor = answer.cursor
     response.pagination.has_more = bool(answer.cursor)
@@ -91,6 +93,7 @@ def time_series(
         end_date=convert.us_to_ts(to_us(result.until)),
         total=float(series.total),
         exact_total=series.total,
+        as_of=convert.us_to_ts(result.as_of_us),
     )
     points = response.points
     for start, value in zip(result.starts, series.values, strict=True):
@@ -112,6 +115,7 @@ def by_customer(
         meta=pb.PageMeta(total=ranking.customers, taken=len(ranking.rows), skipped=ranking.skipped),
         start_date=convert.us_to_ts(req.period.start_us),
         end_date=convert.us_to_ts(req.period.end_us),
+        as_of=convert.us_to_ts(ranking.as_of_us),
     )
     for customer_id, v in ranking.rows:
         response.data.add(customer_id=customer_id, **_value_fields(v))

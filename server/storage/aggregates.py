@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from server.deadline import Deadline
 from server.domain import AggregateAnswer, AggregateCell, AggregateQuery
-from server.storage import meters, rollups, schema
+from server.storage import clock, meters, rollups, schema
 from server.storage.engine import Database
 from server.storage.event_reads import event_where
 from server.storage.functions import exact_order, exact_text, month_start_day, quantity_sum, text_order
@@ -51,13 +51,18 @@ class Aggregates:
         self._read_rollups = db.dialect.keeps_rollups and read_rollups
 
     def aggregate(self, org: str, query: AggregateQuery, deadline: Deadline | None = None) -> AggregateAnswer:
+        past = query.as_of_us is not None
         with self._db.read(deadline) as conn:
-            window = rollups.rollup_window(query) if self._read_rollups else None
+            # As of a past moment: from the events as they were (the rollups hold the present).
+            window = rollups.rollup_window(query) if self._read_rollups and not past else None
             dimension = query.group_by[4:] if query.group_by.startswith("dim:") else None
             if window is not None and dimension is not None and not rollups.has_dimension(conn, dimension):
                 window = None
-            rows = conn.execute(_statement(org, query, window)).all()
-        return _answer(rows)
+            stmt = _statement(org, query, window)
+            if query.as_of_us is not None:
+                stmt = clock.in_past(stmt, clock.events_at(org, query.as_of_us))
+            rows = conn.execute(stmt).all()
+        return _answer(rows, query.as_of_us)
 
 
 def _statement(org: str, query: AggregateQuery, window: tuple[int, int] | None) -> sa.Select[Any]:
@@ -122,11 +127,20 @@ def _statement(org: str, query: AggregateQuery, window: tuple[int, int] | None) 
         .select_from(cells.join(slotted, s.grp == cells.c.grp))
         .group_by(s.slot, cells.c.bucket_key)
     )
-    return sa.union_all(headers, values)  # type: ignore[return-value]
+    # And one row of the organization's commit clock (slot 0), read in the same snapshot.
+    clock_row = sa.select(
+        sa.literal(0).label("slot"),
+        sa.cast(sa.null(), sa.String).label("key"),
+        sa.cast(sa.null(), sa.BigInteger).label("bucket_key"),
+        sa.cast(sa.null(), sa.String).label("value"),
+        sa.cast(clock.clock_of(org), sa.BigInteger).label("groups"),
+    )
+    return sa.union_all(headers, values, clock_row)  # type: ignore[return-value]
 
 
-def _answer(rows: Sequence[Any]) -> AggregateAnswer:
-    headers = sorted((r for r in rows if r[2] is None), key=lambda r: r[0])
+def _answer(rows: Sequence[Any], as_of_us: int | None) -> AggregateAnswer:
+    (clock_us,) = (r[4] for r in rows if r[0] == 0)
+    headers = sorted((r for r in rows if r[2] is None and r[0] != 0), key=lambda r: r[0])
     groups = int(headers[0][4]) if headers else 0
     # Slots are ranks: 1, 2, ... without gaps, so a series' index is its slot - 1.
     series = [(key, total) for _, key, _, total, _ in headers]
@@ -135,7 +149,7 @@ def _answer(rows: Sequence[Any]) -> AggregateAnswer:
         for slot, _, bucket_key, value, _ in rows
         if bucket_key is not None
     ]
-    return AggregateAnswer(groups, series, cells)
+    return AggregateAnswer(groups, series, cells, int(clock_us) if as_of_us is None else as_of_us)
 
 
 def _sum(value: Any, query: AggregateQuery) -> Any:

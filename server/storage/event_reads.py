@@ -29,7 +29,7 @@ from server.domain import (
     PropertyFilter,
     VoidRecord,
 )
-from server.storage import rollups, schema
+from server.storage import clock, rollups, schema
 from server.storage.catalog_store import filter_from_json
 from server.storage.engine import Database, Prepared
 from server.storage.filters import compile_condition, compile_filter, holds
@@ -76,9 +76,11 @@ class EventReads:
         limit: int,
         deadline: Deadline | None = None,
         oldest_first: bool = False,
-    ) -> list[PageRow]:
+        as_of_us: int | None = None,
+    ) -> tuple[list[PageRow], int]:
         """Events strictly after the keyset position `after` (timestamp_us, id), newest first (or
-        oldest first: ExportUsageEvents), read from the same indexes in either direction."""
+        oldest first: ExportUsageEvents), read from the same indexes in either direction; with
+        the organization's commit clock read in the same statement (or as of `as_of_us`, and that)."""
         f = filters
         keys = f.metric_keys
         values: dict[str, Any] = {"org": org, "limit": limit}
@@ -95,29 +97,63 @@ class EventReads:
                 values[name] = value
         if after is not None:
             values["after_ts"], values["after_id"] = after
-        shape = (*(name in values for name in _OPTIONAL_FILTERS), len(keys), after is not None, oldest_first)
-        rows = self._db.fetch(self._list_statement(shape), values, deadline)
-        return rows  # type: ignore[return-value]  # (timestamp_us, id, wire) tuples
+        if as_of_us is not None:
+            values["as_of"] = as_of_us
+        shape = (
+            *(name in values for name in _OPTIONAL_FILTERS),
+            len(keys),
+            after is not None,
+            oldest_first,
+            as_of_us is not None,
+        )
+        rows: list[Any] = self._db.fetch(self._list_statement(shape), values, deadline)
+        if as_of_us is not None:
+            return rows, as_of_us
+        return rows, _take_clock_row(rows)
 
     @functools.lru_cache(maxsize=512)  # noqa: B019 (one EventReads per database, for the process's life)
     def _list_statement(self, shape: tuple[Any, ...]) -> Prepared:
-        *present, n_keys, has_after, oldest_first = shape
+        *present, n_keys, has_after, oldest_first, past = shape
         p = sa.bindparam
-        stmt = sa.select(E.c.timestamp_us, E.c.id, E.c.wire).where(E.c.organization_id == p("org"))
-        for name, here in zip(_OPTIONAL_FILTERS, present, strict=True):
-            if here:
-                stmt = stmt.where(_OPTIONAL_FILTERS[name](p(name)))
-        if n_keys:
-            stmt = stmt.where(E.c.metric_key.in_([p(f"k{i}") for i in range(n_keys)]))
-        position, after = sa.tuple_(E.c.timestamp_us, E.c.id), sa.tuple_(p("after_ts"), p("after_id"))
-        if has_after:
-            stmt = stmt.where(position > after if oldest_first else position < after)
-        if oldest_first:
-            stmt = stmt.order_by(E.c.timestamp_us.asc(), E.c.id.asc())
-        else:
-            stmt = stmt.order_by(E.c.timestamp_us.desc(), E.c.id.desc())
-        stmt = stmt.limit(p("limit"))
-        return Prepared(self._db.engine, stmt)
+
+        def page(table: sa.Table, *terms: Any) -> sa.Subquery:
+            """The page's rows of `table` (events or voided_events: the same columns), by its index."""
+            stmt = sa.select(table.c.timestamp_us, table.c.id, table.c.wire).where(
+                table.c.organization_id == p("org"), *terms
+            )
+            for name, here in zip(_OPTIONAL_FILTERS, present, strict=True):
+                if here:
+                    stmt = stmt.where(_OPTIONAL_FILTERS[name](table, p(name)))
+            if n_keys:
+                stmt = stmt.where(table.c.metric_key.in_([p(f"k{i}") for i in range(n_keys)]))
+            position = sa.tuple_(table.c.timestamp_us, table.c.id)
+            after = sa.tuple_(p("after_ts"), p("after_id"))
+            if has_after:
+                stmt = stmt.where(position > after if oldest_first else position < after)
+            return stmt.order_by(*_order(table, oldest_first)).limit(p("limit")).subquery()
+
+        if past:
+            # As of `as_of` (storage/clock.py events_at), each part paged by its own index: the
+            # events recorded by then, and the versions voided since. (A page of events_at as one
+            # UNION ALL is sorted whole: PostgreSQL merges the parts' index orders only when each
+            # part is limited on its own.)
+            as_of = p("as_of", type_=sa.BigInteger)
+            parts = [
+                page(E, E.c.ingested_at_us <= as_of),
+                page(V, V.c.voided_at_us > as_of, V.c.ingested_at_us <= as_of),
+            ]
+            rows = sa.union_all(*(sa.select(*part.c) for part in parts)).subquery("rows")
+            stmt = sa.select(*rows.c).order_by(*_order(rows, oldest_first)).limit(p("limit"))
+            return Prepared(self._db.engine, stmt)
+        # The page and one more row, of the clock (id NULL), in one statement: one snapshot.
+        live = page(E)
+        clock_row = sa.select(
+            sa.cast(clock.clock_of(p("org")), sa.BigInteger),
+            sa.cast(sa.null(), E.c.id.type),
+            sa.cast(sa.null(), E.c.wire.type),
+        )
+        rows = sa.union_all(sa.select(*live.c), clock_row).subquery("rows")
+        return Prepared(self._db.engine, sa.select(*rows.c).order_by(*_order(rows, oldest_first)))
 
     # ---- the organization's data version ----------------------------------------------------------
     def data_version(self, org: str, deadline: Deadline | None = None) -> int:
@@ -161,18 +197,24 @@ class EventReads:
                 "display": display,
             }
             conditions = [f for f in filters if f is not None and f.conditions]
+            past = q.as_of_us is not None
+            if past:
+                values["as_of"] = q.as_of_us
             if conditions:
                 # Filters differ per aggregator: SQLAlchemy's own statement cache handles them.
-                stmt = _page_statement([compile_filter(E.c.properties, f) for f in conditions], False)
+                stmt = _page_statement(conditions, False, past)
                 rows: list[Any] = list(conn.execute(stmt, values).all())
             else:
                 # Whole hours counted by the customer rollup, the ragged ends from the events.
                 values["first_hour"] = -(-q.start_us // _HOUR_US) * _HOUR_US
                 values["end_hour"] = q.end_us // _HOUR_US * _HOUR_US
-                from_rollup = self._db.dialect.keeps_rollups and values["first_hour"] < values["end_hour"]
-                rows = self._unfiltered_page_statement(from_rollup).fetch(self._db, conn, values)
+                from_rollup = (
+                    not past and self._db.dialect.keeps_rollups and values["first_hour"] < values["end_hour"]
+                )
+                rows = self._unfiltered_page_statement(from_rollup, past).fetch(self._db, conn, values)
         total = int(rows[0][0])
-        return CustomerPage(None, total, tuple((wire, name) for _, wire, name in rows if wire is not None))
+        events = tuple((wire, name) for _, wire, name, _ in rows if wire is not None)
+        return CustomerPage(None, total, events, int(rows[0][3]))
 
     @functools.lru_cache(maxsize=1)  # noqa: B019
     def _lookup_statement(self) -> Prepared:
@@ -197,9 +239,9 @@ class EventReads:
         )
         return Prepared(self._db.engine, stmt)
 
-    @functools.lru_cache(maxsize=2)  # noqa: B019
-    def _unfiltered_page_statement(self, from_rollup: bool) -> Prepared:
-        return Prepared(self._db.engine, _page_statement([], from_rollup))
+    @functools.lru_cache(maxsize=4)  # noqa: B019
+    def _unfiltered_page_statement(self, from_rollup: bool, past: bool) -> Prepared:
+        return Prepared(self._db.engine, _page_statement([], from_rollup, past))
 
     # ---- ExplainUsageEvent ----------------------------------------------------------------------
     def explain(
@@ -210,31 +252,42 @@ class EventReads:
         aggregator_filter_id: str | None,
         customer_id: str | None,
         deadline: Deadline | None = None,
+        as_of_us: int | None = None,
     ) -> EventVerdicts:
         """One event and the aggregator's (and the named filter's) verdicts on it, each condition's
         too, computed by the SQL the customer pages filter with (filters.py), so an explanation
         cannot disagree with a page."""
         with self._db.read(deadline) as conn:
-            table: Any = E
+            # Where the event is (its live version, or as of `as_of_us`), else its voided version.
+            table: Any = E if as_of_us is None else clock.events_at(org, as_of_us)
+            stamp = clock.clock_of(org) if as_of_us is None else sa.literal(as_of_us, sa.BigInteger)
             event: Any = conn.execute(
-                sa.select(E.c.customer_id, E.c.metric_key, E.c.timestamp_us, E.c.wire).where(
-                    E.c.organization_id == org, E.c.id == event_id
-                )
+                sa.select(
+                    table.c.customer_id,
+                    table.c.metric_key,
+                    table.c.timestamp_us,
+                    table.c.wire,
+                    stamp.label("clock"),
+                ).where(table.c.organization_id == org, table.c.id == event_id)
             ).first()
             void = None
             if event is None:  # a voided or replaced version: explained as it was, with its void
                 table = V
+                voided = [V.c.organization_id == org, V.c.id == event_id]
+                if as_of_us is not None:  # voided by then (else it was live, or not recorded yet)
+                    voided.append(V.c.voided_at_us <= as_of_us)
                 event = conn.execute(
                     sa.select(
                         V.c.customer_id,
                         V.c.metric_key,
                         V.c.timestamp_us,
                         V.c.wire,
+                        stamp.label("clock"),
                         V.c.voided_at_us,
                         V.c.voided_by,
                         V.c.void_reason,
                         V.c.replaced_by,
-                    ).where(V.c.organization_id == org, V.c.id == event_id)
+                    ).where(*voided)
                 ).first()
                 if event is None:
                     return EventVerdicts("event")
@@ -281,20 +334,30 @@ class EventReads:
             out[0],
             out[1] if len(out) > 1 else None,
             void,
+            int(event.clock),
         )
 
 
-def _page_statement(conditions: list[Any], total_from_rollup: bool) -> sa.Select[Any]:
-    """(total, wire, name) rows of a customer page: the total on every row, and one row with no
-    event when the page is empty (so the total always comes back).
+def _page_statement(
+    filters: list[PropertyFilter], total_from_rollup: bool, past: bool = False
+) -> sa.Select[Any]:
+    """(total, wire, name, clock) rows of a customer page: the total (and the organization's commit
+    clock) on every row, and one row with no event when the page is empty (so they always come back).
 
     `total_from_rollup`: the events of whole hours [first_hour, end_hour) are counted from
     rollup_customer_hourly, only the window's ragged ends from the events (a heavy customer's total
     then costs what a light one's does); without property conditions only, which the rollup cannot
-    apply."""
+    apply. `past`: the events as of `as_of` (storage/clock.py), never from the rollup; the clock
+    column is then `as_of`."""
     p = sa.bindparam
-    mine = [E.c.organization_id == p("org"), E.c.customer_id == p("customer"), E.c.metric_key == p("metric")]
-    where = [*mine, E.c.timestamp_us >= p("start"), E.c.timestamp_us < p("end"), *conditions]
+    src: Any = clock.events_at() if past else E
+    conditions = [compile_filter(src.c.properties, f) for f in filters]
+    mine = [
+        src.c.organization_id == p("org"),
+        src.c.customer_id == p("customer"),
+        src.c.metric_key == p("metric"),
+    ]
+    where = [*mine, src.c.timestamp_us >= p("start"), src.c.timestamp_us < p("end"), *conditions]
     if total_from_rollup:
         r = rollups.C.c
         whole_hours = sa.select(sa.func.coalesce(sa.func.sum(r.event_count), 0)).where(
@@ -321,24 +384,32 @@ def _page_statement(conditions: list[Any], total_from_rollup: bool) -> sa.Select
         # Property conditions need each row read: the matching events are found once (a CTE read
         # twice is materialized), then counted and paged. Counting and paging them apart read the
         # customer's events twice (1.1 s instead of 0.55 s for a heavy customer at 10M events).
-        matched = sa.select(E.c.timestamp_us, E.c.id).where(*where).cte("matched")
+        matched = sa.select(src.c.timestamp_us, src.c.id).where(*where).cte("matched")
         total = sa.select(sa.func.count()).select_from(matched).scalar_subquery()
         page_of: Any = sa.select(matched.c.timestamp_us, matched.c.id).order_by(
             matched.c.timestamp_us.desc(), matched.c.id.desc()
         )
     else:
-        total = sa.select(sa.func.count()).select_from(E).where(*where).scalar_subquery()
+        total = sa.select(sa.func.count()).select_from(src).where(*where).scalar_subquery()
     if not conditions or total_from_rollup:
         # The skipped rows are walked in the index alone (an index-only scan when no property
         # filter needs the row); only the page's rows are then read from the table.
         page_of = (
-            sa.select(E.c.timestamp_us, E.c.id).where(*where).order_by(E.c.timestamp_us.desc(), E.c.id.desc())
+            sa.select(src.c.timestamp_us, src.c.id)
+            .where(*where)
+            .order_by(src.c.timestamp_us.desc(), src.c.id.desc())
         )
     page = page_of.limit(p("take")).offset(p("skip")).subquery("page")
     one = sa.select(sa.literal_column("1").label("one")).subquery("one")
-    paged = E.alias("paged")
+    paged = src.alias("paged")
+    stamp = p("as_of", type_=sa.BigInteger) if past else clock.clock_of(p("org"))
     return (
-        sa.select(total.label("total"), paged.c.wire, _display_name(paged, p("display", type_=sa.String)))
+        sa.select(
+            total.label("total"),
+            paged.c.wire,
+            _display_name(paged, p("display", type_=sa.String)),
+            sa.cast(stamp, sa.BigInteger).label("clock"),
+        )
         .select_from(
             one.outerjoin(page, sa.true()).outerjoin(
                 paged, sa.and_(paged.c.organization_id == p("org"), paged.c.id == page.c.id)
@@ -346,6 +417,21 @@ def _page_statement(conditions: list[Any], total_from_rollup: bool) -> sa.Select
         )
         .order_by(page.c.timestamp_us.desc(), page.c.id.desc())
     )
+
+
+def _order(source: Any, oldest_first: bool) -> tuple[Any, Any]:
+    """The keyset order, (timestamp, id) descending (or ascending), of `source`'s columns."""
+    if oldest_first:
+        return source.c.timestamp_us.asc(), source.c.id.asc()
+    return source.c.timestamp_us.desc(), source.c.id.desc()
+
+
+def _take_clock_row(rows: list[Any]) -> int:
+    """Remove the clock's row (its id is NULL) from a page's rows; its clock."""
+    for i in range(len(rows) - 1, -1, -1):
+        if rows[i][1] is None:
+            return int(rows.pop(i)[0])
+    raise AssertionError("a page statement returns its clock row")
 
 
 def _display_name(events: Any, display_property: Any) -> Any:
@@ -367,9 +453,9 @@ def _filter(value: Any) -> PropertyFilter | None:
 
 
 _OPTIONAL_FILTERS = {
-    "customer_id": lambda v: E.c.customer_id == v,
-    "product_id": lambda v: E.c.product_id == v,
-    "subscription_id": lambda v: E.c.subscription_id == v,
-    "occurred_after_us": lambda v: E.c.timestamp_us >= v,
-    "occurred_before_us": lambda v: E.c.timestamp_us < v,
+    "customer_id": lambda t, v: t.c.customer_id == v,
+    "product_id": lambda t, v: t.c.product_id == v,
+    "subscription_id": lambda t, v: t.c.subscription_id == v,
+    "occurred_after_us": lambda t, v: t.c.timestamp_us >= v,
+    "occurred_before_us": lambda t, v: t.c.timestamp_us < v,
 }

@@ -101,9 +101,11 @@ class EventReadStorage(Protocol):
         limit: int,
         deadline: Deadline | None = None,
         oldest_first: bool = False,
-    ) -> list[PageRow]:
+        as_of_us: int | None = None,
+    ) -> tuple[list[PageRow], int]:
         """Events strictly after the keyset position `after` (timestamp_us, id), newest first, or
-        oldest first."""
+        oldest first; and the organization's commit clock in the same snapshot (or, as of
+        `as_of_us`, the events as they were then, and `as_of_us`)."""
         ...
 
     def explain(
@@ -114,9 +116,11 @@ class EventReadStorage(Protocol):
         aggregator_filter_id: str | None,
         customer_id: str | None,
         deadline: Deadline | None = None,
+        as_of_us: int | None = None,
     ) -> EventVerdicts:
         """The event and the aggregator's (and named filter's) verdicts on it, computed by the SQL
-        the customer pages filter with; `customer_id` None: the event's own customer."""
+        the customer pages filter with; `customer_id` None: the event's own customer. As of
+        `as_of_us`: the event's version of then (an event recorded later is not found)."""
         ...
 
     def data_version(self, org: str, deadline: Deadline | None = None) -> int:
@@ -128,13 +132,15 @@ class EventReadStorage(Protocol):
         self, org: str, query: CustomerPageQuery, deadline: Deadline | None = None
     ) -> CustomerPage:
         """One customer's events of one aggregator (and optionally one of its filters) in a window:
-        the total and the page (timestamp desc, id desc), or what was not found. One connection."""
+        the total and the page (timestamp desc, id desc), or what was not found. One connection.
+        As of `query.as_of_us` when set; the answer's clock_us says which clock it was read at."""
         ...
 
 
 class AggregateStorage(Protocol):
     def aggregate(self, org: str, query: AggregateQuery, deadline: Deadline | None = None) -> AggregateAnswer:
-        """Exact values per ranked series and bucket; buckets without events are absent."""
+        """Exact values per ranked series and bucket; buckets without events are absent. As of
+        `query.as_of_us` when set (from the events), else now with the clock read (clock_us)."""
         ...
 
 
@@ -176,8 +182,10 @@ class MeterStorage(Protocol):
         start_us: int,
         end_us: int,
         deadline: Deadline | None = None,
-    ) -> list[MeterValue]:
-        """One customer's value of each meter in [start_us, end_us), in order (totals as decimal text)."""
+        as_of_us: int | None = None,
+    ) -> tuple[list[MeterValue], int]:
+        """One customer's value of each meter in [start_us, end_us), in order (totals as decimal
+        text), and the clock read with them (as of `as_of_us` when set, and then that)."""
         ...
 
     def ranking(
@@ -189,6 +197,7 @@ class MeterStorage(Protocol):
         take: int,
         skip: int,
         deadline: Deadline | None = None,
+        as_of_us: int | None = None,
     ) -> MeterRanking:
         """Customers with events of the meter, by value descending then id: rows [skip, skip + take)."""
         ...

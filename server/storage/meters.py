@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from server.deadline import Deadline
 from server.domain import Meter, MeterRanking, MeterValue
-from server.storage import rollups, schema
+from server.storage import clock, rollups, schema
 from server.storage.engine import Database
 from server.storage.filters import compile_filter
 from server.storage.functions import exact_order, exact_text, prop_decimal, quantity_sum, text_order
@@ -75,19 +75,28 @@ class MeterReads:
         start_us: int,
         end_us: int,
         deadline: Deadline | None = None,
-    ) -> list[MeterValue]:
-        """One customer's value of each meter in [start_us, end_us), in the meters' order: one statement."""
-        if not meters:
-            return []
+        as_of_us: int | None = None,
+    ) -> tuple[list[MeterValue], int]:
+        """One customer's value of each meter in [start_us, end_us), in the meters' order, and the
+        clock it was read at (as CustomerPage.clock_us): one statement."""
         parts = [
             part
             for i, meter in enumerate(meters)
-            for part in self._parts(org, meter, start_us, end_us, sa.literal_column(str(i)), customer_id)
+            for part in self._parts(
+                org, meter, start_us, end_us, sa.literal_column(str(i)), customer_id, as_of_us
+            )
         ]
-        stmt = _totals(_union(parts))
+        stamp = _stamp(org, as_of_us)
+        if parts:
+            totals = _totals(_union(parts)).subquery("totals")
+            stmt = sa.select(stamp, *totals.c).select_from(_one().outerjoin(totals, sa.true()))
+        else:
+            stmt = sa.select(stamp)
         with self._db.read(deadline) as conn:
-            found = {int(row[0]): row[1:] for row in conn.execute(stmt)}
-        return [_value(meter, *found.get(i, (0, None, None, 0))) for i, meter in enumerate(meters)]
+            rows = conn.execute(_in_past(stmt, org, as_of_us)).all()
+        found = {int(row[1]): row[2:] for row in rows if len(row) > 1 and row[1] is not None}
+        values = [_value(meter, *found.get(i, (0, None, None, 0))) for i, meter in enumerate(meters)]
+        return values, int(rows[0][0])
 
     def ranking(
         self,
@@ -98,10 +107,12 @@ class MeterReads:
         take: int,
         skip: int,
         deadline: Deadline | None = None,
+        as_of_us: int | None = None,
     ) -> MeterRanking:
         """Customers with events of the meter in [start_us, end_us), by value descending then id, the
         page [skip, skip + take) of them, and how many there are: one statement."""
-        per = _totals(_union(self._parts(org, meter, start_us, end_us, None, None))).cte("per_customer")
+        parts = self._parts(org, meter, start_us, end_us, None, None, as_of_us)
+        per = _totals(_union(parts)).cte("per_customer")
         value = per.c.n if meter.operation == "count" else sa.func.coalesce(per.c.total_sum, 0)
         page = sa.select(
             per.c.grp,
@@ -114,27 +125,35 @@ class MeterReads:
             .label("rank"),
         ).subquery("ranked")
         customers = sa.select(sa.func.count()).select_from(per).scalar_subquery()
-        one = sa.select(sa.literal_column("1").label("one")).subquery("one")
         window = sa.and_(page.c.rank > skip, page.c.rank <= skip + take)
         stmt = (
-            sa.select(customers.label("customers"), *page.c)
-            .select_from(one.outerjoin(page, window))
+            sa.select(customers.label("customers"), *page.c, _stamp(org, as_of_us))
+            .select_from(_one().outerjoin(page, window))
             .order_by(page.c.rank)
         )
         with self._db.read(deadline) as conn:
-            rows = conn.execute(stmt).all()
+            rows = conn.execute(_in_past(stmt, org, as_of_us)).all()
         return MeterRanking(
             int(rows[0][0]),
             tuple((row[1], _value(meter, *row[2:6])) for row in rows if row[1] is not None),
+            int(rows[0][-1]),
         )
 
     def _parts(
-        self, org: str, meter: Meter, start_us: int, end_us: int, group: Any, customer_id: str | None
+        self,
+        org: str,
+        meter: Meter,
+        start_us: int,
+        end_us: int,
+        group: Any,
+        customer_id: str | None,
+        as_of_us: int | None,
     ) -> list[sa.Select[Any]]:
         """(grp, n, total, summed) rows whose sums by grp are the meter's value: `group` (None: the
         customer) over [start_us, end_us), from the rollup's whole hours and the events around them
-        when the rollup serves the meter, else from the events alone."""
-        hours = _whole_hours(start_us, end_us) if self._read_rollups and rollup_serves(meter) else None
+        when the rollup serves the meter (and the answer is of now), else from the events alone."""
+        serves = self._read_rollups and rollup_serves(meter) and as_of_us is None
+        hours = _whole_hours(start_us, end_us) if serves else None
         if hours is None:
             return [_events_part(org, meter, start_us, end_us, group, customer_id)]
         first, end = hours
@@ -171,6 +190,22 @@ def _grouped(customer: Any, group: Any, n: Any, total: Any, summed: Any, where: 
     if group is None:
         return sa.select(customer.label("grp"), *cols).where(*where).group_by(customer)
     return sa.select(group.label("grp"), *cols).where(*where)
+
+
+def _one() -> Any:
+    """A one-row FROM: outer-joined to an answer, it comes back with its clock even when empty."""
+    return sa.select(sa.literal_column("1").label("one")).subquery("one")
+
+
+def _stamp(org: str, as_of_us: int | None) -> Any:
+    """The clock column of an answer: the organization's commit clock read in its statement, or
+    the as_of it was read at (storage/clock.py)."""
+    value = clock.clock_of(org) if as_of_us is None else sa.literal(as_of_us, sa.BigInteger)
+    return sa.cast(value, sa.BigInteger).label("clock")
+
+
+def _in_past(stmt: Any, org: str, as_of_us: int | None) -> Any:
+    return stmt if as_of_us is None else clock.in_past(stmt, clock.events_at(org, as_of_us))
 
 
 def _union(parts: list[sa.Select[Any]]) -> Any:

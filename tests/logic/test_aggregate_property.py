@@ -34,6 +34,7 @@ from hypothesis import strategies as st
 
 from server.domain import NewEvent
 from server.errors import InvalidArgument
+from server.logic.as_of import AsOf
 from server.logic.cursors import CursorCodec
 from server.logic.queries import AggregateRequest, AggregateResult, FilterRequest, UsageQueries
 from server.storage.sql_storage import SqlStorage
@@ -248,7 +249,9 @@ def assert_matches(
 
 def queries_for(storage: SqlStorage, max_buckets: int = 1000) -> UsageQueries:
     cursors = CursorCodec("x")
-    return UsageQueries(storage, cursors, max_aggregate_buckets=max_buckets)
+    return UsageQueries(
+        storage, cursors, max_aggregate_buckets=max_buckets, as_of=AsOf(storage, horizon_days=400)
+    )
 
 
 def new_org() -> str:

@@ -33,6 +33,7 @@ from server.logic.aggregator_usage import (
     RankingRequest,
     TimeSeriesRequest,
 )
+from server.logic.as_of import AsOf
 from server.logic.catalog import Catalog
 from server.logic.cursors import CursorCodec
 from server.logic.queries import CustomerEventsRequest, UsageQueries
@@ -54,8 +55,9 @@ ZONE = ZoneInfo("Europe/Paris")
 
 def _make_usage(storage: SqlStorage) -> tuple[AggregatorUsage, UsageQueries]:
     cursors = CursorCodec("x")
-    queries = UsageQueries(storage, cursors, max_aggregate_buckets=1000)
-    return AggregatorUsage(storage, Catalog(storage.catalog, cursors), queries), queries
+    as_of = AsOf(storage, horizon_days=400)
+    queries = UsageQueries(storage, cursors, max_aggregate_buckets=1000, as_of=as_of)
+    return AggregatorUsage(storage, Catalog(storage.catalog, cursors), queries, as_of), queries
 
 
 def _listed(

@@ -28,6 +28,7 @@ from server.auth import Caller
 from server.config import Settings
 from server.errors import InvalidArgument, NotFound
 from server.logic.aggregator_usage import AggregatorUsage
+from server.logic.as_of import AsOf
 from server.logic.catalog import Catalog
 from server.logic.cursors import CursorCodec
 from server.logic.explain import Explainer
@@ -71,13 +72,14 @@ def servicers(tmp_path: pathlib.Path) -> Iterator[tuple[UsageServicer, CatalogSe
     )
     storage = server.app.open_storage(settings, auto_migrate=True)
     cursors = CursorCodec(settings.cursor_secret)
-    queries = UsageQueries(storage, cursors, settings.max_aggregate_buckets)
+    as_of = AsOf(storage, settings.as_of_horizon_days)
+    queries = UsageQueries(storage, cursors, settings.max_aggregate_buckets, as_of=as_of)
     usage = UsageServicer(
         queries,
-        Explainer(storage),
+        Explainer(storage, as_of),
         Ingestion(storage.events, settings.max_future_skew_s),
         settings.default_query_timeout_s,
-        usage=AggregatorUsage(storage, Catalog(storage.catalog, cursors), queries),
+        usage=AggregatorUsage(storage, Catalog(storage.catalog, cursors), queries, as_of),
     )
     catalog = CatalogServicer(Catalog(storage.catalog, cursors), 30.0)
     try:

@@ -844,7 +844,7 @@ def test_list_events_keyset_never_repeats_or_skips_on_shared_timestamp(
     after: tuple[int, str] | None = None
     pages = 0
     while True:
-        page = storage.reads.list_events(ORG, EventFilters(), after, limit)
+        page = storage.reads.list_events(ORG, EventFilters(), after, limit)[0]
         assert len(page) <= limit
         if not page:
             break
@@ -862,18 +862,18 @@ def test_list_events_keyset_never_repeats_or_skips_on_shared_timestamp(
 def test_list_events_limit_and_position(storage: SqlStorage) -> None:
     ids = ingest_ids(storage, [ev(ts=T0 + i * SEC) for i in range(10)])
     newest = list(reversed(ids))
-    assert [e[1] for e in storage.reads.list_events(ORG, EventFilters(), None, 4)] == newest[:4]
+    assert [e[1] for e in storage.reads.list_events(ORG, EventFilters(), None, 4)[0]] == newest[:4]
     # `after` is exclusive; a position need not be an existing event.
     assert [
-        e[1] for e in storage.reads.list_events(ORG, EventFilters(), (T0 + 5 * SEC, ids[5]), 3)
+        e[1] for e in storage.reads.list_events(ORG, EventFilters(), (T0 + 5 * SEC, ids[5]), 3)[0]
     ] == newest[5:8]
-    assert [e[1] for e in storage.reads.list_events(ORG, EventFilters(), (T0 + 5 * SEC, "zzz"), 3)] == newest[
-        4:7
-    ]
-    assert [e[1] for e in storage.reads.list_events(ORG, EventFilters(), (T0 + 5 * SEC, ""), 3)] == newest[
+    assert [
+        e[1] for e in storage.reads.list_events(ORG, EventFilters(), (T0 + 5 * SEC, "zzz"), 3)[0]
+    ] == newest[4:7]
+    assert [e[1] for e in storage.reads.list_events(ORG, EventFilters(), (T0 + 5 * SEC, ""), 3)[0]] == newest[
         5:8
     ]
-    assert storage.reads.list_events(ORG, EventFilters(), (T0, ids[0]), 3) == []
+    assert storage.reads.list_events(ORG, EventFilters(), (T0, ids[0]), 3)[0] == []
 
 
 LIST_EVENTS = [
@@ -917,12 +917,12 @@ def test_list_events_filters(storage: SqlStorage, filters: EventFilters, expecte
     ids = ingest_ids(storage, events)
     ingest_ids(storage, events, OTHER)  # the same events in another organization never show up
     label_of = {i: row[0] for i, row in zip(ids, LIST_EVENTS, strict=True)}
-    got = storage.reads.list_events(ORG, filters, None, 100)
+    got = storage.reads.list_events(ORG, filters, None, 100)[0]
     assert "".join(label_of[event_id] for _, event_id, _ in got) == expected
     # Paging with filters: one at a time gives the same sequence.
     one_by_one: list[str] = []
     after: tuple[int, str] | None = None
-    while page := storage.reads.list_events(ORG, filters, after, 1):
+    while page := storage.reads.list_events(ORG, filters, after, 1)[0]:
         one_by_one.append(label_of[page[0][1]])
         after = page[0][:2]
     assert "".join(one_by_one) == expected
@@ -1336,7 +1336,7 @@ def test_aggregate_deadline_exceeded(storage: SqlStorage) -> None:
         storage.aggregates.aggregate(ORG, query, Deadline(0.0005))
     assert time.monotonic() - started < 2.0
     # The storage stays usable after a cancelled statement.
-    assert len(storage.reads.list_events(ORG, EventFilters(), None, 3)) == 3
+    assert len(storage.reads.list_events(ORG, EventFilters(), None, 3)[0]) == 3
 
 
 def test_ingest_waiting_for_a_lock_stops_at_its_deadline(storage: SqlStorage, db_url: str) -> None:

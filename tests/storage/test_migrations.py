@@ -154,9 +154,9 @@ def test_0006_to_0009_leave_earlier_events_listed_voidable_amendable_and_as_of_t
         assert upgrade(engine, "0002") == "0002"
         _old_events(engine)
         assert upgrade(engine, "0005") == "0005"
-        before = {e.id: e for e in all_events(SqlStorage(engine), ORG)}
         assert upgrade(engine) == "0009"
         storage = SqlStorage(engine)
+        before = {r["id"]: StoredEvent(**r) for r in OLD_ROWS}  # (test_0003: each field as stored)
         assert {e.id: e for e in all_events(storage, ORG)} == before
         # The floor is after every event stored before it: as of the floor, they all count.
         floor = storage.clocks.floor_us

@@ -18,7 +18,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file usage/v1/usage_service.proto.
  */
 export const file_usage_v1_usage_service: GenFile = /*@__PURE__*/
-  fileDesc("Chx1c2FnZS92MS91c2FnZV9zZXJ2aWNlLnByb3RvEgh1c2FnZS52MSLdAgoeTGlzdEN1c3RvbWVyVXNhZ2VFdmVudHNSZXF1ZXN0EhYKAmlkGAEgASgJQgq6SAdyBRABGIABEiEKDWFnZ3JlZ2F0b3JfaWQYAiABKAlCCrpIB3IFEAEYgAESNgoKc3RhcnRfZGF0ZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARI0CghlbmRfZGF0ZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARItChRhZ2dyZWdhdG9yX2ZpbHRlcl9pZBgFIAEoCUIKukgHcgUQARiAAUgAiAEBEhwKBHRha2UYBiABKAVCCbpIBhoEGGQoAEgBiAEBEhoKBHNraXAYByABKAVCB7pIBBoCKABIAogBAUIXChVfYWdncmVnYXRvcl9maWx0ZXJfaWRCBwoFX3Rha2VCBwoFX3NraXAiOQoIUGFnZU1ldGESDQoFdG90YWwYASABKAUSDQoFdGFrZW4YAiABKAUSDwoHc2tpcHBlZBgDIAEoBSKHAQoSQ3VzdG9tZXJVc2FnZUV2ZW50EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSLQoJdGltZXN0YW1wGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIoCgdwYXlsb2FkGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJvCh9MaXN0Q3VzdG9tZXJVc2FnZUV2ZW50c1Jlc3BvbnNlEiAKBG1ldGEYASABKAsyEi51c2FnZS52MS5QYWdlTWV0YRIqCgRkYXRhGAIgAygLMhwudXNhZ2UudjEuQ3VzdG9tZXJVc2FnZUV2ZW50Io8DChZMaXN0VXNhZ2VFdmVudHNSZXF1ZXN0EhsKBWxpbWl0GAEgASgFQge6SAQaAigASACIAQESGAoGY3Vyc29yGAIgASgJQgi6SAVyAxiACBIkCgtjdXN0b21lcl9pZBgDIAEoCUIKukgHcgUQARiAAUgBiAEBEiMKCnByb2R1Y3RfaWQYBCABKAlCCrpIB3IFEAEYgAFIAogBARIoCg9zdWJzY3JpcHRpb25faWQYBSABKAlCCrpIB3IFEAEYgAFIA4gBARIjCgptZXRyaWNfa2V5GAYgAygJQg+6SAySAQkQZCIFcgMYgCASMgoOb2NjdXJyZWRfYWZ0ZXIYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD29jY3VycmVkX2JlZm9yZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCAoGX2xpbWl0Qg4KDF9jdXN0b21lcl9pZEINCgtfcHJvZHVjdF9pZEISChBfc3Vic2NyaXB0aW9uX2lkImcKF0xpc3RVc2FnZUV2ZW50c1Jlc3BvbnNlEiIKBGRhdGEYASADKAsyFC51c2FnZS52MS5Vc2FnZUV2ZW50EigKCnBhZ2luYXRpb24YAiABKAsyFC51c2FnZS52MS5QYWdpbmF0aW9uItgDChhFeHBvcnRVc2FnZUV2ZW50c1JlcXVlc3QSJAoLY3VzdG9tZXJfaWQYASABKAlCCrpIB3IFEAEYgAFIAIgBARIjCgpwcm9kdWN0X2lkGAIgASgJQgq6SAdyBRABGIABSAGIAQESKAoPc3Vic2NyaXB0aW9uX2lkGAMgASgJQgq6SAdyBRABGIABSAKIAQESIwoKbWV0cmljX2tleRgEIAMoCUIPukgMkgEJEGQiBXIDGIAgEjIKDm9jY3VycmVkX2FmdGVyGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzCg9vY2N1cnJlZF9iZWZvcmUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKBW9yZGVyGAcgASgJQiO6SCByHlIAUgxuZXdlc3RfZmlyc3RSDG9sZGVzdF9maXJzdBIjCgpjaHVua19zaXplGAggASgFQgq6SAcaBRiIJygASAOIAQESHgoMcmVzdW1lX3Rva2VuGAkgASgJQgi6SAVyAxiACEIOCgxfY3VzdG9tZXJfaWRCDQoLX3Byb2R1Y3RfaWRCEgoQX3N1YnNjcmlwdGlvbl9pZEINCgtfY2h1bmtfc2l6ZSJVChlFeHBvcnRVc2FnZUV2ZW50c1Jlc3BvbnNlEiIKBGRhdGEYASADKAsyFC51c2FnZS52MS5Vc2FnZUV2ZW50EhQKDHJlc3VtZV90b2tlbhgCIAEoCSK3AgoYRXhwbGFpblVzYWdlRXZlbnRSZXF1ZXN0EhwKCGV2ZW50X2lkGAEgASgJQgq6SAdyBRABGIABEiEKDWFnZ3JlZ2F0b3JfaWQYAiABKAlCCrpIB3IFEAEYgAESLQoUYWdncmVnYXRvcl9maWx0ZXJfaWQYAyABKAlCCrpIB3IFEAEYgAFIAIgBARIkCgtjdXN0b21lcl9pZBgEIAEoCUIKukgHcgUQARiAAUgBiAEBEi4KCnN0YXJ0X2RhdGUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF9kYXRlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIXChVfYWdncmVnYXRvcl9maWx0ZXJfaWRCDgoMX2N1c3RvbWVyX2lkInwKGUV4cGxhaW5Vc2FnZUV2ZW50UmVzcG9uc2USDgoGY291bnRzGAEgASgIEiMKBWV2ZW50GAIgASgLMhQudXNhZ2UudjEuVXNhZ2VFdmVudBIqCgZjaGVja3MYAyADKAsyGi51c2FnZS52MS5FeHBsYW5hdGlvbkNoZWNrIoUBChBFeHBsYW5hdGlvbkNoZWNrEgwKBG5hbWUYASABKAkSDgoGcGFzc2VkGAIgASgIEg4KBmRldGFpbBgDIAEoCRITCgtjb25kaXRpb25hbBgEIAEoCRIuCgpjb25kaXRpb25zGAUgAygLMhoudXNhZ2UudjEuQ29uZGl0aW9uVmVyZGljdCKpAQoQQ29uZGl0aW9uVmVyZGljdBIQCghwcm9wZXJ0eRgBIAEoCRIQCghvcGVyYXRvchgCIAEoCRIoCghleHBlY3RlZBgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIPCgdwcmVzZW50GAQgASgIEiYKBmFjdHVhbBgFIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIOCgZwYXNzZWQYBiABKAgipgQKFUFnZ3JlZ2F0ZVVzYWdlUmVxdWVzdBItCgZidWNrZXQYASABKAlCHbpIGnIYUgRob3VyUgNkYXlSBHdlZWtSBW1vbnRoEjEKBXNpbmNlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBEikKBXVudGlsGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCgZtZXRyaWMYBCABKAlCHLpIGXIXUgBSBWNvdW50UgxzdW1fcXVhbnRpdHkSRgoIZ3JvdXBfYnkYBSABKAlCNLpIMXIvMi1eKHxub25lfG1ldHJpY19rZXl8ZGltOltBLVphLXowLTlfLi1dezEsNjR9KSQSJAoLY3VzdG9tZXJfaWQYBiABKAlCCrpIB3IFEAEYgAFIAIgBARIjCgpwcm9kdWN0X2lkGAcgASgJQgq6SAdyBRABGIABSAGIAQESKAoPc3Vic2NyaXB0aW9uX2lkGAggASgJQgq6SAdyBRABGIABSAKIAQESIwoKbWV0cmljX2tleRgJIAMoCUIPukgMkgEJEGQiBXIDGIAgEhkKA3RvcBgKIAEoBUIHukgEGgIoAEgDiAEBEhoKCXRpbWVfem9uZRgLIAEoCUIHukgEcgIYQEIOCgxfY3VzdG9tZXJfaWRCDQoLX3Byb2R1Y3RfaWRCEgoQX3N1YnNjcmlwdGlvbl9pZEIGCgRfdG9wIl8KDkFnZ3JlZ2F0ZVBvaW50EikKBXN0YXJ0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgV2YWx1ZRgCIAEoARITCgtleGFjdF92YWx1ZRgDIAEoCSJ7Cg9BZ2dyZWdhdGVTZXJpZXMSCwoDa2V5GAEgASgJEg0KBW90aGVyGAIgASgIEg0KBXRvdGFsGAMgASgBEigKBnBvaW50cxgEIAMoCzIYLnVzYWdlLnYxLkFnZ3JlZ2F0ZVBvaW50EhMKC2V4YWN0X3RvdGFsGAUgASgJIssBChZBZ2dyZWdhdGVVc2FnZVJlc3BvbnNlEg4KBmJ1Y2tldBgBIAEoCRIQCghncm91cF9ieRgCIAEoCRIOCgZtZXRyaWMYAyABKAkSKQoGc2VyaWVzGAQgAygLMhkudXNhZ2UudjEuQWdncmVnYXRlU2VyaWVzEikKBXNpbmNlGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgV1bnRpbBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiUgoYSW5nZXN0VXNhZ2VFdmVudHNSZXF1ZXN0EjYKBmV2ZW50cxgBIAMoCzIZLnVzYWdlLnYxLlVzYWdlRXZlbnRJbnB1dEILukgIkgEFCAEQiCciNAoORXZlbnRWaW9sYXRpb24SDQoFZmllbGQYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkibQoMSW5nZXN0UmVzdWx0Eg0KBWluZGV4GAEgASgFEg4KBnN0YXR1cxgCIAEoCRIQCghldmVudF9pZBgDIAEoCRIsCgp2aW9sYXRpb25zGAQgAygLMhgudXNhZ2UudjEuRXZlbnRWaW9sYXRpb24iRAoZSW5nZXN0VXNhZ2VFdmVudHNSZXNwb25zZRInCgdyZXN1bHRzGAEgAygLMhYudXNhZ2UudjEuSW5nZXN0UmVzdWx0IuICChdHZXRDdXN0b21lclVzYWdlUmVxdWVzdBIWCgJpZBgBIAEoCUIKukgHcgUQARiAARI2CgpzdGFydF9kYXRlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBEjQKCGVuZF9kYXRlGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBEiYKDWFnZ3JlZ2F0b3JfaWQYBCABKAlCCrpIB3IFEAEYgAFIAIgBARItChRhZ2dyZWdhdG9yX2ZpbHRlcl9pZBgFIAEoCUIKukgHcgUQARiAAUgBiAEBEhsKBWxpbWl0GAYgASgFQge6SAQaAigASAKIAQESGAoGY3Vyc29yGAcgASgJQgi6SAVyAxiACEIQCg5fYWdncmVnYXRvcl9pZEIXChVfYWdncmVnYXRvcl9maWx0ZXJfaWRCCAoGX2xpbWl0IokCCg9BZ2dyZWdhdG9yVXNhZ2USFQoNYWdncmVnYXRvcl9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEhIKCmV2ZW50X3R5cGUYAyABKAkSEQoJb3BlcmF0aW9uGAQgASgJEhAKCHByb3BlcnR5GAUgASgJEhEKCXVuaXRfbmFtZRgGIAEoCRIhChRhZ2dyZWdhdG9yX2ZpbHRlcl9pZBgHIAEoCUgAiAEBEg0KBXRvdGFsGAggASgBEhMKC2V4YWN0X3RvdGFsGAkgASgJEg0KBWNvdW50GAogASgDEhYKDnVuc3VtbWVkX2NvdW50GAsgASgDQhcKFV9hZ2dyZWdhdG9yX2ZpbHRlcl9pZCLgAQoYR2V0Q3VzdG9tZXJVc2FnZVJlc3BvbnNlEhMKC2N1c3RvbWVyX2lkGAEgASgJEi4KCnN0YXJ0X2RhdGUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF9kYXRlGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBInCgRkYXRhGAQgAygLMhkudXNhZ2UudjEuQWdncmVnYXRvclVzYWdlEigKCnBhZ2luYXRpb24YBSABKAsyFC51c2FnZS52MS5QYWdpbmF0aW9uIvoCCh5HZXRBZ2dyZWdhdG9yVGltZVNlcmllc1JlcXVlc3QSIQoNYWdncmVnYXRvcl9pZBgBIAEoCUIKukgHcgUQARiAARI2CgpzdGFydF9kYXRlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBEjQKCGVuZF9kYXRlGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBEi0KBmJ1Y2tldBgEIAEoCUIdukgachhSBGhvdXJSA2RheVIEd2Vla1IFbW9udGgSJAoLY3VzdG9tZXJfaWQYBSABKAlCCrpIB3IFEAEYgAFIAIgBARItChRhZ2dyZWdhdG9yX2ZpbHRlcl9pZBgGIAEoCUIKukgHcgUQARiAAUgBiAEBEhoKCXRpbWVfem9uZRgHIAEoCUIHukgEcgIYQEIOCgxfY3VzdG9tZXJfaWRCFwoVX2FnZ3JlZ2F0b3JfZmlsdGVyX2lkIocCCh9HZXRBZ2dyZWdhdG9yVGltZVNlcmllc1Jlc3BvbnNlEhUKDWFnZ3JlZ2F0b3JfaWQYASABKAkSDgoGYnVja2V0GAIgASgJEhEKCXRpbWVfem9uZRgDIAEoCRIuCgpzdGFydF9kYXRlGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfZGF0ZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoGcG9pbnRzGAYgAygLMhgudXNhZ2UudjEuQWdncmVnYXRlUG9pbnQSDQoFdG90YWwYByABKAESEwoLZXhhY3RfdG90YWwYCCABKAkiywIKJExpc3RBZ2dyZWdhdG9yVXNhZ2VCeUN1c3RvbWVyUmVxdWVzdBIhCg1hZ2dyZWdhdG9yX2lkGAEgASgJQgq6SAdyBRABGIABEjYKCnN0YXJ0X2RhdGUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQga6SAPIAQESNAoIZW5kX2RhdGUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQga6SAPIAQESLQoUYWdncmVnYXRvcl9maWx0ZXJfaWQYBCABKAlCCrpIB3IFEAEYgAFIAIgBARIcCgR0YWtlGAUgASgFQgm6SAYaBBhkKABIAYgBARIaCgRza2lwGAYgASgFQge6SAQaAigASAKIAQFCFwoVX2FnZ3JlZ2F0b3JfZmlsdGVyX2lkQgcKBV90YWtlQgcKBV9za2lwInQKEkN1c3RvbWVyVXNhZ2VUb3RhbBITCgtjdXN0b21lcl9pZBgBIAEoCRINCgV0b3RhbBgCIAEoARITCgtleGFjdF90b3RhbBgDIAEoCRINCgVjb3VudBgEIAEoAxIWCg51bnN1bW1lZF9jb3VudBgFIAEoAyLTAQolTGlzdEFnZ3JlZ2F0b3JVc2FnZUJ5Q3VzdG9tZXJSZXNwb25zZRIgCgRtZXRhGAEgASgLMhIudXNhZ2UudjEuUGFnZU1ldGESKgoEZGF0YRgCIAMoCzIcLnVzYWdlLnYxLkN1c3RvbWVyVXNhZ2VUb3RhbBIuCgpzdGFydF9kYXRlGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfZGF0ZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAyvgoKDFVzYWdlU2VydmljZRKqAQoXTGlzdEN1c3RvbWVyVXNhZ2VFdmVudHMSKC51c2FnZS52MS5MaXN0Q3VzdG9tZXJVc2FnZUV2ZW50c1JlcXVlc3QaKS51c2FnZS52MS5MaXN0Q3VzdG9tZXJVc2FnZUV2ZW50c1Jlc3BvbnNlIjqQAgGC0+STAjESLy92MS9jdXN0b21lcnMve2lkfS91c2FnZS97YWdncmVnYXRvcl9pZH0vZXZlbnRzEnMKD0xpc3RVc2FnZUV2ZW50cxIgLnVzYWdlLnYxLkxpc3RVc2FnZUV2ZW50c1JlcXVlc3QaIS51c2FnZS52MS5MaXN0VXNhZ2VFdmVudHNSZXNwb25zZSIbkAIBgtPkkwISEhAvdjEvdXNhZ2UtZXZlbnRzEnoKDkFnZ3JlZ2F0ZVVzYWdlEh8udXNhZ2UudjEuQWdncmVnYXRlVXNhZ2VSZXF1ZXN0GiAudXNhZ2UudjEuQWdncmVnYXRlVXNhZ2VSZXNwb25zZSIlkAIBgtPkkwIcEhovdjEvdXNhZ2UtZXZlbnRzL2FnZ3JlZ2F0ZRKCAQoRRXhwb3J0VXNhZ2VFdmVudHMSIi51c2FnZS52MS5FeHBvcnRVc2FnZUV2ZW50c1JlcXVlc3QaIy51c2FnZS52MS5FeHBvcnRVc2FnZUV2ZW50c1Jlc3BvbnNlIiKQAgGC0+STAhkSFy92MS91c2FnZS1ldmVudHM6ZXhwb3J0MAESnAEKEUV4cGxhaW5Vc2FnZUV2ZW50EiIudXNhZ2UudjEuRXhwbGFpblVzYWdlRXZlbnRSZXF1ZXN0GiMudXNhZ2UudjEuRXhwbGFpblVzYWdlRXZlbnRSZXNwb25zZSI+kAIBgtPkkwI1EjMvdjEvdXNhZ2UtZXZlbnRzL3tldmVudF9pZH0vZXhwbGFpbi97YWdncmVnYXRvcl9pZH0SfgoQR2V0Q3VzdG9tZXJVc2FnZRIhLnVzYWdlLnYxLkdldEN1c3RvbWVyVXNhZ2VSZXF1ZXN0GiIudXNhZ2UudjEuR2V0Q3VzdG9tZXJVc2FnZVJlc3BvbnNlIiOQAgGC0+STAhoSGC92MS9jdXN0b21lcnMve2lkfS91c2FnZRKrAQoXR2V0QWdncmVnYXRvclRpbWVTZXJpZXMSKC51c2FnZS52MS5HZXRBZ2dyZWdhdG9yVGltZVNlcmllc1JlcXVlc3QaKS51c2FnZS52MS5HZXRBZ2dyZWdhdG9yVGltZVNlcmllc1Jlc3BvbnNlIjuQAgGC0+STAjISMC92MS9hZ2dyZWdhdG9ycy97YWdncmVnYXRvcl9pZH0vdXNhZ2UvdGltZXNlcmllcxK8AQodTGlzdEFnZ3JlZ2F0b3JVc2FnZUJ5Q3VzdG9tZXISLi51c2FnZS52MS5MaXN0QWdncmVnYXRvclVzYWdlQnlDdXN0b21lclJlcXVlc3QaLy51c2FnZS52MS5MaXN0QWdncmVnYXRvclVzYWdlQnlDdXN0b21lclJlc3BvbnNlIjqQAgGC0+STAjESLy92MS9hZ2dyZWdhdG9ycy97YWdncmVnYXRvcl9pZH0vdXNhZ2UvY3VzdG9tZXJzEn8KEUluZ2VzdFVzYWdlRXZlbnRzEiIudXNhZ2UudjEuSW5nZXN0VXNhZ2VFdmVudHNSZXF1ZXN0GiMudXNhZ2UudjEuSW5nZXN0VXNhZ2VFdmVudHNSZXNwb25zZSIhgtPkkwIbOgEqIhYvdjEvdXNhZ2UtZXZlbnRzL2JhdGNoQqwBChRjb20uZXhhbXBsZS51c2FnZS52MUIRVXNhZ2VTZXJ2aWNlUHJvdG9QAVpAZ2l0aHViLmNvbS9leGFtcGxlL3VzYWdlLXNlcnZpY2UvY2xpZW50cy9nby9nZW4vdXNhZ2UvdjE7dXNhZ2V2MaICA1VYWKoCCFVzYWdlLlYxygIIVXNhZ2VcVjHiAhRVc2FnZVxWMVxHUEJNZXRhZGF0YeoCCVVzYWdlOjpWMWIGcHJvdG8z", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_struct, file_google_protobuf_timestamp, file_usage_v1_events, file_usage_v1_pagination]);
+  fileDesc("Chx1c2FnZS92MS91c2FnZV9zZXJ2aWNlLnByb3RvEgh1c2FnZS52MSKIAwoeTGlzdEN1c3RvbWVyVXNhZ2VFdmVudHNSZXF1ZXN0EhYKAmlkGAEgASgJQgq6SAdyBRABGIABEiEKDWFnZ3JlZ2F0b3JfaWQYAiABKAlCCrpIB3IFEAEYgAESNgoKc3RhcnRfZGF0ZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARI0CghlbmRfZGF0ZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARItChRhZ2dyZWdhdG9yX2ZpbHRlcl9pZBgFIAEoCUIKukgHcgUQARiAAUgAiAEBEhwKBHRha2UYBiABKAVCCbpIBhoEGGQoAEgBiAEBEhoKBHNraXAYByABKAVCB7pIBBoCKABIAogBARIpCgVhc19vZhgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCFwoVX2FnZ3JlZ2F0b3JfZmlsdGVyX2lkQgcKBV90YWtlQgcKBV9za2lwIjkKCFBhZ2VNZXRhEg0KBXRvdGFsGAEgASgFEg0KBXRha2VuGAIgASgFEg8KB3NraXBwZWQYAyABKAUihwEKEkN1c3RvbWVyVXNhZ2VFdmVudBIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEi0KCXRpbWVzdGFtcBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKAoHcGF5bG9hZBgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QimgEKH0xpc3RDdXN0b21lclVzYWdlRXZlbnRzUmVzcG9uc2USIAoEbWV0YRgBIAEoCzISLnVzYWdlLnYxLlBhZ2VNZXRhEioKBGRhdGEYAiADKAsyHC51c2FnZS52MS5DdXN0b21lclVzYWdlRXZlbnQSKQoFYXNfb2YYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIroDChZMaXN0VXNhZ2VFdmVudHNSZXF1ZXN0EhsKBWxpbWl0GAEgASgFQge6SAQaAigASACIAQESGAoGY3Vyc29yGAIgASgJQgi6SAVyAxiACBIkCgtjdXN0b21lcl9pZBgDIAEoCUIKukgHcgUQARiAAUgBiAEBEiMKCnByb2R1Y3RfaWQYBCABKAlCCrpIB3IFEAEYgAFIAogBARIoCg9zdWJzY3JpcHRpb25faWQYBSABKAlCCrpIB3IFEAEYgAFIA4gBARIjCgptZXRyaWNfa2V5GAYgAygJQg+6SAySAQkQZCIFcgMYgCASMgoOb2NjdXJyZWRfYWZ0ZXIYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD29jY3VycmVkX2JlZm9yZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKQoFYXNfb2YYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQggKBl9saW1pdEIOCgxfY3VzdG9tZXJfaWRCDQoLX3Byb2R1Y3RfaWRCEgoQX3N1YnNjcmlwdGlvbl9pZCKSAQoXTGlzdFVzYWdlRXZlbnRzUmVzcG9uc2USIgoEZGF0YRgBIAMoCzIULnVzYWdlLnYxLlVzYWdlRXZlbnQSKAoKcGFnaW5hdGlvbhgCIAEoCzIULnVzYWdlLnYxLlBhZ2luYXRpb24SKQoFYXNfb2YYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIoMEChhFeHBvcnRVc2FnZUV2ZW50c1JlcXVlc3QSJAoLY3VzdG9tZXJfaWQYASABKAlCCrpIB3IFEAEYgAFIAIgBARIjCgpwcm9kdWN0X2lkGAIgASgJQgq6SAdyBRABGIABSAGIAQESKAoPc3Vic2NyaXB0aW9uX2lkGAMgASgJQgq6SAdyBRABGIABSAKIAQESIwoKbWV0cmljX2tleRgEIAMoCUIPukgMkgEJEGQiBXIDGIAgEjIKDm9jY3VycmVkX2FmdGVyGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzCg9vY2N1cnJlZF9iZWZvcmUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKBW9yZGVyGAcgASgJQiO6SCByHlIAUgxuZXdlc3RfZmlyc3RSDG9sZGVzdF9maXJzdBIjCgpjaHVua19zaXplGAggASgFQgq6SAcaBRiIJygASAOIAQESHgoMcmVzdW1lX3Rva2VuGAkgASgJQgi6SAVyAxiACBIpCgVhc19vZhgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCDgoMX2N1c3RvbWVyX2lkQg0KC19wcm9kdWN0X2lkQhIKEF9zdWJzY3JpcHRpb25faWRCDQoLX2NodW5rX3NpemUigAEKGUV4cG9ydFVzYWdlRXZlbnRzUmVzcG9uc2USIgoEZGF0YRgBIAMoCzIULnVzYWdlLnYxLlVzYWdlRXZlbnQSFAoMcmVzdW1lX3Rva2VuGAIgASgJEikKBWFzX29mGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLiAgoYRXhwbGFpblVzYWdlRXZlbnRSZXF1ZXN0EhwKCGV2ZW50X2lkGAEgASgJQgq6SAdyBRABGIABEiEKDWFnZ3JlZ2F0b3JfaWQYAiABKAlCCrpIB3IFEAEYgAESLQoUYWdncmVnYXRvcl9maWx0ZXJfaWQYAyABKAlCCrpIB3IFEAEYgAFIAIgBARIkCgtjdXN0b21lcl9pZBgEIAEoCUIKukgHcgUQARiAAUgBiAEBEi4KCnN0YXJ0X2RhdGUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF9kYXRlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCgVhc19vZhgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCFwoVX2FnZ3JlZ2F0b3JfZmlsdGVyX2lkQg4KDF9jdXN0b21lcl9pZCKnAQoZRXhwbGFpblVzYWdlRXZlbnRSZXNwb25zZRIOCgZjb3VudHMYASABKAgSIwoFZXZlbnQYAiABKAsyFC51c2FnZS52MS5Vc2FnZUV2ZW50EioKBmNoZWNrcxgDIAMoCzIaLnVzYWdlLnYxLkV4cGxhbmF0aW9uQ2hlY2sSKQoFYXNfb2YYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIoUBChBFeHBsYW5hdGlvbkNoZWNrEgwKBG5hbWUYASABKAkSDgoGcGFzc2VkGAIgASgIEg4KBmRldGFpbBgDIAEoCRITCgtjb25kaXRpb25hbBgEIAEoCRIuCgpjb25kaXRpb25zGAUgAygLMhoudXNhZ2UudjEuQ29uZGl0aW9uVmVyZGljdCKpAQoQQ29uZGl0aW9uVmVyZGljdBIQCghwcm9wZXJ0eRgBIAEoCRIQCghvcGVyYXRvchgCIAEoCRIoCghleHBlY3RlZBgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIPCgdwcmVzZW50GAQgASgIEiYKBmFjdHVhbBgFIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRIOCgZwYXNzZWQYBiABKAgi0QQKFUFnZ3JlZ2F0ZVVzYWdlUmVxdWVzdBItCgZidWNrZXQYASABKAlCHbpIGnIYUgRob3VyUgNkYXlSBHdlZWtSBW1vbnRoEjEKBXNpbmNlGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBEikKBXVudGlsGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCgZtZXRyaWMYBCABKAlCHLpIGXIXUgBSBWNvdW50UgxzdW1fcXVhbnRpdHkSRgoIZ3JvdXBfYnkYBSABKAlCNLpIMXIvMi1eKHxub25lfG1ldHJpY19rZXl8ZGltOltBLVphLXowLTlfLi1dezEsNjR9KSQSJAoLY3VzdG9tZXJfaWQYBiABKAlCCrpIB3IFEAEYgAFIAIgBARIjCgpwcm9kdWN0X2lkGAcgASgJQgq6SAdyBRABGIABSAGIAQESKAoPc3Vic2NyaXB0aW9uX2lkGAggASgJQgq6SAdyBRABGIABSAKIAQESIwoKbWV0cmljX2tleRgJIAMoCUIPukgMkgEJEGQiBXIDGIAgEhkKA3RvcBgKIAEoBUIHukgEGgIoAEgDiAEBEhoKCXRpbWVfem9uZRgLIAEoCUIHukgEcgIYQBIpCgVhc19vZhgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCDgoMX2N1c3RvbWVyX2lkQg0KC19wcm9kdWN0X2lkQhIKEF9zdWJzY3JpcHRpb25faWRCBgoEX3RvcCJfCg5BZ2dyZWdhdGVQb2ludBIpCgVzdGFydBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFdmFsdWUYAiABKAESEwoLZXhhY3RfdmFsdWUYAyABKAkiewoPQWdncmVnYXRlU2VyaWVzEgsKA2tleRgBIAEoCRINCgVvdGhlchgCIAEoCBINCgV0b3RhbBgDIAEoARIoCgZwb2ludHMYBCADKAsyGC51c2FnZS52MS5BZ2dyZWdhdGVQb2ludBITCgtleGFjdF90b3RhbBgFIAEoCSL2AQoWQWdncmVnYXRlVXNhZ2VSZXNwb25zZRIOCgZidWNrZXQYASABKAkSEAoIZ3JvdXBfYnkYAiABKAkSDgoGbWV0cmljGAMgASgJEikKBnNlcmllcxgEIAMoCzIZLnVzYWdlLnYxLkFnZ3JlZ2F0ZVNlcmllcxIpCgVzaW5jZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKQoFdW50aWwYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKBWFzX29mGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJSChhJbmdlc3RVc2FnZUV2ZW50c1JlcXVlc3QSNgoGZXZlbnRzGAEgAygLMhkudXNhZ2UudjEuVXNhZ2VFdmVudElucHV0Qgu6SAiSAQUIARCIJyI0Cg5FdmVudFZpb2xhdGlvbhINCgVmaWVsZBgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCSJtCgxJbmdlc3RSZXN1bHQSDQoFaW5kZXgYASABKAUSDgoGc3RhdHVzGAIgASgJEhAKCGV2ZW50X2lkGAMgASgJEiwKCnZpb2xhdGlvbnMYBCADKAsyGC51c2FnZS52MS5FdmVudFZpb2xhdGlvbiJEChlJbmdlc3RVc2FnZUV2ZW50c1Jlc3BvbnNlEicKB3Jlc3VsdHMYASADKAsyFi51c2FnZS52MS5Jbmdlc3RSZXN1bHQijQMKF0dldEN1c3RvbWVyVXNhZ2VSZXF1ZXN0EhYKAmlkGAEgASgJQgq6SAdyBRABGIABEjYKCnN0YXJ0X2RhdGUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQga6SAPIAQESNAoIZW5kX2RhdGUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQga6SAPIAQESJgoNYWdncmVnYXRvcl9pZBgEIAEoCUIKukgHcgUQARiAAUgAiAEBEi0KFGFnZ3JlZ2F0b3JfZmlsdGVyX2lkGAUgASgJQgq6SAdyBRABGIABSAGIAQESGwoFbGltaXQYBiABKAVCB7pIBBoCKABIAogBARIYCgZjdXJzb3IYByABKAlCCLpIBXIDGIAIEikKBWFzX29mGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIQCg5fYWdncmVnYXRvcl9pZEIXChVfYWdncmVnYXRvcl9maWx0ZXJfaWRCCAoGX2xpbWl0IokCCg9BZ2dyZWdhdG9yVXNhZ2USFQoNYWdncmVnYXRvcl9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEhIKCmV2ZW50X3R5cGUYAyABKAkSEQoJb3BlcmF0aW9uGAQgASgJEhAKCHByb3BlcnR5GAUgASgJEhEKCXVuaXRfbmFtZRgGIAEoCRIhChRhZ2dyZWdhdG9yX2ZpbHRlcl9pZBgHIAEoCUgAiAEBEg0KBXRvdGFsGAggASgBEhMKC2V4YWN0X3RvdGFsGAkgASgJEg0KBWNvdW50GAogASgDEhYKDnVuc3VtbWVkX2NvdW50GAsgASgDQhcKFV9hZ2dyZWdhdG9yX2ZpbHRlcl9pZCKLAgoYR2V0Q3VzdG9tZXJVc2FnZVJlc3BvbnNlEhMKC2N1c3RvbWVyX2lkGAEgASgJEi4KCnN0YXJ0X2RhdGUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF9kYXRlGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBInCgRkYXRhGAQgAygLMhkudXNhZ2UudjEuQWdncmVnYXRvclVzYWdlEigKCnBhZ2luYXRpb24YBSABKAsyFC51c2FnZS52MS5QYWdpbmF0aW9uEikKBWFzX29mGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKlAwoeR2V0QWdncmVnYXRvclRpbWVTZXJpZXNSZXF1ZXN0EiEKDWFnZ3JlZ2F0b3JfaWQYASABKAlCCrpIB3IFEAEYgAESNgoKc3RhcnRfZGF0ZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARI0CghlbmRfZGF0ZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARItCgZidWNrZXQYBCABKAlCHbpIGnIYUgRob3VyUgNkYXlSBHdlZWtSBW1vbnRoEiQKC2N1c3RvbWVyX2lkGAUgASgJQgq6SAdyBRABGIABSACIAQESLQoUYWdncmVnYXRvcl9maWx0ZXJfaWQYBiABKAlCCrpIB3IFEAEYgAFIAYgBARIaCgl0aW1lX3pvbmUYByABKAlCB7pIBHICGEASKQoFYXNfb2YYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQg4KDF9jdXN0b21lcl9pZEIXChVfYWdncmVnYXRvcl9maWx0ZXJfaWQisgIKH0dldEFnZ3JlZ2F0b3JUaW1lU2VyaWVzUmVzcG9uc2USFQoNYWdncmVnYXRvcl9pZBgBIAEoCRIOCgZidWNrZXQYAiABKAkSEQoJdGltZV96b25lGAMgASgJEi4KCnN0YXJ0X2RhdGUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF9kYXRlGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIoCgZwb2ludHMYBiADKAsyGC51c2FnZS52MS5BZ2dyZWdhdGVQb2ludBINCgV0b3RhbBgHIAEoARITCgtleGFjdF90b3RhbBgIIAEoCRIpCgVhc19vZhgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi9gIKJExpc3RBZ2dyZWdhdG9yVXNhZ2VCeUN1c3RvbWVyUmVxdWVzdBIhCg1hZ2dyZWdhdG9yX2lkGAEgASgJQgq6SAdyBRABGIABEjYKCnN0YXJ0X2RhdGUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQga6SAPIAQESNAoIZW5kX2RhdGUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQga6SAPIAQESLQoUYWdncmVnYXRvcl9maWx0ZXJfaWQYBCABKAlCCrpIB3IFEAEYgAFIAIgBARIcCgR0YWtlGAUgASgFQgm6SAYaBBhkKABIAYgBARIaCgRza2lwGAYgASgFQge6SAQaAigASAKIAQESKQoFYXNfb2YYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQhcKFV9hZ2dyZWdhdG9yX2ZpbHRlcl9pZEIHCgVfdGFrZUIHCgVfc2tpcCJ0ChJDdXN0b21lclVzYWdlVG90YWwSEwoLY3VzdG9tZXJfaWQYASABKAkSDQoFdG90YWwYAiABKAESEwoLZXhhY3RfdG90YWwYAyABKAkSDQoFY291bnQYBCABKAMSFgoOdW5zdW1tZWRfY291bnQYBSABKAMi/gEKJUxpc3RBZ2dyZWdhdG9yVXNhZ2VCeUN1c3RvbWVyUmVzcG9uc2USIAoEbWV0YRgBIAEoCzISLnVzYWdlLnYxLlBhZ2VNZXRhEioKBGRhdGEYAiADKAsyHC51c2FnZS52MS5DdXN0b21lclVzYWdlVG90YWwSLgoKc3RhcnRfZGF0ZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX2RhdGUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKBWFzX29mGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcDK+CgoMVXNhZ2VTZXJ2aWNlEqoBChdMaXN0Q3VzdG9tZXJVc2FnZUV2ZW50cxIoLnVzYWdlLnYxLkxpc3RDdXN0b21lclVzYWdlRXZlbnRzUmVxdWVzdBopLnVzYWdlLnYxLkxpc3RDdXN0b21lclVzYWdlRXZlbnRzUmVzcG9uc2UiOpACAYLT5JMCMRIvL3YxL2N1c3RvbWVycy97aWR9L3VzYWdlL3thZ2dyZWdhdG9yX2lkfS9ldmVudHMScwoPTGlzdFVzYWdlRXZlbnRzEiAudXNhZ2UudjEuTGlzdFVzYWdlRXZlbnRzUmVxdWVzdBohLnVzYWdlLnYxLkxpc3RVc2FnZUV2ZW50c1Jlc3BvbnNlIhuQAgGC0+STAhISEC92MS91c2FnZS1ldmVudHMSegoOQWdncmVnYXRlVXNhZ2USHy51c2FnZS52MS5BZ2dyZWdhdGVVc2FnZVJlcXVlc3QaIC51c2FnZS52MS5BZ2dyZWdhdGVVc2FnZVJlc3BvbnNlIiWQAgGC0+STAhwSGi92MS91c2FnZS1ldmVudHMvYWdncmVnYXRlEoIBChFFeHBvcnRVc2FnZUV2ZW50cxIiLnVzYWdlLnYxLkV4cG9ydFVzYWdlRXZlbnRzUmVxdWVzdBojLnVzYWdlLnYxLkV4cG9ydFVzYWdlRXZlbnRzUmVzcG9uc2UiIpACAYLT5JMCGRIXL3YxL3VzYWdlLWV2ZW50czpleHBvcnQwARKcAQoRRXhwbGFpblVzYWdlRXZlbnQSIi51c2FnZS52MS5FeHBsYWluVXNhZ2VFdmVudFJlcXVlc3QaIy51c2FnZS52MS5FeHBsYWluVXNhZ2VFdmVudFJlc3BvbnNlIj6QAgGC0+STAjUSMy92MS91c2FnZS1ldmVudHMve2V2ZW50X2lkfS9leHBsYWluL3thZ2dyZWdhdG9yX2lkfRJ+ChBHZXRDdXN0b21lclVzYWdlEiEudXNhZ2UudjEuR2V0Q3VzdG9tZXJVc2FnZVJlcXVlc3QaIi51c2FnZS52MS5HZXRDdXN0b21lclVzYWdlUmVzcG9uc2UiI5ACAYLT5JMCGhIYL3YxL2N1c3RvbWVycy97aWR9L3VzYWdlEqsBChdHZXRBZ2dyZWdhdG9yVGltZVNlcmllcxIoLnVzYWdlLnYxLkdldEFnZ3JlZ2F0b3JUaW1lU2VyaWVzUmVxdWVzdBopLnVzYWdlLnYxLkdldEFnZ3JlZ2F0b3JUaW1lU2VyaWVzUmVzcG9uc2UiO5ACAYLT5JMCMhIwL3YxL2FnZ3JlZ2F0b3JzL3thZ2dyZWdhdG9yX2lkfS91c2FnZS90aW1lc2VyaWVzErwBCh1MaXN0QWdncmVnYXRvclVzYWdlQnlDdXN0b21lchIuLnVzYWdlLnYxLkxpc3RBZ2dyZWdhdG9yVXNhZ2VCeUN1c3RvbWVyUmVxdWVzdBovLnVzYWdlLnYxLkxpc3RBZ2dyZWdhdG9yVXNhZ2VCeUN1c3RvbWVyUmVzcG9uc2UiOpACAYLT5JMCMRIvL3YxL2FnZ3JlZ2F0b3JzL3thZ2dyZWdhdG9yX2lkfS91c2FnZS9jdXN0b21lcnMSfwoRSW5nZXN0VXNhZ2VFdmVudHMSIi51c2FnZS52MS5Jbmdlc3RVc2FnZUV2ZW50c1JlcXVlc3QaIy51c2FnZS52MS5Jbmdlc3RVc2FnZUV2ZW50c1Jlc3BvbnNlIiGC0+STAhs6ASoiFi92MS91c2FnZS1ldmVudHMvYmF0Y2hCrAEKFGNvbS5leGFtcGxlLnVzYWdlLnYxQhFVc2FnZVNlcnZpY2VQcm90b1ABWkBnaXRodWIuY29tL2V4YW1wbGUvdXNhZ2Utc2VydmljZS9jbGllbnRzL2dvL2dlbi91c2FnZS92MTt1c2FnZXYxogIDVVhYqgIIVXNhZ2UuVjHKAghVc2FnZVxWMeICFFVzYWdlXFYxXEdQQk1ldGFkYXRh6gIJVXNhZ2U6OlYxYgZwcm90bzM", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_struct, file_google_protobuf_timestamp, file_usage_v1_events, file_usage_v1_pagination]);
 
 /**
  * Asks for one customer's events of one aggregator.
@@ -74,6 +74,19 @@ export type ListCustomerUsageEventsRequest = Message<"usage.v1.ListCustomerUsage
    * @generated from field: optional int32 skip = 7;
    */
   skip?: number;
+
+  /**
+   * Answer as of this moment, as the service answered then: events recorded
+   * after it are left out, and voids and amends made after it are not yet
+   * applied. Pass the `as_of` of an earlier answer to get exactly that answer
+   * again (a later page of the same walk, or a figure already sent on an
+   * invoice). Must be before now, and no older than the server's horizon
+   * (default 400 days) unless the organization's events have not changed since.
+   * Unset: now.
+   *
+   * @generated from field: google.protobuf.Timestamp as_of = 8;
+   */
+  asOf?: Timestamp;
 };
 
 /**
@@ -179,6 +192,15 @@ export type ListCustomerUsageEventsResponse = Message<"usage.v1.ListCustomerUsag
    * @generated from field: repeated usage.v1.CustomerUsageEvent data = 2;
    */
   data: CustomerUsageEvent[];
+
+  /**
+   * The moment this answer is as of: every change to the organization's events
+   * up to it counts, none after it. The same request with this `as_of` gives
+   * the same answer, whatever changes later.
+   *
+   * @generated from field: google.protobuf.Timestamp as_of = 3;
+   */
+  asOf?: Timestamp;
 };
 
 /**
@@ -251,6 +273,20 @@ export type ListUsageEventsRequest = Message<"usage.v1.ListUsageEventsRequest"> 
    * @generated from field: google.protobuf.Timestamp occurred_before = 8;
    */
   occurredBefore?: Timestamp;
+
+  /**
+   * Answer as of this moment, as the service answered then: events recorded
+   * after it are left out, and voids and amends made after it are not yet
+   * applied. Pass the `as_of` of an earlier answer to get exactly that answer
+   * again (a later page of the same walk, or a figure already sent on an
+   * invoice). Must be before now, and no older than the server's horizon
+   * (default 400 days) unless the organization's events have not changed since.
+   * Unset: now, or the moment the cursor's walk is as of (every page of one
+   * cursor walk is as of its first page).
+   *
+   * @generated from field: google.protobuf.Timestamp as_of = 9;
+   */
+  asOf?: Timestamp;
 };
 
 /**
@@ -279,6 +315,15 @@ export type ListUsageEventsResponse = Message<"usage.v1.ListUsageEventsResponse"
    * @generated from field: usage.v1.Pagination pagination = 2;
    */
   pagination?: Pagination;
+
+  /**
+   * The moment this answer is as of: every change to the organization's events
+   * up to it counts, none after it. The same request with this `as_of` gives
+   * the same answer, whatever changes later.
+   *
+   * @generated from field: google.protobuf.Timestamp as_of = 3;
+   */
+  asOf?: Timestamp;
 };
 
 /**
@@ -361,6 +406,19 @@ export type ExportUsageEventsRequest = Message<"usage.v1.ExportUsageEventsReques
    * @generated from field: string resume_token = 9;
    */
   resumeToken: string;
+
+  /**
+   * Answer as of this moment, as the service answered then: events recorded
+   * after it are left out, and voids and amends made after it are not yet
+   * applied. Pass the `as_of` of an earlier answer to get exactly that answer
+   * again (a later page of the same walk, or a figure already sent on an
+   * invoice). Must be before now, and no older than the server's horizon
+   * (default 400 days) unless the organization's events have not changed since.
+   * Unset: now, or the moment the resume token's export is as of.
+   *
+   * @generated from field: google.protobuf.Timestamp as_of = 10;
+   */
+  asOf?: Timestamp;
 };
 
 /**
@@ -389,6 +447,15 @@ export type ExportUsageEventsResponse = Message<"usage.v1.ExportUsageEventsRespo
    * @generated from field: string resume_token = 2;
    */
   resumeToken: string;
+
+  /**
+   * The moment this answer is as of: every change to the organization's events
+   * up to it counts, none after it. The same request with this `as_of` gives
+   * the same answer, whatever changes later.
+   *
+   * @generated from field: google.protobuf.Timestamp as_of = 3;
+   */
+  asOf?: Timestamp;
 };
 
 /**
@@ -445,6 +512,19 @@ export type ExplainUsageEventRequest = Message<"usage.v1.ExplainUsageEventReques
    * @generated from field: google.protobuf.Timestamp end_date = 6;
    */
   endDate?: Timestamp;
+
+  /**
+   * Answer as of this moment, as the service answered then: events recorded
+   * after it are left out, and voids and amends made after it are not yet
+   * applied. Pass the `as_of` of an earlier answer to get exactly that answer
+   * again (a later page of the same walk, or a figure already sent on an
+   * invoice). Must be before now, and no older than the server's horizon
+   * (default 400 days) unless the organization's events have not changed since.
+   * Unset: now.
+   *
+   * @generated from field: google.protobuf.Timestamp as_of = 7;
+   */
+  asOf?: Timestamp;
 };
 
 /**
@@ -484,6 +564,15 @@ export type ExplainUsageEventResponse = Message<"usage.v1.ExplainUsageEventRespo
    * @generated from field: repeated usage.v1.ExplanationCheck checks = 3;
    */
   checks: ExplanationCheck[];
+
+  /**
+   * The moment this answer is as of: every change to the organization's events
+   * up to it counts, none after it. The same request with this `as_of` gives
+   * the same answer, whatever changes later.
+   *
+   * @generated from field: google.protobuf.Timestamp as_of = 4;
+   */
+  asOf?: Timestamp;
 };
 
 /**
@@ -688,6 +777,19 @@ export type AggregateUsageRequest = Message<"usage.v1.AggregateUsageRequest"> & 
    * @generated from field: string time_zone = 11;
    */
   timeZone: string;
+
+  /**
+   * Answer as of this moment, as the service answered then: events recorded
+   * after it are left out, and voids and amends made after it are not yet
+   * applied. Pass the `as_of` of an earlier answer to get exactly that answer
+   * again (a later page of the same walk, or a figure already sent on an
+   * invoice). Must be before now, and no older than the server's horizon
+   * (default 400 days) unless the organization's events have not changed since.
+   * Unset: now.
+   *
+   * @generated from field: google.protobuf.Timestamp as_of = 12;
+   */
+  asOf?: Timestamp;
 };
 
 /**
@@ -833,6 +935,15 @@ export type AggregateUsageResponse = Message<"usage.v1.AggregateUsageResponse"> 
    * @generated from field: google.protobuf.Timestamp until = 6;
    */
   until?: Timestamp;
+
+  /**
+   * The moment this answer is as of: every change to the organization's events
+   * up to it counts, none after it. The same request with this `as_of` gives
+   * the same answer, whatever changes later.
+   *
+   * @generated from field: google.protobuf.Timestamp as_of = 7;
+   */
+  asOf?: Timestamp;
 };
 
 /**
@@ -1013,6 +1124,19 @@ export type GetCustomerUsageRequest = Message<"usage.v1.GetCustomerUsageRequest"
    * @generated from field: string cursor = 7;
    */
   cursor: string;
+
+  /**
+   * Answer as of this moment, as the service answered then: events recorded
+   * after it are left out, and voids and amends made after it are not yet
+   * applied. Pass the `as_of` of an earlier answer to get exactly that answer
+   * again (a later page of the same walk, or a figure already sent on an
+   * invoice). Must be before now, and no older than the server's horizon
+   * (default 400 days) unless the organization's events have not changed since.
+   * Unset: now.
+   *
+   * @generated from field: google.protobuf.Timestamp as_of = 8;
+   */
+  asOf?: Timestamp;
 };
 
 /**
@@ -1158,6 +1282,15 @@ export type GetCustomerUsageResponse = Message<"usage.v1.GetCustomerUsageRespons
    * @generated from field: usage.v1.Pagination pagination = 5;
    */
   pagination?: Pagination;
+
+  /**
+   * The moment this answer is as of: every change to the organization's events
+   * up to it counts, none after it. The same request with this `as_of` gives
+   * the same answer, whatever changes later.
+   *
+   * @generated from field: google.protobuf.Timestamp as_of = 6;
+   */
+  asOf?: Timestamp;
 };
 
 /**
@@ -1223,6 +1356,19 @@ export type GetAggregatorTimeSeriesRequest = Message<"usage.v1.GetAggregatorTime
    * @generated from field: string time_zone = 7;
    */
   timeZone: string;
+
+  /**
+   * Answer as of this moment, as the service answered then: events recorded
+   * after it are left out, and voids and amends made after it are not yet
+   * applied. Pass the `as_of` of an earlier answer to get exactly that answer
+   * again (a later page of the same walk, or a figure already sent on an
+   * invoice). Must be before now, and no older than the server's horizon
+   * (default 400 days) unless the organization's events have not changed since.
+   * Unset: now.
+   *
+   * @generated from field: google.protobuf.Timestamp as_of = 8;
+   */
+  asOf?: Timestamp;
 };
 
 /**
@@ -1293,6 +1439,15 @@ export type GetAggregatorTimeSeriesResponse = Message<"usage.v1.GetAggregatorTim
    * @generated from field: string exact_total = 8;
    */
   exactTotal: string;
+
+  /**
+   * The moment this answer is as of: every change to the organization's events
+   * up to it counts, none after it. The same request with this `as_of` gives
+   * the same answer, whatever changes later.
+   *
+   * @generated from field: google.protobuf.Timestamp as_of = 9;
+   */
+  asOf?: Timestamp;
 };
 
 /**
@@ -1349,6 +1504,19 @@ export type ListAggregatorUsageByCustomerRequest = Message<"usage.v1.ListAggrega
    * @generated from field: optional int32 skip = 6;
    */
   skip?: number;
+
+  /**
+   * Answer as of this moment, as the service answered then: events recorded
+   * after it are left out, and voids and amends made after it are not yet
+   * applied. Pass the `as_of` of an earlier answer to get exactly that answer
+   * again (a later page of the same walk, or a figure already sent on an
+   * invoice). Must be before now, and no older than the server's horizon
+   * (default 400 days) unless the organization's events have not changed since.
+   * Unset: now.
+   *
+   * @generated from field: google.protobuf.Timestamp as_of = 7;
+   */
+  asOf?: Timestamp;
 };
 
 /**
@@ -1441,6 +1609,15 @@ export type ListAggregatorUsageByCustomerResponse = Message<"usage.v1.ListAggreg
    * @generated from field: google.protobuf.Timestamp end_date = 4;
    */
   endDate?: Timestamp;
+
+  /**
+   * The moment this answer is as of: every change to the organization's events
+   * up to it counts, none after it. The same request with this `as_of` gives
+   * the same answer, whatever changes later.
+   *
+   * @generated from field: google.protobuf.Timestamp as_of = 5;
+   */
+  asOf?: Timestamp;
 };
 
 /**
