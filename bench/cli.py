@@ -33,13 +33,14 @@ from typing import Any
 
 import grpc
 import sqlalchemy as sa
+from usage.v1 import usage_service_pb2 as pb
 
 from bench import clients, driver, export, generate, ingest, report, scenarios, service
 from bench.bare_server import write_responses
 from bench.dataset import BIG_ORG, Dataset
 
 BARE_LISTENING = re.compile(r"^bare listening on (\S+):(\d+)$")
-GROUPS = ("list", "customer", "aggregate", "usage", "ingest", "export")
+GROUPS = ("list", "customer", "aggregate", "usage", "as_of", "ingest", "export")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -268,6 +269,13 @@ def run_all(args: argparse.Namespace, db: Database, workdir: pathlib.Path, resul
                 server.target, auth.metadata(BIG_ORG), aggregator_id, Dataset.aggregator_metric, equals
             )
             print(f"  aggregator {aggregator_id}: {created}", flush=True)
+        if any(s.as_of for s in chosen):
+            # A moment the service gave out: the as_of of a current answer (its commit clock).
+            given = svc.call_once("ListUsageEvents", pb.ListUsageEventsRequest(limit=1)).as_of
+            for s in chosen:
+                if s.as_of:
+                    s.request.as_of.CopyFrom(given)
+            print(f"  as_of scenarios ask as of {given.ToJsonString()}", flush=True)
         captured = capture(chosen, svc, sql)
         factory = ingest.BatchFactory(args.batch_size)
         if "ingest" in args.groups:

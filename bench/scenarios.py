@@ -56,6 +56,9 @@ class Scenario:
     note: str = ""
     # When set, the service gets a new request from it at each call (instead of `request`).
     request_for: Callable[[], Any] | None = None
+    # When set, the request is asked as of a moment the service gave out (set by the driver before
+    # any call: the as_of of a current answer, as a caller passes it back for the next page).
+    as_of: bool = False
 
 
 def ts(us: int) -> timestamp_pb2.Timestamp:
@@ -199,6 +202,9 @@ def customer_scenarios(end_us: int) -> list[Scenario]:
 
 
 # ---- AggregateUsage ---------------------------------------------------------------------------
+HOURLY_A = "(a) 30d hourly count, metric_key"
+
+
 def _aggregate(
     name: str,
     note: str,
@@ -269,7 +275,7 @@ def aggregate_scenarios(end_us: int) -> list[Scenario]:
     for fresh in (False, True):
         out += [
             _aggregate(
-                "(a) 30d hourly count, metric_key",
+                HOURLY_A,
                 "720 buckets",
                 "hour",
                 hour_start,
@@ -370,8 +376,40 @@ def aggregate_scenarios(end_us: int) -> list[Scenario]:
     return out
 
 
+def as_of_scenarios(end_us: int) -> list[Scenario]:
+    """Questions asked again as of a moment given out earlier (the walk of a cursor, an invoice's
+    figure reproduced): read from the events as they were (server/storage/clock.py), never from the
+    rollups. Their SQL baselines are the current ones: nothing changes the big organization's events
+    during a run, so the answers are the same."""
+    heavy, light = d.Dataset.heavy_customer, d.Dataset.light_customer
+    start = end_us - 90 * DAY_US
+    chosen = [
+        _list("no filter"),
+        _list("customer=heavy", customer_id=heavy),
+        _customer("heavy skip=0", heavy, 0, start, end_us),
+        _customer("light skip=0", light, 0, start, end_us),
+        *(
+            s
+            for s in aggregate_scenarios(end_us)
+            if s.name == "AggregateUsage (a) 30d hourly count, metric_key"
+        ),
+    ]
+    return [
+        dataclasses.replace(
+            s, name=f"{s.name}, as_of", group="as_of", as_of=True, note=f"{s.note}; past as_of".lstrip("; ")
+        )
+        for s in chosen
+    ]
+
+
 def all_scenarios(data_end_us: int) -> list[Scenario]:
     from bench.usage_scenarios import usage_scenarios  # it imports this module
 
     end = window_end(data_end_us)
-    return [*list_scenarios(end), *customer_scenarios(end), *aggregate_scenarios(end), *usage_scenarios(end)]
+    return [
+        *list_scenarios(end),
+        *customer_scenarios(end),
+        *aggregate_scenarios(end),
+        *usage_scenarios(end),
+        *as_of_scenarios(end),
+    ]

@@ -105,7 +105,13 @@ class CustomerEventQuery:
 
 
 def customer_events(
-    storage: SqlStorage, org: str, q: CustomerEventQuery, take: int = 100, skip: int = 0, deadline: Any = None
+    storage: SqlStorage,
+    org: str,
+    q: CustomerEventQuery,
+    take: int = 100,
+    skip: int = 0,
+    deadline: Any = None,
+    as_of_us: int | None = None,
 ) -> tuple[int, list[StoredEvent]]:
     """(total, page) of `customer_page` for an aggregator made (once) for the query's metric and filters."""
     assert len(q.filters) <= 2
@@ -123,7 +129,9 @@ def customer_events(
     if storage.catalog.get_customer(org, q.customer_id) is None:  # loaded without ingestion
         storage.catalog.create_customer(org, Customer(q.customer_id))
     page = storage.reads.customer_page(
-        org, CustomerPageQuery(q.customer_id, agg_id, filter_id, q.start_us, q.end_us, take, skip), deadline
+        org,
+        CustomerPageQuery(q.customer_id, agg_id, filter_id, q.start_us, q.end_us, take, skip, as_of_us),
+        deadline,
     )
     assert page.missing is None, page.missing
     return page.total, decode([w for w, _ in page.events])

@@ -391,7 +391,15 @@ def _page_statement(
         )
     else:
         total = sa.select(sa.func.count()).select_from(src).where(*where).scalar_subquery()
-    if not conditions or total_from_rollup:
+    if past:
+        # As of a moment the events are read once, page columns included: a join back to
+        # events_at by id would read the whole organization (PostgreSQL does not look it up by id).
+        page_of = (
+            sa.select(src.c.timestamp_us, src.c.id, src.c.wire, src.c.properties, src.c.metric_key)
+            .where(*where)
+            .order_by(src.c.timestamp_us.desc(), src.c.id.desc())
+        )
+    elif not conditions or total_from_rollup:
         # The skipped rows are walked in the index alone (an index-only scan when no property
         # filter needs the row); only the page's rows are then read from the table.
         page_of = (
@@ -401,7 +409,14 @@ def _page_statement(
         )
     page = page_of.limit(p("take")).offset(p("skip")).subquery("page")
     one = sa.select(sa.literal_column("1").label("one")).subquery("one")
-    paged = src.alias("paged")
+    joined: Any = one.outerjoin(page, sa.true())
+    if past:
+        paged: Any = page
+    else:
+        paged = E.alias("paged")
+        joined = joined.outerjoin(
+            paged, sa.and_(paged.c.organization_id == p("org"), paged.c.id == page.c.id)
+        )
     stamp = p("as_of", type_=sa.BigInteger) if past else clock.clock_of(p("org"))
     return (
         sa.select(
@@ -410,11 +425,7 @@ def _page_statement(
             _display_name(paged, p("display", type_=sa.String)),
             sa.cast(stamp, sa.BigInteger).label("clock"),
         )
-        .select_from(
-            one.outerjoin(page, sa.true()).outerjoin(
-                paged, sa.and_(paged.c.organization_id == p("org"), paged.c.id == page.c.id)
-            )
-        )
+        .select_from(joined)
         .order_by(page.c.timestamp_us.desc(), page.c.id.desc())
     )
 

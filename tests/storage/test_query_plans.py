@@ -237,6 +237,44 @@ def test_list_customer_usage_events_uses_an_index(
     assert ("rollup_customer_hourly" in {t for t, _ in scans}) == (not filters), scans
 
 
+@pytest.mark.parametrize("name", LISTINGS)
+def test_pages_as_of_a_moment_use_the_listings_indexes(
+    planned: tuple[SqlStorage, list[tuple[str, Any]]], name: str
+) -> None:
+    """A cursor walk's later pages are read as of its first (storage/clock.py): by the same index,
+    limited, with the versions voided since merged in."""
+    storage, captured = planned
+    filters = LISTINGS[name]
+    as_of = storage.clocks.state(BIG).issued_us
+    first = storage.reads.list_events(BIG, filters, None, 25, Deadline(30.0), as_of_us=as_of)[0]
+    assert first == storage.reads.list_events(BIG, filters, None, 25, Deadline(30.0))[0]
+    after = first[-1][:2]
+    captured.clear()
+    storage.reads.list_events(BIG, filters, after, 25, Deadline(30.0), as_of_us=as_of)
+    nodes = [node for plan in _plans(storage, captured) for node in _nodes(plan)]
+    events_scans = [n["Node Type"] for n in nodes if n.get("Relation Name") == "events"]
+    assert events_scans and "Seq Scan" not in events_scans, events_scans
+    sorts = [n for n in nodes if n["Node Type"] in ("Sort", "Incremental Sort")]
+    assert not [s for s in sorts if any(i.get("Relation Name") == "events" for i in _nodes(s))], sorts
+
+
+@pytest.mark.parametrize(("customer", "filters"), [("cus_3", ()), ("cus_1234", ()), ("cus_3", (GET_ONLY,))])
+def test_customer_pages_as_of_a_moment_use_an_index(
+    planned: tuple[SqlStorage, list[tuple[str, Any]]], customer: str, filters: tuple[PropertyFilter, ...]
+) -> None:
+    """As of a moment a customer page counts the events (never the rollup), by an index."""
+    storage, captured = planned
+    as_of = storage.clocks.state(BIG).issued_us
+    query = CustomerEventQuery(customer, "m3", END_US - 90 * DAY_US, END_US, filters)
+    now = customer_events(storage, BIG, query, 50, 10)
+    scans = _scans(
+        storage, captured, lambda: customer_events(storage, BIG, query, 50, 10, Deadline(30.0), as_of)
+    )
+    assert customer_events(storage, BIG, query, 50, 10, Deadline(30.0), as_of) == now
+    assert not [s for s in scans if s[0] in BIG_TABLES and s[1] == "Seq Scan"], scans
+    assert "rollup_customer_hourly" not in {t for t, _ in scans}, scans
+
+
 ROLLUP_SERVED = {
     "30 days hourly by metric": _aggregate("hour", 30, "metric_key"),
     "90 days daily sum by rolled-up dim": _aggregate("day", 90, "dim:region", "sum_quantity"),
@@ -277,6 +315,22 @@ def test_aggregates_without_a_rollup_use_an_index(
         storage, captured, lambda: storage.aggregates.aggregate(BIG, query, Deadline(30.0))
     )
     assert scans and "Seq Scan" not in scans, scans
+
+
+@pytest.mark.parametrize("name", ["one customer by metric", "hourly of two metrics"])
+def test_aggregates_as_of_a_moment_read_the_events_by_an_index(
+    planned: tuple[SqlStorage, list[tuple[str, Any]]], name: str
+) -> None:
+    """As of a moment an aggregate is computed from the events (the rollups hold the present), by
+    the index its filters select, and equals the current answer while nothing changed."""
+    storage, captured = planned
+    query = dataclasses.replace(ROLLUP_SERVED[name], as_of_us=storage.clocks.state(BIG).issued_us)
+    scans = _scans(storage, captured, lambda: storage.aggregates.aggregate(BIG, query, Deadline(30.0)))
+    assert ("events", "Seq Scan") not in scans and ("events", "Parallel Seq Scan") not in scans, scans
+    assert not {t for t, _ in scans} & (BIG_TABLES - {"events"}), "no rollup is read"
+    past = storage.aggregates.aggregate(BIG, query)
+    now = storage.aggregates.aggregate(BIG, dataclasses.replace(query, as_of_us=None))
+    assert (past.groups, past.series, sorted(past.cells)) == (now.groups, now.series, sorted(now.cells))
 
 
 # Aggregators' values (storage/meters.py, and AggregateUsage narrowed to a meter): from the customer
