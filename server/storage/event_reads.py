@@ -199,7 +199,7 @@ class EventReads:
             conditions = [f for f in filters if f is not None and f.conditions]
             past = q.as_of_us is not None
             if past:
-                values["as_of"] = q.as_of_us
+                values["as_of"], values["reach"] = q.as_of_us, q.skip + q.take
             if conditions:
                 # Filters differ per aggregator: SQLAlchemy's own statement cache handles them.
                 stmt = _page_statement(conditions, False, past)
@@ -392,13 +392,35 @@ def _page_statement(
     else:
         total = sa.select(sa.func.count()).select_from(src).where(*where).scalar_subquery()
     if past:
-        # As of a moment the events are read once, page columns included: a join back to
-        # events_at by id would read the whole organization (PostgreSQL does not look it up by id).
-        page_of = (
-            sa.select(src.c.timestamp_us, src.c.id, src.c.wire, src.c.properties, src.c.metric_key)
-            .where(*where)
-            .order_by(src.c.timestamp_us.desc(), src.c.id.desc())
-        )
+        # As of a moment each part (the events recorded by then, the versions voided since) gives
+        # its first skip + take rows by its own index, page columns included, and the page is cut
+        # from their merge: as one UNION ALL the customer's events would be sorted whole, and a
+        # join back to events_at by id reads the whole organization.
+        def part(table: sa.Table, *terms: Any) -> sa.Subquery:
+            ts = table.c.timestamp_us
+            return (
+                sa.select(ts, table.c.id, table.c.wire, table.c.properties, table.c.metric_key)
+                .where(
+                    table.c.organization_id == p("org"),
+                    table.c.customer_id == p("customer"),
+                    table.c.metric_key == p("metric"),
+                    ts >= p("start"),
+                    ts < p("end"),
+                    *(compile_filter(table.c.properties, f) for f in filters),
+                    *terms,
+                )
+                .order_by(ts.desc(), table.c.id.desc())
+                .limit(p("reach"))
+                .subquery()
+            )
+
+        as_of = p("as_of", type_=sa.BigInteger)
+        parts = [
+            part(E, E.c.ingested_at_us <= as_of),
+            part(V, V.c.voided_at_us > as_of, V.c.ingested_at_us <= as_of),
+        ]
+        merged = sa.union_all(*(sa.select(*x.c) for x in parts)).subquery("merged")
+        page_of = sa.select(*merged.c).order_by(merged.c.timestamp_us.desc(), merged.c.id.desc())
     elif not conditions or total_from_rollup:
         # The skipped rows are walked in the index alone (an index-only scan when no property
         # filter needs the row); only the page's rows are then read from the table.
