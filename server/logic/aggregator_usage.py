@@ -17,7 +17,7 @@ import datetime as dt
 
 from server.deadline import Deadline
 from server.decimals import trim_decimal
-from server.domain import Aggregator, Meter, MeterValue
+from server.domain import Aggregator, Meter, MeterRanking, MeterValue
 from server.errors import InvalidArgument, NotFound
 from server.logic.as_of import AsOf
 from server.logic.catalog import Catalog
@@ -107,14 +107,17 @@ class AggregatorUsage:
         else:
             aggregators, cursor = self._catalog.list_aggregators(org, req.limit, req.cursor, deadline)
             pairs = [(a, _meter_of(a)) for a in aggregators]
-        as_of_us = self._as_of.past(org, period.as_of_us, "as_of", deadline)
-        values, clock_us = self._storage.meters.customer_values(
-            org, req.customer_id, [m for _, m in pairs], period.start_us, period.end_us, deadline, as_of_us
+        moment = self._as_of.resolve(org, period.as_of_us, "as_of", deadline)
+        values, as_of_us = self._as_of.answer(
+            moment,
+            lambda at: self._storage.meters.customer_values(
+                org, req.customer_id, [m for _, m in pairs], period.start_us, period.end_us, deadline, at
+            ),
         )
         return CustomerUsage(
             [AggregatorValue(a, _canonical(v)) for (a, _), v in zip(pairs, values, strict=True)],
             cursor,
-            as_of_us if as_of_us is not None else self._as_of.issued(clock_us),
+            as_of_us,
         )
 
     def time_series(
@@ -142,16 +145,16 @@ class AggregatorUsage:
         _, meter = self._meter(org, req.aggregator_id, period.aggregator_filter_id, deadline)
         take = DEFAULT_TAKE if req.take is None else min(req.take, MAX_TAKE)
         skip = req.skip or 0
-        as_of_us = self._as_of.past(org, period.as_of_us, "as_of", deadline)
-        ranking = self._storage.meters.ranking(
-            org, meter, period.start_us, period.end_us, take, skip, deadline, as_of_us
-        )
-        return Ranking(
-            ranking.customers,
-            skip,
-            [(c, _canonical(v)) for c, v in ranking.rows],
-            as_of_us if as_of_us is not None else self._as_of.issued(ranking.clock_us),
-        )
+        moment = self._as_of.resolve(org, period.as_of_us, "as_of", deadline)
+
+        def read(at: int | None) -> tuple[MeterRanking, int]:
+            got = self._storage.meters.ranking(
+                org, meter, period.start_us, period.end_us, take, skip, deadline, at
+            )
+            return got, got.clock_us
+
+        ranking, as_of_us = self._as_of.answer(moment, read)
+        return Ranking(ranking.customers, skip, [(c, _canonical(v)) for c, v in ranking.rows], as_of_us)
 
     def _customer(self, org: str, customer_id: str, deadline: Deadline | None) -> None:
         if self._storage.catalog.get_customer(org, customer_id, deadline) is None:

@@ -18,13 +18,25 @@ never from the rollups.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+from collections.abc import Callable
+from typing import TypeVar
 
 from server.deadline import Deadline
 from server.errors import InvalidArgument
 from server.storage.interface import Storage
 
 DAY_US = 86_400_000_000
+A = TypeVar("A")
+
+
+@dataclasses.dataclass(frozen=True)
+class Moment:
+    """A past moment an answer can be read as of: no writer can commit at or before it any more."""
+
+    us: int
+    unchanged: bool  # the organization's events had not changed since it when it was settled
 
 
 def _when(us: int) -> str:
@@ -46,6 +58,33 @@ class AsOf:
     def past(self, org: str, as_of_us: int | None, field: str, deadline: Deadline | None) -> int | None:
         """`as_of_us` once an answer as of it can be read and can never change (None: unset, the
         answer is read now), or InvalidArgument on `field`."""
+        moment = self.resolve(org, as_of_us, field, deadline)
+        return None if moment is None else moment.us
+
+    def answer(self, moment: Moment | None, read: Callable[[int | None], tuple[A, int]]) -> tuple[A, int]:
+        """An answer and its as_of: `read(None)` reads it now (returning it and the commit clock it
+        was read with), `read(t)` as of `t`. When nothing had changed since the moment asked for,
+        the answer is first read now (the rollups serve it), and kept if its clock is still at or
+        before the moment: no writer can commit at or before it any more (it is settled), so it is
+        the answer as of it. Else it is read as of the moment."""
+        if moment is None:
+            answer, clock_us = read(None)
+            return answer, self.issued(clock_us)
+        if moment.unchanged:
+            answer, clock_us = read(None)
+            if clock_us <= moment.us:
+                return answer, moment.us
+        return read(moment.us)[0], moment.us
+
+    def resolve(self, org: str, as_of_us: int | None, field: str, deadline: Deadline | None) -> Moment | None:
+        """The moment `as_of_us` once settled (None: unset), or InvalidArgument on `field`."""
+        moment = self._moment(org, as_of_us, field, deadline)
+        return None if moment is None else Moment(*moment)
+
+    def _moment(
+        self, org: str, as_of_us: int | None, field: str, deadline: Deadline | None
+    ) -> tuple[int, bool] | None:
+        """(as_of_us, whether the organization's events had not changed since it) once settled."""
         if as_of_us is None:
             return None
         state = self._clocks.state(org, deadline)
@@ -66,7 +105,8 @@ class AsOf:
                     f"must be within {self._horizon_us // DAY_US} days of now (the server's as_of "
                     "horizon): the organization's events have changed since",
                 )
-        elif as_of_us > state.issued_us and not self._clocks.settle(org, as_of_us, deadline):
+            return as_of_us, False
+        if as_of_us > state.issued_us and not self._clocks.settle(org, as_of_us, deadline):
             # Not before now by the database's clock, though it was by the one read above.
             raise InvalidArgument.field(field, "must be before now: what commits later is not known yet")
-        return as_of_us
+        return as_of_us, True

@@ -11,7 +11,15 @@ from collections.abc import Callable, Iterator
 
 from server.deadline import Deadline
 from server.decimals import trim_decimal
-from server.domain import AggregateQuery, CustomerPageQuery, EventFilters, Meter, PageRow
+from server.domain import (
+    AggregateAnswer,
+    AggregateQuery,
+    CustomerPage,
+    CustomerPageQuery,
+    EventFilters,
+    Meter,
+    PageRow,
+)
 from server.errors import InvalidArgument, NotFound
 from server.logic import buckets
 from server.logic.answer_cache import AnswerCache
@@ -213,16 +221,21 @@ class UsageQueries:
             end_us=req.end_us,
             take=DEFAULT_TAKE if req.take is None else req.take,
             skip=skip,
-            as_of_us=self._as_of.past(org, req.as_of_us, "as_of", deadline),
         )
-        page = self._storage.reads.customer_page(org, query, deadline)
+        moment = self._as_of.resolve(org, req.as_of_us, "as_of", deadline)
+
+        def read(as_of_us: int | None) -> tuple[CustomerPage, int]:
+            at = dataclasses.replace(query, as_of_us=as_of_us)
+            page = self._storage.reads.customer_page(org, at, deadline)
+            return page, page.clock_us
+
+        page, as_of_us = self._as_of.answer(moment, read)
         if page.missing == "customer":
             raise NotFound("Customer not found", resource="customer")
         if page.missing == "aggregator":
             raise NotFound("Aggregator not found", resource="aggregator")
         if page.missing == "aggregator_filter":
             raise NotFound("Aggregator filter not found", resource="aggregator_filter")
-        as_of_us = page.clock_us if query.as_of_us is not None else self._as_of.issued(page.clock_us)
         return CustomerEventsPage(total=page.total, skipped=skip, events=page.events, as_of_us=as_of_us)
 
     def list_events(self, org: str, req: ListEventsRequest, deadline: Deadline | None = None) -> EventsPage:
@@ -349,9 +362,9 @@ class UsageQueries:
         group_by = req.group_by or "none"
         top = DEFAULT_TOP if req.top is None else req.top
         since_field, until_field = req.window_fields
-        as_of_us = self._as_of.past(org, req.as_of_us, "as_of", deadline)
-        if as_of_us is not None and req.until_us is None:  # until would have defaulted to then
-            now = buckets.from_us(as_of_us)
+        moment = self._as_of.resolve(org, req.as_of_us, "as_of", deadline)
+        if moment is not None and req.until_us is None:  # until would have defaulted to then
+            now = buckets.from_us(moment.us)
         # No event lies before 1970 or after 9000 (ingestion refuses them): a window reaching past
         # either is cut there, and the response says so, as with the bucket cap.
         if req.until_us is not None and req.until_us <= AGGREGATE_MIN_US:
@@ -379,9 +392,15 @@ class UsageQueries:
             top=top,
             max_series=max_series,
             meter=req.meter,
-            as_of_us=as_of_us,
         )
-        answer = self._storage.aggregates.aggregate(org, query, deadline)
+
+        def read(as_of_us: int | None) -> tuple[AggregateAnswer, int]:
+            got = self._storage.aggregates.aggregate(
+                org, dataclasses.replace(query, as_of_us=as_of_us), deadline
+            )
+            return got, got.clock_us
+
+        answer, as_of_us = self._as_of.answer(moment, read)
         if max_series and len(answer.series) > max_series:
             raise _too_many_points(answer.groups, n, self._max_points, max_series)
         series = [
@@ -401,7 +420,7 @@ class UsageQueries:
             until=until,
             starts=plan.starts,
             series=series,
-            as_of_us=as_of_us if as_of_us is not None else self._as_of.issued(answer.clock_us),
+            as_of_us=as_of_us,
         )
 
 
