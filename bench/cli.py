@@ -275,7 +275,14 @@ def run_all(args: argparse.Namespace, db: Database, workdir: pathlib.Path, resul
             for s in chosen:
                 if s.as_of:
                     s.request.as_of.CopyFrom(given)
-            print(f"  as_of scenarios ask as of {given.ToJsonString()}", flush=True)
+            # Then one change, outside every scenario's window and filters: the moment is now before
+            # the organization's last change, so it is read from the events as they were (the
+            # slower path; a moment nothing changed since is answered like a current question).
+            late = pb.IngestUsageEventsRequest()
+            change = late.events.add(customer_id="cus_bench_as_of", metric_key="bench_as_of")
+            change.timestamp.FromMicroseconds(end_us - 200 * scenarios.DAY_US)
+            assert svc.call_once("IngestUsageEvents", late).results[0].status in ("ACCEPTED", "DUPLICATE")
+            print(f"  as_of scenarios ask as of {given.ToJsonString()}, before a later change", flush=True)
         captured = capture(chosen, svc, sql)
         factory = ingest.BatchFactory(args.batch_size)
         if "ingest" in args.groups:

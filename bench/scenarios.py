@@ -378,9 +378,9 @@ def aggregate_scenarios(end_us: int) -> list[Scenario]:
 
 def as_of_scenarios(end_us: int) -> list[Scenario]:
     """Questions asked again as of a moment given out earlier (the walk of a cursor, an invoice's
-    figure reproduced): read from the events as they were (server/storage/clock.py), never from the
-    rollups. Their SQL baselines are the current ones: nothing changes the big organization's events
-    during a run, so the answers are the same."""
+    figure reproduced), with a change made since (the driver ingests one event outside every
+    window): read from the events as they were (server/storage/clock.py), never from the rollups.
+    Their SQL baselines are the current ones, since that change is in none of their answers."""
     heavy, light = d.Dataset.heavy_customer, d.Dataset.light_customer
     start = end_us - 90 * DAY_US
     chosen = [
