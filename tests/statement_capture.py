@@ -6,7 +6,8 @@ Every connection any engine's pool opens gets a psycopg cursor class of ours (`c
 psycopg setting) that notes each `execute`, `executemany` and `copy` before psycopg sends it. That is
 below SQLAlchemy, so it also sees what bypasses SQLAlchemy's own events: the COPY of ingestion, the
 `SET` / `RESET statement_timeout` of reads, and SQLAlchemy's statements alike. Nothing is replaced:
-the statement then runs as it would have.
+the statement then runs as it would have. server/ opens connections only through the engines of
+storage/dialects, so every connection it uses passes through a pool and gets the cursor.
 
 Each statement is written once per distinct (SQL, sending code), as one JSON line: `sql`; `params`,
 whether values were bound (psycopg reads placeholders only then); `frames`, the `module:qualname` of
