@@ -52,5 +52,10 @@ WHERE NOT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = 'aggregat
 SELECT create_reference_table('rollup_dimensions')
 WHERE NOT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = 'rollup_dimensions'::regclass);
 
+-- Global by design: the commit clock's origin (one row, set by migration 0009), read by every
+-- writer's clock statement with its organization's organization_versions row.
+SELECT create_reference_table('as_of_floor')
+WHERE NOT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = 'as_of_floor'::regclass);
+
 -- alembic_version stays a plain table on the coordinator: only `usage-service migrate` and the
 -- start-up schema check read it, and both run there.

@@ -286,7 +286,7 @@ def test_citus_distribution_names_every_table_the_way_its_scope_calls_for() -> N
         t: ("organization_id",) if t == "events" else ("organization_id", "colocate_with=events")
         for t in scoped
     }
-    assert reference == set(schema.metadata.tables) - scoped == {"rollup_dimensions"}
+    assert reference == set(schema.metadata.tables) - scoped
 
 
 def test_kubernetes_manifest_uses_real_settings_and_commands() -> None:
