@@ -53,7 +53,8 @@ GLOBAL_TABLES = {
 }
 
 # What the statement run covers: the storage contract suite, plus the tests that reach the storage
-# methods it does not call (the aggregator values of meters.py; ExplainUsageEvent's event lookup),
+# methods it does not call (the aggregator values of meters.py; ExplainUsageEvent's event lookup;
+# the commit clock's readers and the past reads of `as_of`),
 # on PostgreSQL only (`not sqlite` keeps the postgres cases and the tests of no backend).
 STATEMENT_RUN = [
     "tests/storage/test_contract.py",
@@ -61,6 +62,7 @@ STATEMENT_RUN = [
     "tests/storage/test_rollups.py",
     "tests/logic/test_aggregator_usage.py",
     "tests/rpc/test_explain.py",
+    "tests/rpc/test_as_of.py",
 ]
 
 # Code of server/ whose statements touch organization-scoped tables across organizations, by
@@ -82,10 +84,6 @@ GLOBAL_BY_DESIGN = {
 NOT_IN_RUN = {
     "ping": "the health check's SELECT 1 names no table",
     "close": "disposes of the pool: sends no statement",
-    # The commit clock's readers (storage/clock.py), for issue 16's as_of reads, which no test of the
-    # run calls yet: take these out once tests/storage or tests/rpc exercise as_of.
-    "state": "issue 16, not called by the run yet (its statement names organization_versions by equality)",
-    "settle": "issue 16, not called by the run yet (its statement names no table)",
 }
 
 
