@@ -19,15 +19,19 @@ import sys
 import threading
 import urllib.request
 import zipfile
+from typing import Any
 
 import grpc
+import pglast
 import yaml
 from ecosystem_support import ROOT, env_without_usage
+from pglast import ast
 from usage.v1 import events_pb2, usage_service_pb2_grpc
 from usage.v1 import usage_service_pb2 as pb
 
 from server.cli import build_parser
 from server.config import ENV_PREFIX, Settings
+from server.storage import schema
 
 SETTING_VARS = {ENV_PREFIX + f.upper() for f in Settings.__dataclass_fields__}
 TIMEOUT_S = 60.0  # bounds a hang; not a performance threshold
@@ -209,17 +213,80 @@ def test_the_build_stage_wheel_holds_code_stubs_and_migrations(tmp_path: pathlib
     assert "usage-service = server.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
-def test_compose_file_uses_real_settings_and_commands() -> None:
-    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
-    services = compose["services"]
-    assert set(services) == {"postgres", "migrate", "usage-service"}
+def check_usage_services(services: dict[str, Any], database_host: str) -> None:
+    """`migrate` and `usage-service` of a compose file: real commands and settings, that database."""
     for name in ("migrate", "usage-service"):
         service = services[name]
         build_parser().parse_args(service["command"])
         assert set(service["environment"]) <= SETTING_VARS, set(service["environment"]) - SETTING_VARS
-        assert service["environment"]["USAGE_DATABASE_URL"].startswith("postgresql+psycopg://")
+        url = service["environment"]["USAGE_DATABASE_URL"]
+        assert url.startswith("postgresql+psycopg://") and f"@{database_host}:5432/" in url, url
+    assert services["migrate"]["command"] == ["migrate"]
     assert services["usage-service"]["healthcheck"]["test"] == ["CMD", "usage-service", "health"]
+
+
+def test_compose_file_uses_real_settings_and_commands() -> None:
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    services = compose["services"]
+    assert set(services) == {"postgres", "migrate", "usage-service"}
+    check_usage_services(services, "postgres")
     assert services["usage-service"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_citus_compose_file_runs_the_steps_in_order_with_real_commands() -> None:
+    """deploy/citus-compose.yaml cannot be started here (no Docker, no Citus image): its services
+    use real settings and commands, each step waits for the one before, and the SQL it runs exists."""
+    services = yaml.safe_load((ROOT / "deploy" / "citus-compose.yaml").read_text())["services"]
+    workers = {"worker1", "worker2"}
+    assert set(services) == {"coordinator", *workers, "nodes", "migrate", "distribute", "usage-service"}
+    check_usage_services(services, "coordinator")
+    done = {"condition": "service_completed_successfully"}
+    assert services["nodes"]["depends_on"] == {
+        n: {"condition": "service_healthy"} for n in {"coordinator", *workers}
+    }
+    assert services["migrate"]["depends_on"] == {"nodes": done}
+    assert services["distribute"]["depends_on"] == {"migrate": done}
+    assert services["usage-service"]["depends_on"] == {"distribute": done}
+    # Every worker is registered with the coordinator, by its service name.
+    registered = re.findall(r"citus_add_node\('(\w+)', 5432\)", services["nodes"]["command"][-1])
+    assert sorted(registered) == sorted(workers)
+    # The distribution step runs deploy/citus-distribute.sql, mounted where its command reads it.
+    (mount,) = services["distribute"]["volumes"]
+    source, target, _ = mount.split(":")
+    assert (ROOT / "deploy" / source).resolve() == ROOT / "deploy" / "citus-distribute.sql"
+    assert services["distribute"]["command"][-2:] == ["-f", target]
+
+
+def test_citus_distribution_names_every_table_the_way_its_scope_calls_for() -> None:
+    """deploy/citus-distribute.sql (valid PostgreSQL, read by its parser): every table of the schema
+    with organization_id distributed by it and colocated with events, every other one a reference
+    table; each statement skips a table already distributed. A table added to the schema fails this
+    until the file says what to do with it."""
+    scoped = {t.name for t in schema.metadata.tables.values() if "organization_id" in t.c}
+    distributed: dict[str, tuple[str, ...]] = {}
+    reference: set[str] = set()
+    for raw in pglast.parse_sql((ROOT / "deploy" / "citus-distribute.sql").read_text()):
+        select = raw.stmt
+        (target,) = select.targetList
+        call = target.val
+        name = call.funcname[-1].sval
+        args = tuple(
+            f"{a.name}={a.arg.val.sval}" if isinstance(a, ast.NamedArgExpr) else a.val.sval for a in call.args
+        )
+        # The guard names the same table: WHERE NOT EXISTS (... logicalrelid = 'TABLE'::regclass).
+        (exists,) = select.whereClause.args  # NOT EXISTS (...)
+        guarded = exists.subselect.whereClause.rexpr.arg.val.sval
+        assert guarded == args[0], (name, args)
+        if name == "create_distributed_table":
+            distributed[args[0]] = args[1:]
+        else:
+            assert name == "create_reference_table", name
+            reference.add(args[0])
+    assert distributed == {
+        t: ("organization_id",) if t == "events" else ("organization_id", "colocate_with=events")
+        for t in scoped
+    }
+    assert reference == set(schema.metadata.tables) - scoped
 
 
 def test_kubernetes_manifest_uses_real_settings_and_commands() -> None:

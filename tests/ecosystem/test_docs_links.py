@@ -43,6 +43,7 @@ def test_the_documents_are_there() -> None:
         "docs/api.md",
         "docs/architecture.md",
         "docs/operations.md",
+        "docs/scaling.md",
     } <= set(DOCUMENTS)
     assert (ROOT / "LICENSE").read_text().lstrip().startswith("Apache License")
 
