@@ -328,7 +328,10 @@ def test_openapi_parameters_come_from_the_request_messages() -> None:
         "aggregator_filter_id",
         "take",
         "skip",
+        "as_of",
     }
+    assert params["as_of"]["schema"] == {"type": "string", "format": "date-time"}
+    assert "required" not in params["as_of"]
     assert params["take"]["schema"] == {"type": "integer", "format": "int32", "minimum": 0, "maximum": 100}
     assert params["start_date"]["required"] and params["start_date"]["schema"]["format"] == "date-time"
     listing = document["paths"]["/v1/usage-events"]["get"]
