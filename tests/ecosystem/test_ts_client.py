@@ -1,6 +1,7 @@
 """The generated TypeScript client (clients/ts: protoc-gen-es + connect-node) against a running server:
 `npm test` compiles the client and its test with tsc, then `node --test` ingests, queries with each
-query RPC, voids and amends events and reads their history, and decodes rich error details
+query RPC, re-reads a page as of its answer's `asOf` (and is refused a future one), voids and amends
+events and reads their history, and decodes rich error details
 (clients/ts/test/client.test.ts). README's TypeScript
 example is clients/ts/examples/first-page.ts, word for word, and runs as its comment says.
 scripts/test.sh runs `npm ci` in clients/ts first."""
@@ -41,6 +42,7 @@ def test_typescript_client_round_trip(harness: Harness) -> None:
         ("ListCustomerUsageEvents", "INVALID_ARGUMENT"),
         ("AggregateUsage", "OK"),
         ("ListUsageEvents", "UNAUTHENTICATED"),
+        ("ListUsageEvents", "INVALID_ARGUMENT"),  # the future as_of
     ]:
         assert handled.labels("usage.v1.UsageService", method, code)._value.get() >= 1, (method, code)
 

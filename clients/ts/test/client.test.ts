@@ -1,5 +1,5 @@
 // End to end through the generated TypeScript client: ingest events, read them back with each query
-// RPC (the aggregator's value, series and ranking too), and decode the rich details of an error. The Python test tests/ecosystem/test_ts_client.py
+// RPC (the aggregator's value, series and ranking too), re-read a page as of its answer's asOf, and decode the rich details of an error. The Python test tests/ecosystem/test_ts_client.py
 // starts the server and runs `npm test` with USAGE_ADDRESS and USAGE_TOKEN set. Each run uses ids of
 // its own (customer, idempotency keys, aggregator), so it passes again against the same server, for
 // any organization the token names.
@@ -229,6 +229,36 @@ test("an explanation says which check an event fails", async () => {
     ["region", "eu", "us", true, false],
   );
   await catalog.deleteAggregator({ id: explainAggregator });
+});
+
+test("an answer's asOf, passed back, gives the same page after later changes", async () => {
+  const asOfCustomer = `cus_ts_as_of_${run}`;
+  const ingest = async (...hours: number[]) =>
+    (
+      await usage.ingestUsageEvents({
+        events: hours.map((h) => ({ customerId: asOfCustomer, metricKey: "api_call", timestamp: at(`2026-01-14T${String(h).padStart(2, "0")}:00:00Z`) })),
+      })
+    ).results.map((r) => r.eventId);
+  const ids = await ingest(10, 11);
+  const first = await usage.listUsageEvents({ customerId: asOfCustomer, limit: 10 });
+  assert.deepEqual(first.data.map((e) => e.id), [ids[1], ids[0]]);
+  assert.ok(first.asOf, "every answer says what moment it is as of");
+  assert.ok(timestampDate(first.asOf!) <= new Date());
+  // Later: a newer event, and one of the page's events voided.
+  const [newer] = await ingest(12);
+  await corrections.voidUsageEvents({ eventIds: [ids[0]], reason: "test traffic" });
+  const now = await usage.listUsageEvents({ customerId: asOfCustomer, limit: 10 });
+  assert.deepEqual(now.data.map((e) => e.id), [newer, ids[1]]);
+  const again = await usage.listUsageEvents({ customerId: asOfCustomer, limit: 10, asOf: first.asOf });
+  assert.deepEqual(again.data.map((e) => e.id), first.data.map((e) => e.id));
+  assert.deepEqual(again.asOf, first.asOf);
+  // A moment not yet past is refused, naming the field.
+  const err = await usage.listUsageEvents({ customerId: asOfCustomer, asOf: timestampFromDate(new Date(Date.now() + 600_000)) }).then(
+    () => assert.fail("a future as_of must be refused"),
+    (e: unknown) => ConnectError.from(e),
+  );
+  assert.equal(err.code, Code.InvalidArgument);
+  assert.deepEqual(err.findDetails(BadRequestSchema)[0].fieldViolations.map((v) => v.field), ["as_of"]);
 });
 
 test("a call without a valid token is UNAUTHENTICATED", async () => {
