@@ -1029,7 +1029,7 @@ BAD_AS_OF = [
 def _query_requests(target: Target) -> dict[str, Any]:
     """A request of each query RPC that is answered OK without as_of."""
     to = timestamp_pb2.Timestamp(seconds=now_s + 60)
-    period = {"start_date": GOOD_TIME, "end_date": to}
+    period: dict[str, Any] = {"start_date": GOOD_TIME, "end_date": to}
     return {
         "ListCustomerUsageEvents": pb.ListCustomerUsageEventsRequest(
             id="cus_1", aggregator_id="agg_1", **period
