@@ -1039,8 +1039,7 @@ def _query_requests(target: Target) -> dict[str, Any]:
         "ExplainUsageEvent": pb.ExplainUsageEventRequest(
             event_id=target.client.all_events()[0].id, aggregator_id="agg_1"
         ),
-        # until given: without it, the answer's window ends now, and as of its as_of at that as_of
-        # (tests/gateway/test_gateway_as_of.py, xfail).
+        # until given: without it, the answer's window ends now, and as of its as_of at that as_of.
         "AggregateUsage": pb.AggregateUsageRequest(bucket="day", since=GOOD_TIME, until=to),
         "GetCustomerUsage": pb.GetCustomerUsageRequest(id="cus_1", **period),
         "GetAggregatorTimeSeries": pb.GetAggregatorTimeSeriesRequest(
