@@ -81,6 +81,7 @@ class Explainer:
         if found.missing is not None:
             message, resource = _MISSING[found.missing]
             raise NotFound(message, resource=resource)
+        as_of_us = as_of_us if as_of_us is not None else self._as_of.issued(found.clock_us)
         checks = [
             _current(found, as_of_us),
             _customer(found, req.customer_id or found.customer_id),
@@ -94,18 +95,19 @@ class Explainer:
             checks.append(
                 _filter_check("named_filter", f"filter {req.aggregator_filter_id!r}", found.named_filter)
             )
-        as_of_us = as_of_us if as_of_us is not None else self._as_of.issued(found.clock_us)
         return Explanation(all(c.passed for c in checks), found.wire, tuple(checks), as_of_us)
 
 
-def _current(found: EventVerdicts, as_of_us: int | None) -> Check:
+def _current(found: EventVerdicts, as_of_us: int) -> Check:
+    # Worded by the answer's as_of alone, read now or again with it: the same request with its
+    # as_of gives the same answer, word for word.
     void = found.void
-    if void is None and as_of_us is not None:
-        return Check(
-            "current", True, f"the event was current at {_iso(as_of_us)}: neither voided nor replaced by then"
-        )
     if void is None:
-        return Check("current", True, "the event is current: neither voided nor replaced by an amend")
+        return Check(
+            "current",
+            True,
+            f"the event is current as of {_iso(as_of_us)}: neither voided nor replaced by then",
+        )
     when = f"at {_iso(void.voided_at_us)} by {void.voided_by!r}: {void.reason!r}"
     if void.replaced_by is not None:
         return Check("current", False, f"this version was replaced by {void.replaced_by!r} {when}")

@@ -785,7 +785,8 @@ export type AggregateUsageRequest = Message<"usage.v1.AggregateUsageRequest"> & 
    * again (a later page of the same walk, or a figure already sent on an
    * invoice). Must be before now, and no older than the server's horizon
    * (default 400 days) unless the organization's events have not changed since.
-   * Unset: now.
+   * Unset: now. Without `until` the window ends at `as_of`, as it would have
+   * then: to get an earlier answer again, pass its `until` with its `as_of`.
    *
    * @generated from field: google.protobuf.Timestamp as_of = 12;
    */
