@@ -19,6 +19,16 @@ def harness(db_url: str) -> Iterator[Harness]:
 
 
 @pytest.fixture
+def cached_harness(db_url: str) -> Iterator[Harness]:
+    """A server that keeps AggregateUsage answers in its answer cache (8 MB)."""
+    h = Harness.start(db_url, aggregate_cache_mb=8)
+    try:
+        yield h
+    finally:
+        h.close()
+
+
+@pytest.fixture
 def org_a(harness: Harness) -> Client:
     return harness.client("org_a")
 

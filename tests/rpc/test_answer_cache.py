@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from grpc_harness import Client, Harness, event, ts
@@ -24,12 +23,8 @@ UNTIL = START + dt.timedelta(days=2)
 
 
 @pytest.fixture
-def harness(db_url: str) -> Iterator[Harness]:
-    h = Harness.start(db_url, aggregate_cache_mb=8)
-    try:
-        yield h
-    finally:
-        h.close()
+def harness(cached_harness: Harness) -> Harness:
+    return cached_harness  # answers may come from the answer cache too
 
 
 def hits(h: Harness, result: str = "hit") -> float:

@@ -18,7 +18,7 @@ import datetime as dt
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -35,12 +35,8 @@ PERIOD = {"start_date": ts(START), "end_date": ts(START + DAY)}
 
 
 @pytest.fixture
-def harness(db_url: str) -> Iterator[Harness]:
-    h = Harness.start(db_url, aggregate_cache_mb=8)
-    try:
-        yield h
-    finally:
-        h.close()
+def harness(cached_harness: Harness) -> Harness:
+    return cached_harness  # answers may come from the answer cache too
 
 
 def writer(h: Harness, org: str = "org_a") -> Client:
