@@ -48,6 +48,15 @@ def _stop_on_signals() -> threading.Event:
     return stop
 
 
+def wait_for(stop: threading.Event) -> None:
+    """Wait in the main thread until `stop` is set, by a signal handler too. Python runs a handler
+    only when the main thread runs: a process-directed signal that the kernel hands to one of
+    grpc's threads does not wake a main thread asleep in an untimed wait (seen once: a SIGTERM left
+    the server serving), so it wakes up every half second to let pending handlers run."""
+    while not stop.wait(0.5):
+        pass
+
+
 def _serve_one(settings: Settings, storage: SqlStorage, demo: bool) -> int:
     """One server process: gRPC, /metrics and the gateway when asked, until SIGTERM or SIGINT."""
     from server.app import SERVICE_NAMES, create_server
@@ -91,7 +100,7 @@ def _serve_one(settings: Settings, storage: SqlStorage, demo: bool) -> int:
             metrics.stop()
         storage.close()
         raise
-    stop.wait()
+    wait_for(stop)
     # First of all, so that load balancers stop routing here: every service reports NOT_SERVING from
     # now on (the health monitor's later updates are ignored).
     running.health.enter_graceful_shutdown()
@@ -206,7 +215,7 @@ def run_gateway(settings: Settings) -> int:
     check_port(settings.host, port, "port", "http_port", "HTTP gateway")  # its --port: the HTTP one
     stop = _stop_on_signals()
     gateway = _start_gateway(settings, target, port, flag="port")
-    stop.wait()
+    wait_for(stop)
     gateway.stop()
     print("usage-service gateway stopped", flush=True)
     return 0

@@ -130,6 +130,7 @@ def run_worker(settings: Settings, index: int, ready: Connection) -> None:
 def _serve(settings: Settings, index: int, ready: Connection, stop: threading.Event) -> None:
     from server.app import SERVICE_NAMES, create_server, open_storage
     from server.health_monitor import HealthMonitor
+    from server.serving import wait_for
 
     storage = open_storage(settings, auto_migrate=False)  # the supervisor migrated
     monitor: HealthMonitor | None = None
@@ -154,7 +155,7 @@ def _serve(settings: Settings, index: int, ready: Connection, stop: threading.Ev
         ready.send(WorkerReady(index, os.getpid(), running.port, metrics.port if metrics else -1))
         ready.close()
         _stop_when_orphaned(stop)
-        stop.wait()
+        wait_for(stop)
         running.health.enter_graceful_shutdown()  # NOT_SERVING first, then the drain
         running.server.stop(settings.grace_period_s).wait()
         if metrics is not None:
