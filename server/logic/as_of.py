@@ -78,13 +78,6 @@ class AsOf:
 
     def resolve(self, org: str, as_of_us: int | None, field: str, deadline: Deadline | None) -> Moment | None:
         """The moment `as_of_us` once settled (None: unset), or InvalidArgument on `field`."""
-        moment = self._moment(org, as_of_us, field, deadline)
-        return None if moment is None else Moment(*moment)
-
-    def _moment(
-        self, org: str, as_of_us: int | None, field: str, deadline: Deadline | None
-    ) -> tuple[int, bool] | None:
-        """(as_of_us, whether the organization's events had not changed since it) once settled."""
         if as_of_us is None:
             return None
         state = self._clocks.state(org, deadline)
@@ -105,8 +98,8 @@ class AsOf:
                     f"must be within {self._horizon_us // DAY_US} days of now (the server's as_of "
                     "horizon): the organization's events have changed since",
                 )
-            return as_of_us, False
+            return Moment(as_of_us, unchanged=False)
         if as_of_us > state.issued_us and not self._clocks.settle(org, as_of_us, deadline):
             # Not before now by the database's clock, though it was by the one read above.
             raise InvalidArgument.field(field, "must be before now: what commits later is not known yet")
-        return as_of_us, True
+        return Moment(as_of_us, unchanged=True)

@@ -248,7 +248,7 @@ class UsageQueries:
         after, as_of_us = None, None
         if req.cursor:
             after, as_of_us = walk_position(self._cursors.decode(req.cursor, bound))
-        if req.as_of_us is not None and req.as_of_us != (as_of_us or req.as_of_us):
+        if as_of_us is not None and req.as_of_us is not None and req.as_of_us != as_of_us:
             raise InvalidArgument.field(
                 "as_of",
                 "the cursor's walk is as of another moment: pass the as_of of its first page, or none",

@@ -58,10 +58,7 @@ class Aggregates:
             dimension = query.group_by[4:] if query.group_by.startswith("dim:") else None
             if window is not None and dimension is not None and not rollups.has_dimension(conn, dimension):
                 window = None
-            stmt = _statement(org, query, window)
-            if query.as_of_us is not None:
-                stmt = clock.in_past(stmt, clock.events_at(org, query.as_of_us))
-            rows = conn.execute(stmt).all()
+            rows = conn.execute(clock.in_past(_statement(org, query, window), org, query.as_of_us)).all()
         return _answer(rows, query.as_of_us)
 
 
@@ -133,7 +130,7 @@ def _statement(org: str, query: AggregateQuery, window: tuple[int, int] | None) 
         sa.cast(sa.null(), sa.String).label("key"),
         sa.cast(sa.null(), sa.BigInteger).label("bucket_key"),
         sa.cast(sa.null(), sa.String).label("value"),
-        sa.cast(clock.clock_of(org), sa.BigInteger).label("groups"),
+        clock.clock_of(org).label("groups"),
     )
     return sa.union_all(headers, values, clock_row)  # type: ignore[return-value]
 

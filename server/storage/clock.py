@@ -51,12 +51,10 @@ OV = schema.organization_versions
 S = TypeVar("S", bound=sa.sql.ClauseElement)
 
 
-def events_at(org: Any = None, as_of: Any = None) -> sa.Subquery:
+def events_at(org: Any, as_of: Any) -> sa.Subquery:
     """The organization's events as of a moment: a FROM with the events table's columns. Both
     parts are read by their own indexes: the organization's events by the query's own, and the
     versions voided since the moment by ix_voided_events_voided_at."""
-    org = sa.bindparam("org") if org is None else org
-    as_of = sa.bindparam("as_of", type_=sa.BigInteger) if as_of is None else as_of
     live = sa.select(*E.columns).where(E.c.organization_id == org, E.c.ingested_at_us <= as_of)
     gone = sa.select(*(V.c[c.name] for c in E.columns)).where(
         V.c.organization_id == org, V.c.voided_at_us > as_of, V.c.ingested_at_us <= as_of
@@ -64,16 +62,25 @@ def events_at(org: Any = None, as_of: Any = None) -> sa.Subquery:
     return sa.union_all(live, gone).subquery("events_at")
 
 
-def in_past(stmt: S, source: sa.FromClause | None = None) -> S:
-    """`stmt` with the events table replaced by `source` (default: `events_at()`, bound to the
-    parameters `org` and `as_of`)."""
-    return ClauseAdapter(events_at() if source is None else source).traverse(stmt)  # type: ignore[no-any-return]
+def in_past(stmt: S, org: str, as_of_us: int | None) -> S:
+    """`stmt` with the events table replaced by `events_at(org, as_of_us)`; as it is when
+    `as_of_us` is None (an answer of now)."""
+    if as_of_us is None:
+        return stmt
+    return ClauseAdapter(events_at(org, as_of_us)).traverse(stmt)  # type: ignore[no-any-return]
 
 
 def clock_of(org: Any) -> Any:
     """The organization's last commit clock (0 when it has none), as a scalar subquery: read in the
     same statement (the same snapshot) as an answer, it is that answer's clock."""
-    return sa.func.coalesce(sa.select(OV.c.clock_us).where(OV.c.organization_id == org).scalar_subquery(), 0)
+    clock = sa.select(OV.c.clock_us).where(OV.c.organization_id == org).scalar_subquery()
+    return sa.cast(sa.func.coalesce(clock, 0), sa.BigInteger)
+
+
+def stamp(org: str, as_of_us: int | None) -> Any:
+    """The clock column of an answer: the organization's commit clock read in its statement
+    (`clock_of`), or the moment it is read as of."""
+    return clock_of(org) if as_of_us is None else sa.literal(as_of_us, sa.BigInteger)
 
 
 class Clocks:

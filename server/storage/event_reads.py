@@ -148,7 +148,7 @@ class EventReads:
         # The page and one more row, of the clock (id NULL), in one statement: one snapshot.
         live = page(E)
         clock_row = sa.select(
-            sa.cast(clock.clock_of(p("org")), sa.BigInteger),
+            clock.clock_of(p("org")),
             sa.cast(sa.null(), E.c.id.type),
             sa.cast(sa.null(), E.c.wire.type),
         )
@@ -260,7 +260,7 @@ class EventReads:
         with self._db.read(deadline) as conn:
             # Where the event is (its live version, or as of `as_of_us`), else its voided version.
             table: Any = E if as_of_us is None else clock.events_at(org, as_of_us)
-            stamp = clock.clock_of(org) if as_of_us is None else sa.literal(as_of_us, sa.BigInteger)
+            stamp = clock.stamp(org, as_of_us)
             event: Any = conn.execute(
                 sa.select(
                     table.c.customer_id,
@@ -401,7 +401,7 @@ def _page_statement(
             total.label("total"),
             paged.c.wire,
             _display_name(paged, p("display", type_=sa.String)),
-            sa.cast(clock.clock_of(p("org")), sa.BigInteger).label("clock"),
+            clock.clock_of(p("org")).label("clock"),
         )
         .select_from(
             one.outerjoin(page, sa.true()).outerjoin(

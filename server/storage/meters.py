@@ -86,14 +86,14 @@ class MeterReads:
                 org, meter, start_us, end_us, sa.literal_column(str(i)), customer_id, as_of_us
             )
         ]
-        stamp = _stamp(org, as_of_us)
+        stamp = clock.stamp(org, as_of_us).label("clock")
         if parts:
             totals = _totals(_union(parts)).subquery("totals")
             stmt = sa.select(stamp, *totals.c).select_from(_one().outerjoin(totals, sa.true()))
         else:
             stmt = sa.select(stamp)
         with self._db.read(deadline) as conn:
-            rows = conn.execute(_in_past(stmt, org, as_of_us)).all()
+            rows = conn.execute(clock.in_past(stmt, org, as_of_us)).all()
         found = {int(row[1]): row[2:] for row in rows if len(row) > 1 and row[1] is not None}
         values = [_value(meter, *found.get(i, (0, None, None, 0))) for i, meter in enumerate(meters)]
         return values, int(rows[0][0])
@@ -127,12 +127,12 @@ class MeterReads:
         customers = sa.select(sa.func.count()).select_from(per).scalar_subquery()
         window = sa.and_(page.c.rank > skip, page.c.rank <= skip + take)
         stmt = (
-            sa.select(customers.label("customers"), *page.c, _stamp(org, as_of_us))
+            sa.select(customers.label("customers"), *page.c, clock.stamp(org, as_of_us).label("clock"))
             .select_from(_one().outerjoin(page, window))
             .order_by(page.c.rank)
         )
         with self._db.read(deadline) as conn:
-            rows = conn.execute(_in_past(stmt, org, as_of_us)).all()
+            rows = conn.execute(clock.in_past(stmt, org, as_of_us)).all()
         return MeterRanking(
             int(rows[0][0]),
             tuple((row[1], _value(meter, *row[2:6])) for row in rows if row[1] is not None),
@@ -195,17 +195,6 @@ def _grouped(customer: Any, group: Any, n: Any, total: Any, summed: Any, where: 
 def _one() -> Any:
     """A one-row FROM: outer-joined to an answer, it comes back with its clock even when empty."""
     return sa.select(sa.literal_column("1").label("one")).subquery("one")
-
-
-def _stamp(org: str, as_of_us: int | None) -> Any:
-    """The clock column of an answer: the organization's commit clock read in its statement, or
-    the as_of it was read at (storage/clock.py)."""
-    value = clock.clock_of(org) if as_of_us is None else sa.literal(as_of_us, sa.BigInteger)
-    return sa.cast(value, sa.BigInteger).label("clock")
-
-
-def _in_past(stmt: Any, org: str, as_of_us: int | None) -> Any:
-    return stmt if as_of_us is None else clock.in_past(stmt, clock.events_at(org, as_of_us))
 
 
 def _union(parts: list[sa.Select[Any]]) -> Any:
