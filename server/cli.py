@@ -16,7 +16,7 @@ import importlib.metadata
 import logging
 import pathlib
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from server.auth import mint_token, parse_ttl
@@ -166,7 +166,69 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         finally:
             engine.dispose()
     print(f"database migrated to {revision}")
-    return 0
+    from server.storage.partitions import AHEAD_MONTHS
+
+    return _ensure_partitions(settings, AHEAD_MONTHS, split_default=False)
+
+
+def cmd_partitions(args: argparse.Namespace) -> int:
+    """`partitions [--ahead-months N] [--split-default]`: the monthly partitions of events."""
+    settings = _configured(args)
+    return _ensure_partitions(settings, args.ahead_months, args.split_default)
+
+
+def _ensure_partitions(settings: Settings, ahead: int, split_default: bool) -> int:
+    import time
+
+    import sqlalchemy as sa
+
+    from server.storage import partitions
+    from server.storage.dialects import dialect_of
+    from server.storage.engine import make_engine
+
+    with _database_errors(settings):
+        settings.narrow_local_secrets()
+        engine = make_engine(settings.resolved_database_url)
+    try:
+        dialect = dialect_of(engine)
+        if not dialect.partitions_events:
+            print("events are one table on SQLite: no partitions to create")
+            return 0
+        with _database_errors(settings), engine.begin() as conn:
+            # Creating a partition waits for the default partition's readers; never for long.
+            conn.execute(sa.text("SET LOCAL lock_timeout = '10s'"))
+            created = partitions.ensure(conn, time.time_ns() // 1000, ahead)
+            if split_default:
+                created |= partitions.split_default(conn)
+            months = dialect.month_partitions(conn)
+        for month, moved in created.items():
+            print(
+                f"created partition {month.partition} ({moved} events moved from {partitions.DEFAULT_PARTITION})"
+            )
+        print(f"partitions of events: {len(months)} months, {months[0]} to {months[-1]}, and the default")
+        return 0
+    finally:
+        engine.dispose()
+
+
+def cmd_retention(args: argparse.Namespace) -> int:
+    """`retention --keep-months N [--apply]`: remove the events of older months (dry run by default)."""
+    import time
+
+    from server.storage import partitions
+    from server.storage.engine import make_engine
+
+    settings = _configured(args)
+    with _database_errors(settings):
+        settings.narrow_local_secrets()
+        engine = make_engine(settings.resolved_database_url)
+    try:
+        with _database_errors(settings), engine.begin() as conn:
+            report = partitions.retention(conn, args.keep_months, time.time_ns() // 1000, apply=args.apply)
+        print("\n".join(report.lines()))
+        return 0
+    finally:
+        engine.dispose()
 
 
 def cmd_rollups(args: argparse.Namespace) -> int:
@@ -286,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_setting_flags(mig, STORAGE_SETTINGS)
     mig.set_defaults(func=cmd_migrate)
     _add_rollups(sub)
+    _add_months(sub)
     _add_gateway(sub)
     hc = sub.add_parser("health", help="check a server through grpc.health.v1: exit 0 when SERVING")
     hc.add_argument("--address", help="HOST:PORT (default: this host, port USAGE_PORT, else 50051)")
@@ -333,6 +396,57 @@ def _add_rollups(sub: Any) -> None:
         action.add_argument("key", type=_dimension_key, help="the property key, as in group_by dim:KEY")
         _add_setting_flags(action, STORAGE_SETTINGS)
     ro.set_defaults(func=cmd_rollups)
+
+
+def _add_months(sub: Any) -> None:
+    from server.storage import partitions
+
+    part = sub.add_parser(
+        "partitions",
+        help="create the monthly partitions of events ahead of time (PostgreSQL; `migrate` does too)",
+    )
+    part.add_argument(
+        "--ahead-months",
+        type=_month_count(0),
+        default=partitions.AHEAD_MONTHS,
+        help=f"months after this one to create (default {partitions.AHEAD_MONTHS})",
+    )
+    part.add_argument(
+        "--split-default",
+        action="store_true",
+        help="also give every month with events in the default partition its own partition",
+    )
+    _add_setting_flags(part, STORAGE_SETTINGS)
+    part.set_defaults(func=cmd_partitions)
+    ret = sub.add_parser(
+        "retention", help="remove the events of months older than a window (dry run by default)"
+    )
+    ret.add_argument(
+        "--keep-months",
+        type=_month_count(1),
+        required=True,
+        help="months to keep, this one included: events before the first of them are removed",
+    )
+    ret.add_argument(
+        "--apply", action="store_true", help="remove them (without it, only report what would go)"
+    )
+    _add_setting_flags(ret, STORAGE_SETTINGS)
+    ret.set_defaults(func=cmd_retention)
+
+
+def _month_count(least: int) -> Callable[[str], int]:
+    """argparse type of a number of months: an integer from `least` to 1200."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if not least <= value <= 1200:
+            raise argparse.ArgumentTypeError(f"must be from {least} to 1200 months, got {value}")
+        return value
+
+    return parse
 
 
 def _add_gateway(sub: Any) -> None:

@@ -130,6 +130,10 @@ class EventReads:
             after = sa.tuple_(p("after_ts"), p("after_id"))
             if has_after:
                 stmt = stmt.where(position > after if oldest_first else position < after)
+                # Implied by the row comparison, but said on the time alone: partition pruning
+                # (storage/partitions.py) reads no row comparison, and skips the months past it.
+                ts = table.c.timestamp_us
+                stmt = stmt.where(ts >= p("after_ts") if oldest_first else ts <= p("after_ts"))
             return stmt.order_by(*_order(table, oldest_first)).limit(p("limit")).subquery()
 
         if past:
@@ -405,7 +409,16 @@ def _page_statement(
         )
         .select_from(
             one.outerjoin(page, sa.true()).outerjoin(
-                paged, sa.and_(paged.c.organization_id == p("org"), paged.c.id == page.c.id)
+                paged,
+                # By the whole primary key, time included, and within the window: each row is then
+                # looked up in its own month's partition alone (storage/partitions.py).
+                sa.and_(
+                    paged.c.organization_id == p("org"),
+                    paged.c.id == page.c.id,
+                    paged.c.timestamp_us == page.c.timestamp_us,
+                    paged.c.timestamp_us >= p("start"),
+                    paged.c.timestamp_us < p("end"),
+                ),
             )
         )
         .order_by(page.c.timestamp_us.desc(), page.c.id.desc())

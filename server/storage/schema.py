@@ -53,6 +53,12 @@ aggregator_filters = sa.Table(
     sa.Index("ix_aggregator_filters_aggregator", "organization_id", "aggregator_id", "id"),
 )
 
+# On PostgreSQL a table partitioned by month of the event time (storage/partitions.py; migration
+# 0010): a partition per month, created ahead of time, and a default partition for any other time,
+# so no event is ever refused for its time. PostgreSQL requires the partition key in every unique
+# index, so the primary key ends with timestamp_us; an event id is unique without that column too,
+# because each one is 122 random bits drawn by the service (event_store.new_event_id), and reads
+# by id (voids, amends, explain) find it through each partition's primary key.
 events = sa.Table(
     "events",
     metadata,
@@ -60,7 +66,7 @@ events = sa.Table(
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("customer_id", sa.String(128), nullable=False),
     sa.Column("metric_key", sa.String(128), nullable=False),
-    sa.Column("timestamp_us", sa.BigInteger, nullable=False),
+    sa.Column("timestamp_us", sa.BigInteger, primary_key=True),
     sa.Column("ingested_at_us", sa.BigInteger, nullable=False),
     sa.Column("quantity", Decimal, nullable=False),
     sa.Column("product_id", sa.String(128)),
@@ -73,6 +79,7 @@ events = sa.Table(
     sa.Column("properties", Json, nullable=False),
     # The event as list responses send it (server/wire.py): filled at ingestion, never changed.
     sa.Column("wire", sa.LargeBinary, nullable=False),
+    postgresql_partition_by="RANGE (timestamp_us)",
 )
 
 # Column order of event rows (COPY, INSERT): event_store.event_row builds them so.
@@ -226,7 +233,11 @@ as_of_floor = sa.Table(
 voided_events = sa.Table(
     "voided_events",
     metadata,
-    *(sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable) for c in events.columns),
+    # Not partitioned (voids are few): its primary key is the version's id, so a version is voided once.
+    *(
+        sa.Column(c.name, c.type, primary_key=c.name in ("organization_id", "id"), nullable=c.nullable)
+        for c in events.columns
+    ),
     sa.Column("voided_at_us", sa.BigInteger, nullable=False),
     sa.Column("voided_by", sa.String(256), nullable=False),
     sa.Column("void_reason", sa.String(1024), nullable=False),

@@ -303,3 +303,11 @@ def test_kubernetes_manifest_uses_real_settings_and_commands() -> None:
     assert server["readinessProbe"]["grpc"]["port"] == 50051
     service = next(d for d in docs if d["kind"] == "Service")
     assert {p["name"] for p in service["spec"]["ports"]} == {"grpc", "metrics"}
+    # The monthly partitions of events are kept ahead by a daily job running the real command.
+    cron = next(d for d in docs if d["kind"] == "CronJob")
+    job = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert job["securityContext"]["runAsNonRoot"] is True
+    (partitions,) = job["containers"]
+    assert partitions["args"] == ["partitions"]
+    assert build_parser().parse_args(partitions["args"]).func.__name__ == "cmd_partitions"
+    assert {e["name"] for e in partitions["env"]} == {"USAGE_DATABASE_URL"}

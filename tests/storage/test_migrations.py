@@ -12,10 +12,12 @@ still there, and means the same, after `migrate`.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import pathlib
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -26,8 +28,10 @@ from stored_events import StoredEvent, all_events, decode
 
 from server.domain import Correction, NewEvent
 from server.storage import schema
+from server.storage.dialects import dialect_of
 from server.storage.engine import make_engine
 from server.storage.migrate import upgrade
+from server.storage.partitions import DEFAULT_PARTITION
 from server.storage.sql_storage import SqlStorage
 
 ORG = "org_m"
@@ -154,7 +158,7 @@ def test_0006_to_0009_leave_earlier_events_listed_voidable_amendable_and_as_of_t
         assert upgrade(engine, "0002") == "0002"
         _old_events(engine)
         assert upgrade(engine, "0005") == "0005"
-        assert upgrade(engine) == "0009"
+        assert upgrade(engine, "0009") == "0009"
         storage = SqlStorage(engine)
         before = {r["id"]: StoredEvent(**r) for r in OLD_ROWS}  # (test_0003: each field as stored)
         assert {e.id: e for e in all_events(storage, ORG)} == before
@@ -183,7 +187,98 @@ def test_migrated_schema_is_schema_py(db_url: str) -> None:
     engine = make_engine(db_url)
     try:
         with engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), schema.metadata)
+            # The partitions of events (storage/partitions.py) are the table's, not tables of schema.py.
+            months = {m.partition for m in dialect_of(engine).month_partitions(conn)} | {DEFAULT_PARTITION}
+            assert dialect_of(engine).partitions_events == (len(months) > 1)
+
+            def ours(name: str | None, kind: str, parents: Any) -> bool:
+                return not (
+                    kind == "table"
+                    and name in months
+                    or kind == "index"
+                    and parents.get("table_name") in months
+                )
+
+            context = MigrationContext.configure(conn, opts={"include_name": ours})
+            diff = compare_metadata(context, schema.metadata)
     finally:
         engine.dispose()
     assert diff == []
+
+
+def _snapshot(storage: SqlStorage, ids: list[str]) -> list[Any]:
+    """What the RPCs answer from this organization's events: pages, totals, aggregates, histories
+    and idempotency outcomes of every key."""
+    from stored_events import CustomerEventQuery, customer_events
+
+    from server.deadline import Deadline
+    from server.domain import AggregateQuery, EventFilters
+    from server.logic import buckets
+
+    start, end = _MIGRATED_MONTHS[0], _MIGRATED_MONTHS[-1] + 40 * 86_400_000_000
+    out: list[Any] = [all_events(storage, ORG), all_events(storage, ORG, EventFilters(customer_id="cus_2"))]
+    out.append(customer_events(storage, ORG, CustomerEventQuery("cus_1", "api_call", start, end), 7, 3))
+    for group_by in ("none", "metric_key", "dim:region"):
+        utc = dt.UTC
+        segments = buckets.offset_segments(utc, buckets.from_us(start), buckets.from_us(end))
+        query = AggregateQuery(start, end, "hour", segments, "sum_quantity", group_by, EventFilters())
+        answer = storage.aggregates.aggregate(ORG, query, Deadline(30.0))
+        out.append((answer.groups, answer.series, sorted(answer.cells)))
+    out += [storage.corrections.history(ORG, i) for i in ids[:5]]
+    return out
+
+
+_MIGRATED_MONTHS = [1_704_067_200_000_000 + m * 31 * 86_400_000_000 for m in range(5)]  # 2024, Jan to May
+
+
+def test_0010_partitions_a_populated_database_losing_nothing(empty_url: str) -> None:
+    """The procedure of docs/operations.md: `migrate` on a database that holds events of several
+    months, voided and amended ones among them. Every answer is the same after it, every key still
+    claimed; on PostgreSQL every month with events has its partition and the default one is empty."""
+    engine = make_engine(empty_url)
+    try:
+        assert upgrade(engine, "0009") == "0009"
+        storage = SqlStorage(engine)
+        batch = [
+            NewEvent(
+                customer_id=f"cus_{n % 3}",
+                metric_key=("api_call", "tokens")[n % 2],
+                timestamp_us=start + n * 3_600_000_017,
+                quantity=f"{n}.{n:03d}",
+                idempotency_key=f"key-{start}-{n}",
+                properties={"region": ("eu", "us", "ap")[n % 3]},
+            )
+            for start in _MIGRATED_MONTHS
+            for n in range(40)
+        ]
+        ids = [o.event_id for o in storage.events.ingest(ORG, batch, 1_800_000_000_000_000)]
+        correction = Correction(1_800_000_000_000_000, "tests", "migration")
+        storage.corrections.void(ORG, ids[3:6], correction)
+        storage.corrections.amend(ORG, ids[0], None, lambda e: replace(e, quantity="7"), correction)
+        before = _snapshot(storage, ids)
+        storage.close()
+
+        engine = make_engine(empty_url)
+        assert upgrade(engine) == "0010"
+        storage = SqlStorage(engine)
+        assert _snapshot(storage, ids) == before
+        outcomes = storage.events.ingest(ORG, batch, 1_800_000_000_000_000)
+        assert "ACCEPTED" not in {o.status for o in outcomes}  # every key still claimed
+        if engine.dialect.name == "postgresql":
+            with engine.connect() as conn:
+                placed = dict(
+                    conn.execute(
+                        sa.text("SELECT tableoid::regclass::text, count(*) FROM events GROUP BY 1")
+                    ).all()
+                )
+                months = dialect_of(engine).month_partitions(conn)
+            assert DEFAULT_PARTITION not in placed
+            assert set(placed) == {
+                m.partition
+                for m in months
+                if m.start_us < _MIGRATED_MONTHS[-1] + 40 * 86_400_000_000 and m.year == 2024
+            }
+            assert sum(placed.values()) == len(batch) - 3
+        storage.close()
+    finally:
+        engine.dispose()

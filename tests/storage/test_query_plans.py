@@ -14,10 +14,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import psycopg.sql
 import pytest
 import sqlalchemy as sa
 from pg_server import PgServer
@@ -26,8 +28,10 @@ from stored_events import CustomerEventQuery, customer_events
 from server.deadline import Deadline
 from server.domain import AggregateQuery, Condition, EventFilters, Meter, PropertyFilter
 from server.logic import buckets
-from server.storage import meters, rollups
+from server.storage import meters, partitions, rollups
+from server.storage.dialects import dialect_of
 from server.storage.engine import make_engine
+from server.storage.partitions import DEFAULT_PARTITION, Month
 from server.storage.sql_storage import SqlStorage
 
 pytestmark = pytest.mark.postgres
@@ -58,6 +62,10 @@ FROM generate_series(1, {EVENTS}) AS g
 """
 
 
+# The partitions of events that the loaded data set leaves empty.
+EMPTY: set[str] = set()
+
+
 @pytest.fixture(scope="module")
 def planned(pg_server: PgServer, _pg_template: str) -> Iterator[tuple[SqlStorage, list[tuple[str, Any]]]]:
     """Storage on the loaded database (one per module: the tests only read), and the list its
@@ -66,10 +74,16 @@ def planned(pg_server: PgServer, _pg_template: str) -> Iterator[tuple[SqlStorage
     engine = make_engine(db_url)
     with engine.begin() as conn:
         conn.exec_driver_sql(LOAD.replace("%", "%%"))
+        # The rows landed in the default partition (the template has the months around today):
+        # March to May 2026 get their own, as `usage-service partitions --split-default` does.
+        assert set(partitions.split_default(conn)) == {Month(2026, 3), Month(2026, 4), Month(2026, 5)}
         rollups.rebuild(conn)
         rollups.add_dimension(conn, "region", END_US)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql("VACUUM ANALYZE")
+        for name in [m.partition for m in dialect_of(engine).month_partitions(conn)] + [DEFAULT_PARTITION]:
+            if not conn.exec_driver_sql(f"SELECT EXISTS (SELECT FROM {name})").scalar_one():
+                EMPTY.add(name)
     captured: list[tuple[str, Any]] = []
 
     def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, _ctx: Any, _many: bool) -> None:
@@ -99,6 +113,16 @@ def _plans(storage: SqlStorage, statements: list[tuple[str, Any]]) -> list[dict[
 
 
 def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every node of a plan. A scan of a partition of events (storage/partitions.py) reads as one of
+    `events`, the partition named in "Partition"."""
+    name = plan.get("Relation Name", "")
+    if name == DEFAULT_PARTITION or re.fullmatch(r"events_y\d{4}m\d{2}", name):
+        # An empty partition (the months ahead, the default one) is scanned as the planner likes:
+        # reading nothing costs nothing, and once it holds rows its statistics make it choose again.
+        plan["Partition"], plan["Relation Name"] = (
+            name,
+            "events" if name not in EMPTY else "an empty partition",
+        )
     yield plan
     for child in plan.get("Plans", []):
         yield from _nodes(child)
@@ -123,6 +147,21 @@ def _scans_of_events(
     storage: SqlStorage, captured: list[tuple[str, Any]], call: Callable[[], Any]
 ) -> list[str]:
     return [node for table, node in _scans(storage, captured, call) if table == "events"]
+
+
+# A sort the planner expects to hold more rows than this is one of a listing's events, where the
+# listing's index must give the order. Below it, sorting is its own cheaper choice: a light
+# customer's few events in each month's partition, found and sorted, rather than merged in order
+# from every month's index.
+SMALL_SORT_ROWS = 1000
+
+
+def _big_sorts(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        n
+        for n in nodes
+        if n["Node Type"] in ("Sort", "Incremental Sort") and n["Plan Rows"] > SMALL_SORT_ROWS
+    ]
 
 
 # Tables big enough that a sequential scan of one is a missing index (the catalog's are not).
@@ -189,8 +228,7 @@ def test_export_oldest_first_reads_the_same_indexes_backwards(
     assert not [n for n in nodes if n["Node Type"] == "Seq Scan" and n.get("Relation Name") == "events"]
     sorted_tables = {
         inner.get("Relation Name")
-        for n in nodes
-        if n["Node Type"] in ("Sort", "Incremental Sort")
+        for n in _big_sorts(nodes)
         for inner in _nodes(n)
         if "Relation Name" in inner
     }
@@ -254,7 +292,7 @@ def test_pages_as_of_a_moment_use_the_listings_indexes(
     nodes = [node for plan in _plans(storage, captured) for node in _nodes(plan)]
     events_scans = [n["Node Type"] for n in nodes if n.get("Relation Name") == "events"]
     assert events_scans and "Seq Scan" not in events_scans, events_scans
-    sorts = [n for n in nodes if n["Node Type"] in ("Sort", "Incremental Sort")]
+    sorts = _big_sorts(nodes)
     assert not [s for s in sorts if any(i.get("Relation Name") == "events" for i in _nodes(s))], sorts
 
 
@@ -386,3 +424,116 @@ def test_time_series_of_a_meter_uses_the_rollup_or_an_index(
         # (Over every customer, the metric rollup may be read whole: the window covers the data set.)
         assert not [s for s in scans if s[0] in BIG_TABLES and s[1] == "Seq Scan"], scans
     assert bool({t for t, _ in scans} & (BIG_TABLES - {"events"})) == meters.rollup_serves(meter), scans
+
+
+# ---- partition pruning: a window reads only the partitions of its months -------------------------
+
+
+def _partitions_read(
+    storage: SqlStorage, captured: list[tuple[str, Any]], call: Callable[[], Any]
+) -> set[str]:
+    captured.clear()
+    call()
+    assert captured, "the call ran no SELECT"
+    return {n["Partition"] for p in _plans(storage, captured) for n in _nodes(p) if "Partition" in n}
+
+
+def _months_of(start_us: int, end_us: int) -> set[str]:
+    """The partitions of the months that [start_us, end_us) overlaps."""
+    return {m.partition for m in partitions.months_between(Month.of(start_us), Month.of(end_us - 1))}
+
+
+MAY_WEEK = (END_US - 14 * DAY_US, END_US - 7 * DAY_US)
+STRADDLING = (buckets.to_us(dt.datetime(2026, 4, 20, 6, 17, tzinfo=dt.UTC)), END_US - 6 * DAY_US)
+
+
+def _windowed(storage: SqlStorage, window: tuple[int, int]) -> dict[str, Callable[[], Any]]:
+    """Every kind of read a request with the window [start, end) makes, by name."""
+    start, end = window
+    in_window = EventFilters(occurred_after_us=start, occurred_before_us=end)
+    cus_3 = dataclasses.replace(in_window, customer_id="cus_3")
+    as_of = storage.clocks.state(BIG).issued_us
+    page = storage.reads.list_events(BIG, in_window, None, 25, Deadline(30.0))[0]
+    query = CustomerEventQuery("cus_3", "m3", start, end)
+    customer_events(storage, BIG, query, 50, 0)  # creates the aggregator outside the capture
+    raw = dataclasses.replace(
+        _aggregate("day", 90, "none", product_id="prod_2"), since_us=start, until_us=end
+    )
+    rolled = dataclasses.replace(_aggregate("hour", 90, "metric_key"), since_us=start, until_us=end)
+    return {
+        "list": lambda: storage.reads.list_events(BIG, in_window, None, 25, Deadline(30.0)),
+        "list, next page": lambda: storage.reads.list_events(
+            BIG, in_window, page[-1][:2], 25, Deadline(30.0)
+        ),
+        "list of a customer": lambda: storage.reads.list_events(BIG, cus_3, None, 25, Deadline(30.0)),
+        "list as of a moment": lambda: storage.reads.list_events(
+            BIG, cus_3, None, 25, Deadline(30.0), as_of_us=as_of
+        ),
+        "export, oldest first": lambda: storage.reads.list_events(
+            BIG, in_window, None, 1000, Deadline(30.0), oldest_first=True, as_of_us=as_of
+        ),
+        "customer page": lambda: customer_events(storage, BIG, query, 50, 0, Deadline(30.0)),
+        "customer page as of a moment": lambda: customer_events(
+            storage, BIG, query, 50, 0, Deadline(30.0), as_of
+        ),
+        "aggregate from the events": lambda: storage.aggregates.aggregate(BIG, raw, Deadline(30.0)),
+        "aggregate, ragged ends of a rollup": lambda: storage.aggregates.aggregate(
+            BIG, rolled, Deadline(30.0)
+        ),
+        "aggregate as of a moment": lambda: storage.aggregates.aggregate(
+            BIG, dataclasses.replace(rolled, as_of_us=as_of), Deadline(30.0)
+        ),
+        "customer values of meters": lambda: storage.meters.customer_values(
+            BIG, "cus_3", list(METERS.values()), start, end
+        ),
+        "ranking by customer": lambda: storage.meters.ranking(
+            BIG, METERS["filtered count"], start, end, 50, 100
+        ),
+    }
+
+
+@pytest.mark.parametrize("window", [MAY_WEEK, STRADDLING], ids=["a week of May", "April 20 to May 26"])
+def test_a_window_reads_only_the_partitions_of_its_months(
+    planned: tuple[SqlStorage, list[tuple[str, Any]]], window: tuple[int, int]
+) -> None:
+    storage, captured = planned
+    months = _months_of(*window)
+    for name, call in _windowed(storage, window).items():
+        read = _partitions_read(storage, captured, call)
+        # A rollup may answer all of a window's whole hours; the events are read for the rest.
+        assert read <= months, f"{name}: read {sorted(read)}, the window is in {sorted(months)}"
+        if "ragged" not in name and "meters" not in name:
+            assert read, f"{name}: read no events"
+
+
+def test_a_prepared_page_prunes_partitions_when_it_runs(
+    planned: tuple[SqlStorage, list[tuple[str, Any]]],
+) -> None:
+    """The hot pages run as prepared statements (engine.Prepared) that PostgreSQL may plan once for
+    any values: the partitions outside the window are then pruned as the plan starts."""
+    storage, captured = planned
+    start, end = MAY_WEEK
+    window = EventFilters(occurred_after_us=start, occurred_before_us=end)
+    captured.clear()
+    storage.reads.list_events(BIG, window, None, 25, Deadline(30.0))
+    ((statement, parameters),) = captured
+    raw = storage.engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute("SET plan_cache_mode = force_generic_plan")
+        names = list(parameters)
+        numbered = statement
+        for i, name in enumerate(names, 1):
+            numbered = numbered.replace(f"%({name})s", f"${i}")
+        types = ", ".join("bigint" if isinstance(parameters[n], int) else "text" for n in names)
+        cur.execute(f"PREPARE page ({types}) AS {numbered}")
+        values = psycopg.sql.SQL(", ").join(psycopg.sql.Literal(parameters[n]) for n in names)
+        cur.execute(psycopg.sql.SQL("EXPLAIN (FORMAT JSON) EXECUTE page({})").format(values))
+        (doc,) = cur.fetchone()
+        plan = (doc if isinstance(doc, list) else json.loads(doc))[0]["Plan"]
+    finally:
+        raw.close()
+    nodes = list(_nodes(plan))
+    read = {n["Partition"] for n in nodes if "Partition" in n}
+    assert read == _months_of(start, end), read
+    assert sum(n.get("Subplans Removed", 0) for n in nodes) >= 4, "pruned as the plan started"

@@ -42,6 +42,8 @@ class Dialect:
     name: str
     # Whether ingestion keeps the rollups (storage/rollups.py) and aggregates may read them.
     keeps_rollups: bool
+    # Whether the events table is partitioned by month (storage/partitions.py).
+    partitions_events: bool
 
     def create_engine(
         self, url: sa.URL, pool_size: int, pool_timeout_s: float, timeout_s: float | None
@@ -109,6 +111,24 @@ class Dialect:
     def settle(self, db: Any, org: str, as_of_us: int, deadline: Deadline) -> bool:
         """Wait until every writer of `org` that could take a commit clock at or before `as_of_us`
         has committed or rolled back; False (and no wait) when `as_of_us` is not before now."""
+        raise NotImplementedError
+
+    # ---- months of events (storage/partitions.py; where `partitions_events`) -------------------
+    def month_partitions(self, conn: Connection) -> list[Any]:
+        """The months (partitions.Month) that have a partition of events, in order."""
+        return []
+
+    def default_partition_months(self, conn: Connection) -> list[Any]:
+        """The months that have events in the default partition, in order."""
+        return []
+
+    def create_month(self, conn: Connection, month: Any) -> int:
+        """Create the partition of `month`, moving its rows out of the default partition in the
+        same transaction; how many moved."""
+        raise NotImplementedError
+
+    def drop_months(self, conn: Connection, months: Sequence[Any]) -> None:
+        """Drop the partitions of `months`, with their events."""
         raise NotImplementedError
 
 

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import select
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -27,6 +28,7 @@ from server.deadline import Deadline
 from server.storage import functions as fn
 from server.storage import schema
 from server.storage.dialects import DEFAULT_TIMEOUT_OPTION, Dialect, Failure
+from server.storage.partitions import DEFAULT_PARTITION, Month
 
 _TEXT_ARRAY = postgresql.ARRAY(sa.Text)
 # pg_advisory_xact_lock key of migrations: any fixed bigint no other lock of this database uses.
@@ -35,10 +37,20 @@ MIGRATION_LOCK_KEY = 0x75736167656D6967  # "usagemig"
 
 _NEVER = 2**31  # executions of one statement by one connection
 
+# Months of events (storage/partitions.py): the partitions, and the months of the default's rows.
+_PARTITION_NAMES = "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'events'::regclass"
+_MONTH_NAME = re.compile(r"events_y(\d{4})m(\d{2})")
+_DEFAULT_MONTHS = (
+    "SELECT DISTINCT extract(year FROM t)::int, extract(month FROM t)::int FROM ("
+    " SELECT to_timestamp(timestamp_us / 1000000.0) AT TIME ZONE 'UTC' AS t"
+    f" FROM {DEFAULT_PARTITION}) AS times ORDER BY 1, 2"
+)
+
 
 class PostgresDialect(Dialect):
     name = "postgresql"
     keeps_rollups = True
+    partitions_events = True
     INSTANCE: PostgresDialect
 
     def create_engine(
@@ -196,6 +208,40 @@ class PostgresDialect(Dialect):
     def clock_state(self, db: Any, org: str, deadline: Deadline) -> tuple[int, int, int]:
         ((clock, floor, now),) = db.fetch_sql(_CLOCK_STATE, {"org": org}, deadline)
         return int(clock), int(floor), int(now)
+
+    def month_partitions(self, conn: Connection) -> list[Any]:
+        names = conn.execute(sa.text(_PARTITION_NAMES)).scalars()
+        return sorted(Month(int(m[1]), int(m[2])) for n in names if (m := _MONTH_NAME.fullmatch(n)))
+
+    def default_partition_months(self, conn: Connection) -> list[Any]:
+        rows = conn.execute(sa.text(_DEFAULT_MONTHS))
+        return [Month(int(y), int(m)) for y, m in rows]
+
+    def create_month(self, conn: Connection, month: Any) -> int:
+        # Built beside the table and attached: ATTACH takes the default partition's lock, not the
+        # table's, so reads of other months go on. The default partition is locked against writes
+        # first, so no event of this month can land there between the move and the attach.
+        conn.execute(sa.text(f"LOCK TABLE {DEFAULT_PARTITION} IN EXCLUSIVE MODE"))
+        name = month.partition
+        conn.execute(sa.text(f"CREATE TABLE {name} (LIKE events INCLUDING DEFAULTS)"))
+        moved = conn.execute(
+            sa.text(
+                f"WITH moved AS (DELETE FROM {DEFAULT_PARTITION} WHERE timestamp_us >= :start AND"
+                f" timestamp_us < :end RETURNING *) INSERT INTO {name} SELECT * FROM moved"
+            ),
+            {"start": month.start_us, "end": month.end_us},
+        ).rowcount
+        conn.execute(
+            sa.text(
+                f"ALTER TABLE events ATTACH PARTITION {name}"
+                f" FOR VALUES FROM ({month.start_us}) TO ({month.end_us})"
+            )
+        )
+        return int(moved)
+
+    def drop_months(self, conn: Connection, months: Sequence[Any]) -> None:
+        for month in months:
+            conn.execute(sa.text(f"DROP TABLE {month.partition}"))
 
     def settle(self, db: Any, org: str, as_of_us: int, deadline: Deadline) -> bool:
         # In autocommit the statement is its own transaction: the shared lock is taken once every

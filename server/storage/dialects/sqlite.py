@@ -65,6 +65,7 @@ def _decimal_collation(a: str, b: str) -> int:
 class SqliteDialect(Dialect):
     name = "sqlite"
     keeps_rollups = False
+    partitions_events = False  # one table: retention deletes rows
     INSTANCE: SqliteDialect
 
     def create_engine(
