@@ -27,10 +27,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import psycopg
+import sqlalchemy as sa
 
 from bench import dataset as d
 from bench.dataset import Dataset
 from server.domain import NewEvent
+from server.storage import partitions
 from server.wire import event_entry
 
 CHUNK_EVENTS = 20_000
@@ -322,11 +324,26 @@ def _drop_indexes(conn: psycopg.Connection, table: str) -> list[str]:
     return recreate
 
 
+def _month_partitions(conninfo: str, start_us: int, end_us: int) -> None:
+    """The partitions of the data set's months (server/storage/partitions.py), created before the
+    COPY as `usage-service partitions` creates them ahead of time: the rows go straight to theirs."""
+    engine = sa.create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(conninfo))
+    try:
+        with engine.begin() as conn:
+            months = partitions.months_between(partitions.Month.of(start_us), partitions.Month.of(end_us))
+            created = partitions.create_months(conn, months)
+    finally:
+        engine.dispose()
+    if created:
+        print(f"  partitions created: {', '.join(m.partition for m in created)}", flush=True)
+
+
 # ---- load -------------------------------------------------------------------------------------
 def load(conninfo: str, ds: Dataset, end_us: int | None = None) -> LoadReport:
     """Replace the database's data with `ds`, its 90 days ending at `end_us` (default: now)."""
     end_us = end_us or (time.time_ns() // 1000 - 60_000_000)
     gen = RowGenerator(ds, end_us)
+    _month_partitions(conninfo, gen.start_us, end_us)
     with psycopg.connect(conninfo) as conn:
         before = schema_snapshot(conn)
         conn.execute("SET maintenance_work_mem = '1GB'")
