@@ -30,6 +30,8 @@ from server.startup_errors import (
 from server.workers import MAX_PROCESSES, check_worker_count
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from server.storage.sql_storage import SqlStorage
 
 SETTINGS = {field.name: field for field in dataclasses.fields(Settings)}
@@ -47,6 +49,21 @@ TOKEN_SETTINGS = (
 )
 # `gateway --port` is its HTTP port (http_port), added by hand: its own listen port, not the gRPC one.
 GATEWAY_SETTINGS = ("host", "grpc_target", "gateway_timeout_s", "grace_period_s")
+
+
+@contextlib.contextmanager
+def _operator_engine(settings: Settings) -> Iterator[Engine]:
+    """The engine of an operator command (migrate, rollups, partitions, retention): made once the
+    data dir's secrets are narrowed (it creates none), disposed of when the command ends."""
+    from server.storage.engine import make_engine
+
+    with _database_errors(settings):
+        settings.narrow_local_secrets()
+        engine = make_engine(settings.resolved_database_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def _flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -155,16 +172,10 @@ def _worker_count(text: str) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     from server.storage import migrate
-    from server.storage.engine import make_engine
 
     settings = _configured(args)
-    with _database_errors(settings):
-        settings.narrow_local_secrets()
-        engine = make_engine(settings.resolved_database_url)
-        try:
-            revision = migrate.upgrade(engine)
-        finally:
-            engine.dispose()
+    with _operator_engine(settings) as engine, _database_errors(settings):
+        revision = migrate.upgrade(engine)
     print(f"database migrated to {revision}")
     from server.storage.partitions import AHEAD_MONTHS
 
@@ -184,12 +195,8 @@ def _ensure_partitions(settings: Settings, ahead: int, split_default: bool) -> i
 
     from server.storage import partitions
     from server.storage.dialects import dialect_of
-    from server.storage.engine import make_engine
 
-    with _database_errors(settings):
-        settings.narrow_local_secrets()
-        engine = make_engine(settings.resolved_database_url)
-    try:
+    with _operator_engine(settings) as engine:
         dialect = dialect_of(engine)
         if not dialect.partitions_events:
             print("events are one table on SQLite: no partitions to create")
@@ -207,8 +214,6 @@ def _ensure_partitions(settings: Settings, ahead: int, split_default: bool) -> i
             )
         print(f"partitions of events: {len(months)} months, {months[0]} to {months[-1]}, and the default")
         return 0
-    finally:
-        engine.dispose()
 
 
 def cmd_retention(args: argparse.Namespace) -> int:
@@ -216,19 +221,12 @@ def cmd_retention(args: argparse.Namespace) -> int:
     import time
 
     from server.storage import partitions
-    from server.storage.engine import make_engine
 
     settings = _configured(args)
-    with _database_errors(settings):
-        settings.narrow_local_secrets()
-        engine = make_engine(settings.resolved_database_url)
-    try:
-        with _database_errors(settings), engine.begin() as conn:
-            report = partitions.retention(conn, args.keep_months, time.time_ns() // 1000, apply=args.apply)
-        print("\n".join(report.lines()))
-        return 0
-    finally:
-        engine.dispose()
+    with _operator_engine(settings) as engine, _database_errors(settings), engine.begin() as conn:
+        report = partitions.retention(conn, args.keep_months, time.time_ns() // 1000, apply=args.apply)
+    print("\n".join(report.lines()))
+    return 0
 
 
 def cmd_rollups(args: argparse.Namespace) -> int:
@@ -237,13 +235,9 @@ def cmd_rollups(args: argparse.Namespace) -> int:
 
     from server.storage import rollups
     from server.storage.dialects import dialect_of
-    from server.storage.engine import make_engine
 
     settings = _configured(args)
-    with _database_errors(settings):
-        settings.narrow_local_secrets()
-        engine = make_engine(settings.resolved_database_url)
-    try:
+    with _operator_engine(settings) as engine:
         if not dialect_of(engine).keeps_rollups:
             print(
                 "usage-service: rollups are kept on PostgreSQL only; SQLite answers from events",
@@ -269,8 +263,6 @@ def cmd_rollups(args: argparse.Namespace) -> int:
             else:
                 print(f"dimension {args.key!r} no longer rolled up")
         return 0
-    finally:
-        engine.dispose()
 
 
 def _dimension_key(text: str) -> str:
