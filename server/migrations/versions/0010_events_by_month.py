@@ -9,7 +9,7 @@ table is renamed and loses its indexes (their names are the new table's), the ne
 partitioned by range of timestamp_us, with a partition for every month that holds events, the
 months from this one to three ahead, and the default partition; the rows are copied in one
 INSERT .. SELECT, and only then are the primary key and the indexes built (each partition's at once,
-faster than keeping them up row by row), and the old table dropped. Nothing is lost: one transaction
+faster than keeping them up row by row), the old table dropped and the new one analyzed. Nothing is lost: one transaction
 does it all, and the row count is compared before the old table goes. It needs free disk for a
 second copy of the events and their indexes while it runs; docs/operations.md gives the time it
 took at ten million events. The service is stopped meanwhile, as for any migration.
@@ -128,3 +128,5 @@ def _rebuild(primary_key: tuple[str, ...], partitioned: bool) -> None:
             sqlite_where=where,
         )
     op.drop_table("events_before_0010")
+    if partitioned:  # statistics of the new partitions now, not when autovacuum comes by
+        op.execute("ANALYZE events")
