@@ -20,7 +20,14 @@ from sqlalchemy.engine import Connection, Engine
 
 from server.deadline import Deadline
 from server.errors import Unavailable
-from server.storage.dialects import DEFAULT_TIMEOUT_OPTION, Dialect, Failure, dialect_named, dialect_of
+from server.storage.dialects import (
+    DEFAULT_TIMEOUT_OPTION,
+    SINGLE_READS_OPTION,
+    Dialect,
+    Failure,
+    dialect_named,
+    dialect_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +83,8 @@ class Database:
         self.dialect: Dialect = dialect_of(engine)
         # The statement timeout every connection applies (PostgreSQL; make_engine).
         self._default_timeout: float | None = engine.get_execution_options().get(DEFAULT_TIMEOUT_OPTION)
+        # Where `fetch` reads: the dialect's pool for single-statement reads, if it made one.
+        self._single: Engine = engine.get_execution_options().get(SINGLE_READS_OPTION, engine)
 
     @contextlib.contextmanager
     def read(self, deadline: Deadline | None = None) -> Iterator[Connection]:
@@ -103,7 +112,7 @@ class Database:
         with self.translate_errors(deadline):
             dbapi_error = self.engine.dialect.loaded_dbapi.Error
             try:
-                pooled = self.engine.raw_connection()
+                pooled = self._single.raw_connection()
             except dbapi_error as exc:  # unlike connect(), raw_connection() leaves it unwrapped
                 raise sa.exc.DBAPIError.instance(None, None, exc, dbapi_error) from exc
             try:

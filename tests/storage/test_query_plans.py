@@ -537,3 +537,17 @@ def test_a_prepared_page_prunes_partitions_when_it_runs(
     read = {n["Partition"] for n in nodes if "Partition" in n}
     assert read == _months_of(start, end), read
     assert sum(n.get("Subplans Removed", 0) for n in nodes) >= 4, "pruned as the plan started"
+
+
+def test_single_statement_reads_keep_generic_plans_and_the_rest_are_planned_for_their_values(
+    planned: tuple[SqlStorage, list[tuple[str, Any]]],
+) -> None:
+    """Database.fetch (list pages, data versions, the commit clock) reads on a pool whose sessions
+    always use a prepared statement's generic plan, pruned as it runs (the test above); the main
+    pool keeps PostgreSQL's own choice, so that a count over one customer's events is planned for
+    that customer (storage/dialects/postgres.py)."""
+    storage, _ = planned
+    setting = "SELECT current_setting('plan_cache_mode')"
+    assert storage.db.fetch_sql(setting, {}) == [("force_generic_plan",)]
+    with storage.db.read() as conn:
+        assert conn.exec_driver_sql(setting).scalar_one() == "auto"

@@ -25,6 +25,9 @@ from server.deadline import Deadline
 
 # The engine execution option holding the statement timeout every connection applies (PostgreSQL).
 DEFAULT_TIMEOUT_OPTION = "usage_statement_timeout_s"
+# The engine execution option holding the engine of Database.fetch's single-statement reads, where
+# the dialect gives them one of their own (PostgreSQL; else they use the engine itself).
+SINGLE_READS_OPTION = "usage_single_reads_engine"
 
 
 class Failure(enum.Enum):
