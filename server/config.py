@@ -39,7 +39,11 @@ class Settings:
         metadata={"help": "directory of the embedded database and of the generated secrets"},
     )
     db_pool_size: int = dataclasses.field(
-        default=10, metadata={"help": "database connections in the pool of each server process"}
+        default=10,
+        metadata={
+            "help": "database connections in each pool of a server process (PostgreSQL keeps two: the"
+            " single-statement reads' and the rest's)"
+        },
     )
     db_pool_timeout_s: float = dataclasses.field(
         default=5.0, metadata={"help": "seconds a call waits for a free pool connection"}

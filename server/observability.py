@@ -36,6 +36,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import QueuePool
 
+from server.storage.dialects import SINGLE_READS_OPTION
+
 REQUEST_ID_HEADER = "x-request-id"
 # gRPC's infrastructure services, health and reflection: they need no token, are never counted by
 # admission (interceptors.py), and their successful calls (probes every few seconds) log at DEBUG.
@@ -73,21 +75,23 @@ class RpcRecord:
 
 
 class PoolCollector(Collector):
-    """Gauges of the engine's connection pool, read when Prometheus scrapes."""
+    """Gauges of the engine's connection pools, read when Prometheus scrapes: the sum over the
+    engine's pool and, on PostgreSQL, the pool of its single-statement reads (storage/engine.py)."""
 
     def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+        single = engine.get_execution_options().get(SINGLE_READS_OPTION)
+        self._engines = [engine] if single is None else [engine, single]
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
-        pool = self._engine.pool
-        if not isinstance(pool, QueuePool):
+        pools = [e.pool for e in self._engines if isinstance(e.pool, QueuePool)]
+        if not pools:
             return []
-        size = GaugeMetricFamily("usage_db_pool_size", "Configured connections of the database pool.")
-        size.add_metric([], pool.size())
+        size = GaugeMetricFamily("usage_db_pool_size", "Configured connections of the database pools.")
+        size.add_metric([], sum(p.size() for p in pools))
         out = GaugeMetricFamily("usage_db_pool_checked_out", "Database connections in use by requests.")
-        out.add_metric([], pool.checkedout())
-        idle = GaugeMetricFamily("usage_db_pool_checked_in", "Open database connections idle in the pool.")
-        idle.add_metric([], pool.checkedin())
+        out.add_metric([], sum(p.checkedout() for p in pools))
+        idle = GaugeMetricFamily("usage_db_pool_checked_in", "Open database connections idle in the pools.")
+        idle.add_metric([], sum(p.checkedin() for p in pools))
         return [size, out, idle]
 
 

@@ -9,10 +9,11 @@ table is renamed and loses its indexes (their names are the new table's), the ne
 partitioned by range of timestamp_us, with a partition for every month that holds events, the
 months from this one to three ahead, and the default partition; the rows are copied in one
 INSERT .. SELECT, and only then are the primary key and the indexes built (each partition's at once,
-faster than keeping them up row by row), the old table dropped and the new one analyzed. Nothing is lost: one transaction
-does it all, and the row count is compared before the old table goes. It needs free disk for a
-second copy of the events and their indexes while it runs; docs/operations.md gives the time it
-took at ten million events. The service is stopped meanwhile, as for any migration.
+faster than keeping them up row by row), the old table dropped and the new one analyzed. Nothing
+is lost: one transaction does it all, and the row count is compared before the old table goes. It
+needs free disk for a second copy of the events and their indexes while it runs;
+docs/operations.md gives the time it took at ten million events. The service is stopped
+meanwhile, as for any migration.
 
 SQLite keeps one table, rebuilt the same way for its new primary key (organization_id, id,
 timestamp_us): the same for both databases, so schema.py describes both.
