@@ -320,7 +320,9 @@ def _drop_indexes(conn: psycopg.Connection, table: str) -> list[str]:
     for oid, definition, name in indexes:
         if oid not in backing:
             conn.execute(f"DROP INDEX {name}")
-            recreate.append(definition)
+            # A partitioned table's index reads "ON ONLY events": made so, it would stay invalid
+            # and never reach the partitions; "ON events" builds it on every partition too.
+            recreate.append(definition.replace(" ON ONLY ", " ON ", 1))
     return recreate
 
 
