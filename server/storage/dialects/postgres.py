@@ -7,12 +7,14 @@
 - No pre-ping round trip on checkout: a pooled connection whose server side went away has a
   readable socket (the server's goodbye or EOF) while it idles, which a zero-timeout poll sees.
 - Bulk writes take one round trip each: customers and idempotency claims as one INSERT .. SELECT
-  FROM unnest(arrays) .. ON CONFLICT DO NOTHING, events with COPY.
+  FROM json_to_recordset(the batch as one JSON document) .. ON CONFLICT DO NOTHING, events with
+  COPY.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import select
 from collections.abc import Callable, Iterator, Sequence
@@ -30,7 +32,6 @@ from server.storage import schema
 from server.storage.dialects import DEFAULT_TIMEOUT_OPTION, SINGLE_READS_OPTION, Dialect, Failure
 from server.storage.partitions import DEFAULT_PARTITION, Month
 
-_TEXT_ARRAY = postgresql.ARRAY(sa.Text)
 # pg_advisory_xact_lock key of migrations: any fixed bigint no other lock of this database uses.
 MIGRATION_LOCK_KEY = 0x75736167656D6967  # "usagemig"
 
@@ -157,7 +158,7 @@ class PostgresDialect(Dialect):
         return postgresql.insert(table)
 
     def insert_customers(self, conn: Connection, org: str, customer_ids: Sequence[str], now_us: int) -> None:
-        u = _unnest(id=list(customer_ids))
+        u = _rows_of(id=list(customer_ids))
         select_ = sa.select(sa.literal(org), u.c.id, sa.literal(""), sa.literal(now_us, sa.BigInteger))
         names = ["organization_id", "id", "name", "created_at_us"]
         conn.execute(postgresql.insert(schema.customers).from_select(names, select_).on_conflict_do_nothing())
@@ -165,7 +166,7 @@ class PostgresDialect(Dialect):
     def claim_keys(self, conn: Connection, org: str, claims: Sequence[tuple[str, str, str]]) -> set[str]:
         table = schema.idempotency_keys
         keys, ids, hashes = (list(col) for col in zip(*claims, strict=True))
-        u = _unnest(k=keys, i=ids, h=hashes)
+        u = _rows_of(k=keys, i=ids, h=hashes)
         # ORDER BY: rows are inserted, and their keys locked, in one order in every transaction.
         select_ = sa.select(sa.literal(org), u.c.k, u.c.i, u.c.h).order_by(u.c.k)
         names = ["organization_id", "idempotency_key", "event_id", "content_hash"]
@@ -314,10 +315,17 @@ def _discard_if_closed_by_server(dbapi_conn: Any, _record: Any, _proxy: Any) -> 
         raise sa.exc.DisconnectionError("the server closed this connection")
 
 
-def _unnest(**arrays: list[Any]) -> Any:
-    """FROM unnest(:a, :b, ...) AS u(a, b, ...) over text arrays bound as single parameters."""
-    call = sa.func.unnest(*(sa.bindparam(name, values, _TEXT_ARRAY) for name, values in arrays.items()))
-    return call.table_valued(*(sa.column(name, sa.Text) for name in arrays)).render_derived(name="u")
+def _rows_of(**columns: list[str]) -> Any:
+    """FROM json_to_recordset(:rows) AS u(a text, b text, ...): text columns of a batch, bound as one
+    JSON document of rows. (Bound as text arrays they cost psycopg's array dumper about 2 µs an
+    element in Python: 7% of an ingest batch's CPU in py-spy, for the 3,000 values of its claims;
+    json.dumps writes the same in C.)"""
+    names = list(columns)
+    rows = json.dumps([dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)])
+    call = sa.func.json_to_recordset(sa.bindparam("rows", rows, sa.Text).cast(postgresql.JSON))
+    return call.table_valued(*(sa.column(name, sa.Text) for name in names)).render_derived(
+        name="u", with_types=True
+    )
 
 
 # ---- SQL text of storage/functions.py -----------------------------------------------------------
