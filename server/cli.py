@@ -427,15 +427,16 @@ def _add_months(sub: Any) -> None:
 
 
 def _month_count(least: int) -> Callable[[str], int]:
-    """argparse type of a number of months: an integer from `least` to 1200."""
+    """argparse type of a number of months: an integer from `least` to partitions.MAX_MONTHS."""
+    from server.storage.partitions import MAX_MONTHS
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if not least <= value <= 1200:
-            raise argparse.ArgumentTypeError(f"must be from {least} to 1200 months, got {value}")
+        if not least <= value <= MAX_MONTHS:
+            raise argparse.ArgumentTypeError(f"must be from {least} to {MAX_MONTHS} months, got {value}")
         return value
 
     return parse

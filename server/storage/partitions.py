@@ -44,6 +44,8 @@ ROLLUPS = (schema.rollup_metric_hourly, schema.rollup_dimension_hourly, schema.r
 DEFAULT_PARTITION = "events_default"
 # Months created ahead of this one by `migrate` and by `usage-service partitions` unless told.
 AHEAD_MONTHS = 3
+# The most months `partitions --ahead-months` and `retention --keep-months` take (a hundred years).
+MAX_MONTHS = 1200
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -145,7 +147,7 @@ def retention(conn: Connection, keep_months: int, now_us: int, apply: bool) -> R
     dialect = dialect_of(conn.engine)
     first_kept = Month.of(now_us).plus(1 - keep_months)
     cutoff = first_kept.start_us
-    dropped = tuple(m.partition for m in dialect.month_partitions(conn) if m.end_us <= cutoff)
+    old_months = [m for m in dialect.month_partitions(conn) if m.end_us <= cutoff]
     old_events = E.c.timestamp_us < cutoff
     # Claims of the removed events only: a claim of a voided version stays, since the key's current
     # version may be a later amend inside the window, and a kept claim only ever answers DUPLICATE.
@@ -166,8 +168,8 @@ def retention(conn: Connection, keep_months: int, now_us: int, apply: bool) -> R
     )
     if apply:
         conn.execute(sa.delete(K).where(claims))  # before their events go
-        if dialect.partitions_events:
-            dialect.drop_months(conn, [m for m in dialect.month_partitions(conn) if m.end_us <= cutoff])
+        if old_months:
+            dialect.drop_months(conn, old_months)
         conn.execute(sa.delete(E).where(old_events))  # the default partition's, and SQLite's
         conn.execute(sa.delete(V).where(V.c.timestamp_us < cutoff))
         for table in ROLLUPS:
@@ -175,4 +177,12 @@ def retention(conn: Connection, keep_months: int, now_us: int, apply: bool) -> R
         # Cached answers (logic/answer_cache.py) are keyed by these versions.
         versions = schema.organization_versions
         conn.execute(sa.update(versions).values(data_version=versions.c.data_version + 1))
-    return RetentionReport(first_kept, dropped, n_events, n_voided, n_claims, sum(n_rollups), applied=apply)
+    return RetentionReport(
+        first_kept,
+        tuple(m.partition for m in old_months),
+        n_events,
+        n_voided,
+        n_claims,
+        sum(n_rollups),
+        applied=apply,
+    )
