@@ -11,6 +11,8 @@ _EXACT = Context(prec=80)
 
 def canonical_decimal(value: Decimal | str | int) -> str:
     """`'001.500'` -> `'1.5'`, `Decimal('5.000000000000')` -> `'5'`, `'-0'` -> `'0'`; no exponents."""
+    if type(value) is str and value.isascii() and value.isdigit() and value[0] != "0":
+        return value  # a whole number without leading zeros (most quantities) is its canonical form
     try:
         d = Decimal(value) if not isinstance(value, Decimal) else value
     except InvalidOperation as exc:

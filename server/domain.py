@@ -1,4 +1,4 @@
-"""Domain types shared by logic and storage: plain frozen dataclasses, no proto or SQL here.
+"""Domain types shared by logic and storage: plain dataclasses (all frozen but NewEvent), no proto or SQL.
 
 Times are integer microseconds since the Unix epoch (UTC) everywhere below the RPC adapters: both
 databases store them as BIGINT, so ordering, windows and bucket arithmetic are exact and identical.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from json.encoder import encode_basestring
 from typing import Any, Literal, NamedTuple
 
 JsonValue = Any  # str | int | float | bool | None | list[...] for filter values and properties
@@ -64,7 +65,10 @@ class AggregatorFilter:
     created_at_us: int = 0
 
 
-@dataclasses.dataclass(frozen=True)
+# Not frozen, unlike the other types here: a frozen dataclass sets each of its 14 fields through
+# object.__setattr__, and takes 4.9 us to build against 1.2 us (timeit, every field given);
+# ingestion builds two per event (the draft, then the checked event). Nothing assigns to one later.
+@dataclasses.dataclass(slots=True)
 class NewEvent:
     """A validated event to store; `quantity` and `external_cost_amount` are canonical decimals."""
 
@@ -90,36 +94,42 @@ class NewEvent:
     def canonical_properties(self) -> str:
         if self.properties_json is not None:
             return self.properties_json
-        return json.dumps(self.properties, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return canonical_json(self.properties)
 
     def content_hash(self) -> str:
         """A digest of everything but the idempotency key: equal digests mean a true duplicate.
 
         The digest is SHA-256 of json.dumps(content, sort_keys=True, separators=(",", ":"),
-        ensure_ascii=False): stored with each idempotency key, it must never change shape. The
-        properties' JSON is spliced in where a placeholder was serialized (no field may hold a NUL
-        character, so the placeholder is unique), not serialized a second time.
+        ensure_ascii=False): stored with each idempotency key, it must never change shape
+        (tests/logic/test_content_hash.py compares it with that definition). The text is written
+        out here in the keys' sorted order, each string encoded by the json module's own encoder,
+        with the properties' canonical JSON spliced in: a quarter of the cost of building the dict
+        and serializing it (3.4 us against 13.5 us an event).
         """
-        content = {  # every field but the idempotency key and the cached forms of the properties
-            "customer_id": self.customer_id,
-            "external_cost_amount": self.external_cost_amount,
-            "external_cost_currency": self.external_cost_currency,
-            "metric_key": self.metric_key,
-            "price_key": self.price_key,
-            "product_id": self.product_id,
-            "properties": _PROPERTIES_PLACEHOLDER,
-            "quantity": self.quantity,
-            "subscription_id": self.subscription_id,
-            "timestamp_us": self.timestamp_us,
-            "wallet_currency": self.wallet_currency,
-        }
-        text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        canonical = text.replace(_PROPERTIES_PLACEHOLDER_JSON, self.canonical_properties(), 1)
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        text = (
+            f'{{"customer_id":{_json_str(self.customer_id)}'
+            f',"external_cost_amount":{_json_str(self.external_cost_amount)}'
+            f',"external_cost_currency":{_json_str(self.external_cost_currency)}'
+            f',"metric_key":{_json_str(self.metric_key)}'
+            f',"price_key":{_json_str(self.price_key)}'
+            f',"product_id":{_json_str(self.product_id)}'
+            f',"properties":{self.canonical_properties()}'
+            f',"quantity":{_json_str(self.quantity)}'
+            f',"subscription_id":{_json_str(self.subscription_id)}'
+            f',"timestamp_us":{int(self.timestamp_us)}'
+            f',"wallet_currency":{_json_str(self.wallet_currency)}}}'
+        )
+        return hashlib.sha256(text.encode()).hexdigest()
 
 
-_PROPERTIES_PLACEHOLDER = "\x00properties\x00"
-_PROPERTIES_PLACEHOLDER_JSON = json.dumps(_PROPERTIES_PLACEHOLDER)
+# The canonical JSON of a value: keys sorted, compact, non-ASCII characters as they are. One encoder
+# made once: json.dumps with these options builds a new one at every call.
+canonical_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _json_str(value: str | None) -> str:
+    """A string as json.dumps(ensure_ascii=False) writes it, None as null."""
+    return "null" if value is None else encode_basestring(value)
 
 
 @dataclasses.dataclass(frozen=True)

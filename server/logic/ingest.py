@@ -14,7 +14,7 @@ from typing import Any
 
 from server.deadline import Deadline
 from server.decimals import canonical_decimal
-from server.domain import IngestOutcome, JsonValue, NewEvent
+from server.domain import IngestOutcome, JsonValue, NewEvent, canonical_json
 from server.errors import FieldViolation
 from server.storage.interface import EventStorage
 
@@ -74,7 +74,6 @@ def normalize_properties(
     if len(props) > MAX_PROPERTIES:  # the keys are not read one by one: there may be 100,000 of them
         return out, "", [FieldViolation("properties", f"at most {MAX_PROPERTIES} keys")]
     for key, value in props.items():
-        field = f"properties.{key}"
         if not _KEY_RE.fullmatch(key):
             violations.append(
                 FieldViolation(
@@ -84,27 +83,32 @@ def normalize_properties(
                 )
             )
             continue
+        if type(value) is str and _NUL not in value:  # most values: stored as they are
+            out[key] = value
+            continue
         if isinstance(value, list):
             if len(value) > MAX_ARRAY_ITEMS:
-                violations.append(FieldViolation(field, f"arrays hold at most {MAX_ARRAY_ITEMS} items"))
+                violations.append(
+                    FieldViolation(f"properties.{key}", f"arrays hold at most {MAX_ARRAY_ITEMS} items")
+                )
                 continue
             items = []
             for item in value:
                 norm, err = _scalar(item)
                 if err:
-                    violations.append(FieldViolation(field, f"array items: {err}"))
+                    violations.append(FieldViolation(f"properties.{key}", f"array items: {err}"))
                     break
                 items.append(norm)
             out[key] = items
             continue
         norm, err = _scalar(value)
         if err:
-            violations.append(FieldViolation(field, err))
+            violations.append(FieldViolation(f"properties.{key}", err))
         else:
             out[key] = norm
     if violations:
         return out, "", violations
-    text = json.dumps(out, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = canonical_json(out)
     # The bound counts the JSON with non-ASCII characters escaped (as it always has).
     size = len(text) if text.isascii() else len(json.dumps(out, separators=(",", ":")))
     if size > MAX_PROPERTIES_BYTES:
@@ -115,9 +119,13 @@ def normalize_properties(
 def changes_struct_values(props: dict[str, Any]) -> bool:
     """Whether canonical form changes a value of the request's Struct: only a negative zero does."""
     for value in props.values():
-        for v in value if isinstance(value, list) else (value,):
-            if type(v) is float and v == 0.0 and math.copysign(1.0, v) < 0:
+        if type(value) is float:
+            if value == 0.0 and math.copysign(1.0, value) < 0:
                 return True
+        elif type(value) is list and any(
+            type(v) is float and v == 0.0 and math.copysign(1.0, v) < 0 for v in value
+        ):
+            return True
     return False
 
 
