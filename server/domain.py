@@ -132,8 +132,10 @@ def _json_str(value: str | None) -> str:
     return "null" if value is None else encode_basestring(value)
 
 
-@dataclasses.dataclass(frozen=True)
-class IngestOutcome:
+class IngestOutcome(NamedTuple):
+    """One per ingested event (a tuple: built a thousand times a batch, at a third of a frozen
+    dataclass's cost)."""
+
     status: IngestStatus
     event_id: str = ""
 

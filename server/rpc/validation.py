@@ -111,16 +111,21 @@ def _walk_to_timestamps(message: Any, chain: tuple[Any, ...], prefix: str) -> It
     field, rest = chain[0], chain[1:]
     value = getattr(message, field.name)
     if field.is_repeated:
-        items: Any = ((f"{prefix}{field.name}[{i}]", item) for i, item in enumerate(value))
+        items: Any = enumerate(value)
     else:
-        items = [(prefix + field.name, value)] if message.HasField(field.name) else []
-    for path, item in items:
+        items = [(None, value)] if message.HasField(field.name) else []
+    for i, item in items:
+        # The path is written only where it is needed: a batch has thousands of valid timestamps.
         if rest:
-            yield from _walk_to_timestamps(item, rest, path + ".")
+            yield from _walk_to_timestamps(item, rest, _path_of(prefix, field.name, i) + ".")
         elif not (
             TIMESTAMP_MIN_SECONDS <= item.seconds <= TIMESTAMP_MAX_SECONDS and 0 <= item.nanos <= 999_999_999
         ):
-            yield path
+            yield _path_of(prefix, field.name, i)
+
+
+def _path_of(prefix: str, name: str, index: int | None) -> str:
+    return f"{prefix}{name}" if index is None else f"{prefix}{name}[{index}]"
 
 
 def _field_rules(root: Any, violation: Any) -> validate_pb2.FieldRules | None:

@@ -19,8 +19,8 @@ now) from the events.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 import sqlalchemy as sa
@@ -106,7 +106,8 @@ def _events_source(where: Sequence[Any]) -> Any:
 
 def _batch_json(events: Sequence[NewEvent]) -> str:
     """The batch as one JSON array, the properties' canonical JSON spliced in (not serialized again)."""
-    dumps = json.dumps
+    # A string's JSON as json.dumps writes it, without json.dumps's call overhead (2 strings an event).
+    dumps = encode_basestring_ascii
     return (
         "["
         + ",".join(
