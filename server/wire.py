@@ -13,6 +13,13 @@ message's fields may come in any order, so
 
 with every byte produced by the protobuf library. `decode` reads entries back as UsageEvents.
 
+A customer page (ListCustomerUsageEventsResponse) sends other field numbers: its events are
+`CustomerUsageEvent(id, name, timestamp, payload)`. `customer_page_response` reads the stored entries
+through a view whose timestamp and properties are `bytes` (a length-delimited field parses as bytes
+as well as a message, without its contents being parsed), and writes a view of the response whose
+timestamp and payload are those bytes: the same encoding as the messages, with no Struct parsed and
+copied for each event (122 us a page of 50 against 315 us; parsed, the two answers are equal).
+
 When UsageEvent changes in a way that alters stored events, a migration rewrites the column (as
 0003 filled it): the column is a copy of the row in another form, never a source of truth.
 """
@@ -20,8 +27,9 @@ When UsageEvent changes in a way that alters stored events, a migration rewrites
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, timestamp_pb2
 from usage.v1 import events_pb2, pagination_pb2, usage_service_pb2
 
 from server.domain import NewEvent
@@ -67,6 +75,66 @@ def event_entry(org: str, event_id: str, e: NewEvent, ingested_at_us: int) -> by
 def decode(entries: Iterable[bytes]) -> Sequence[events_pb2.UsageEvent]:
     """The UsageEvents of stored entries, in order (one parse for all of them)."""
     return usage_service_pb2.ListUsageEventsResponse.FromString(b"".join(entries)).data
+
+
+# The views, in a pool of their own (not the default pool: reflection and the contract never see
+# them). proto2 for explicit presence: a present but empty Struct or Timestamp stays present.
+_VIEWS = """
+name: "usage_wire_views.proto"
+package: "usage.wire_views"
+syntax: "proto2"
+message_type {
+  name: "StoredEntries"  # ListUsageEventsResponse's `data` (1), the UsageEvent fields read
+  field { name: "data" number: 1 label: LABEL_REPEATED type: TYPE_MESSAGE type_name: "StoredEvent" }
+}
+message_type {
+  name: "StoredEvent"  # UsageEvent: id 1, timestamp 9, properties 15 (the others stay unknown)
+  field { name: "id" number: 1 label: LABEL_OPTIONAL type: TYPE_STRING }
+  field { name: "timestamp" number: 9 label: LABEL_OPTIONAL type: TYPE_BYTES }
+  field { name: "properties" number: 15 label: LABEL_OPTIONAL type: TYPE_BYTES }
+}
+message_type {
+  name: "CustomerPage"  # ListCustomerUsageEventsResponse
+  field { name: "meta" number: 1 label: LABEL_OPTIONAL type: TYPE_BYTES }
+  field { name: "data" number: 2 label: LABEL_REPEATED type: TYPE_MESSAGE type_name: "CustomerEvent" }
+  field { name: "as_of" number: 3 label: LABEL_OPTIONAL type: TYPE_BYTES }
+}
+message_type {
+  name: "CustomerEvent"  # CustomerUsageEvent
+  field { name: "id" number: 1 label: LABEL_OPTIONAL type: TYPE_STRING }
+  field { name: "name" number: 2 label: LABEL_OPTIONAL type: TYPE_STRING }
+  field { name: "timestamp" number: 3 label: LABEL_OPTIONAL type: TYPE_BYTES }
+  field { name: "payload" number: 4 label: LABEL_OPTIONAL type: TYPE_BYTES }
+}
+"""
+
+
+def _view_classes() -> tuple[Any, Any]:
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(text_format.Parse(_VIEWS, descriptor_pb2.FileDescriptorProto()))
+    return tuple(  # type: ignore[return-value]
+        message_factory.GetMessageClass(pool.FindMessageTypeByName(f"usage.wire_views.{name}"))
+        for name in ("StoredEntries", "CustomerPage")
+    )
+
+
+_StoredEntries, _CustomerPage = _view_classes()
+
+
+def customer_page_response(
+    events: Sequence[tuple[bytes, str | None]], total: int, skipped: int, as_of_us: int
+) -> bytes:
+    """The serialized ListCustomerUsageEventsResponse of a page of (stored entry, display name)."""
+    meta = usage_service_pb2.PageMeta(total=total, taken=len(events), skipped=skipped)
+    page = _CustomerPage(meta=meta.SerializeToString(), as_of=_timestamp(as_of_us).SerializeToString())
+    add = page.data.add
+    stored = _StoredEntries.FromString(b"".join(entry for entry, _ in events)).data
+    for event, (_, name) in zip(stored, events, strict=True):
+        out = add()
+        out.id, out.timestamp, out.payload = event.id, event.timestamp, event.properties
+        if name:  # proto3's `name` is not sent when empty
+            out.name = name
+    return page.SerializeToString()
 
 
 def list_response(entries: Sequence[bytes], cursor: str, as_of_us: int) -> bytes:

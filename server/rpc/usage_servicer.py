@@ -76,16 +76,8 @@ class UsageServicer(pb_grpc.UsageServiceServicer):
             ),
             Deadline.of_context(context, self._timeout),
         )
-        response = pb.ListCustomerUsageEventsResponse(
-            meta=pb.PageMeta(total=page.total, taken=len(page.events), skipped=page.skipped),
-            as_of=convert.us_to_ts(page.as_of_us),
-        )
-        stored = wire.decode(w for w, _ in page.events)
-        for event, (_, name) in zip(stored, page.events, strict=True):
-            out = response.data.add(id=event.id, name=name)
-            out.timestamp.CopyFrom(event.timestamp)
-            out.payload.CopyFrom(event.properties)
-        return response
+        # The response as the bytes it serializes to, from the events' stored forms (server/wire.py).
+        return wire.customer_page_response(page.events, page.total, page.skipped, page.as_of_us)
 
     def ListUsageEvents(self, request, context):  # noqa: N802
         validation.check(request)
