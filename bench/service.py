@@ -187,8 +187,8 @@ class ServerProcess:
             str(workdir / "service-data"),
             "--port",
             "0",
-            "--jwt-secret",
-            auth.secret,
+            # One argument: a random secret may begin with "-", which argparse would take for a flag.
+            f"--jwt-secret={auth.secret}",
             "--log-format",
             "json",
         ]
