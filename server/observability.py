@@ -296,6 +296,10 @@ def _log_rpc(record: RpcRecord, elapsed_s: float, trace_id: str) -> None:
     )
 
 
+# Made once: json.dumps with arguments builds a new encoder for every line (one per RPC).
+_ENCODE_LINE = json.JSONEncoder(ensure_ascii=False, default=str).encode
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, pid, message, a record's `fields`, any traceback."""
 
@@ -315,7 +319,7 @@ class JsonFormatter(logging.Formatter):
             out["message"] = record.getMessage()
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=False, default=str)
+        return _ENCODE_LINE(out)
 
 
 def configure_logging(log_format: str) -> None:
