@@ -73,14 +73,15 @@ class CatalogServicer(pb_grpc.CatalogServiceServicer):
         )
 
     def UpdateAggregator(self, request, context):  # noqa: N802
-        # With an update mask, only the named fields must be valid: the others are not changed.
+        # With an update mask, only the named fields must be valid: the others are not changed. The
+        # id names the aggregator to update, so it is read whatever the mask says.
         mask = list(request.update_mask.paths)
         found = [
             v
             for v in validation.violations(request)
             if not mask
             or not v.field.startswith("aggregator.")
-            or v.field.split(".")[1].split("[")[0] in mask
+            or v.field.split(".")[1].split("[")[0] in (*mask, "id")
         ]
         if found:
             raise InvalidArgument.of(found)

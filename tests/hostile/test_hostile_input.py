@@ -781,6 +781,13 @@ REGRESSIONS: dict[str, list[Any]] = {
             aggregator=catalog_pb2.Aggregator(id="agg_1", name="n"),
             update_mask=field_mask_pb2.FieldMask(paths=["name"] * 17),
         ),
+        # The id's violations were dropped when the mask did not name it: a NUL reached PostgreSQL.
+        cpb.UpdateAggregatorRequest(
+            aggregator=catalog_pb2.Aggregator(
+                id="\x00", name="Calls", event_type="api_call", operation="count"
+            ),
+            update_mask=field_mask_pb2.FieldMask(paths=["name"]),
+        ),
     ],
     # PostgreSQL cannot store NUL in text or jsonb: these answered INTERNAL there.
     "DeleteAggregator": [cpb.DeleteAggregatorRequest(id="\x00")],
@@ -958,6 +965,7 @@ OUT_OF_RANGE: list[tuple[str, Any, str]] = [
     ("UpdateAggregator", REGRESSIONS["UpdateAggregator"][1], "update_mask"),
     ("UpdateAggregator", REGRESSIONS["UpdateAggregator"][2], TOO_LARGE),
     ("UpdateAggregator", REGRESSIONS["UpdateAggregator"][3], "update_mask"),
+    ("UpdateAggregator", REGRESSIONS["UpdateAggregator"][4], "aggregator.id"),
     ("GetCustomer", cpb.GetCustomerRequest(id="x" * 100_000), TOO_LARGE),
 ]
 
