@@ -52,9 +52,7 @@ class Deadline:
             return cls(cap_s)
         left = context.time_remaining()
         deadline = cls(cap_s if left is None else min(left, cap_s), enforced=True)
-        # Also runs when the call ends normally: by then nothing is registered, so it stops nothing.
-        context.add_callback(deadline.cancel)
-        return deadline
+        return deadline._ended_with(context)
 
     @classmethod
     def of_stream(cls, context: Any) -> Deadline:
@@ -63,8 +61,17 @@ class Deadline:
         call ends early."""
         left = context.time_remaining()
         deadline = cls(left, enforced=left is not None)
-        context.add_callback(deadline.cancel)
-        return deadline
+        return deadline._ended_with(context)
+
+    def _ended_with(self, context: Any) -> Deadline:
+        """Cancelled when the call ends. The callback also runs when the call ends normally: by
+        then nothing is registered, so it stops nothing."""
+        if not context.add_callback(self.cancel):
+            # The call had already ended (its deadline passed, or its client left, before the
+            # handler began: a busy server). Nothing will call back, and no statement timeout is
+            # set for an `enforced` deadline: cancelled now, so no statement starts for nobody.
+            self.cancel()
+        return self
 
     def timeout_s(self) -> float | None:
         """Seconds left (at least a millisecond), or None when unbounded."""
@@ -107,8 +114,9 @@ class Deadline:
     def cancelling(self, stop: Callable[[], None]) -> Iterator[None]:
         """While inside, a cancellation of the call runs `stop` (at most once)."""
         with self._lock:
-            if self._cancelled:
-                raise Cancelled("the call was cancelled by its client")
+            # Nothing starts once the call is over: neither a cancellation nor an expiry can stop a
+            # statement that is sent after it (an enforced deadline sets no statement timeout).
+            self.check()
             self._stops.append(stop)
         try:
             yield
