@@ -22,6 +22,13 @@ from server.errors import Cancelled, DeadlineExceeded
 
 # The least time a statement is given: a timeout of 0 means "none" to both databases.
 _MIN_TIMEOUT_S = 0.001
+# A stop that finds its statement not yet arrived in the database is lost: PostgreSQL ignores a
+# cancel request while the backend waits for a command, SQLite an interrupt between statements. A
+# thread that registered its stop can take that long to send the statement on a busy server (the
+# GIL, SQLAlchemy's compiling), and the statement would then run on for nobody (CI saw it once).
+# So stops still registered after each of these delays run again; a stop is registered only while
+# its connection is in this call's hands, so a repeat never reaches another call's statement.
+_STOP_AGAIN_AFTER_S = (0.05, 0.2, 1.0, 3.0)
 
 
 class Deadline:
@@ -101,18 +108,30 @@ class Deadline:
         return DeadlineExceeded("the query did not finish before the deadline")
 
     def cancel(self) -> None:
-        """The client is gone: stop whatever runs for this call now."""
+        """The client is gone: stop whatever runs for this call now, and again shortly after while
+        it still runs (see _STOP_AGAIN_AFTER_S)."""
         # Under the lock: `cancelling` cannot return (and its connection go back to the pool for
         # another call) while a stop is running.
         with self._lock:
             self._cancelled = True
-            stops, self._stops = self._stops, []
-            for stop in stops:
+            for stop in self._stops:
                 stop()
+            running = bool(self._stops)
+        if running:
+            threading.Thread(target=self._stop_again, name="deadline-stop", daemon=True).start()
+
+    def _stop_again(self) -> None:
+        for delay in _STOP_AGAIN_AFTER_S:
+            time.sleep(delay)
+            with self._lock:
+                if not self._stops:
+                    return
+                for stop in self._stops:
+                    stop()
 
     @contextlib.contextmanager
     def cancelling(self, stop: Callable[[], None]) -> Iterator[None]:
-        """While inside, a cancellation of the call runs `stop` (at most once)."""
+        """While inside, a cancellation of the call runs `stop` (and again while still inside)."""
         with self._lock:
             # Nothing starts once the call is over: neither a cancellation nor an expiry can stop a
             # statement that is sent after it (an enforced deadline sets no statement timeout).
