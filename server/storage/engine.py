@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -46,12 +46,21 @@ def make_engine(
     return dialect_named(backend).create_engine(parsed, pool_size, pool_timeout_s, statement_timeout_s)
 
 
+class Reader(Protocol):
+    """One read statement on the connection of a `Database.reader`: its rows."""
+
+    def __call__(self, sql: str, params: Any, prepare: bool = True) -> list[tuple[Any, ...]]: ...
+
+
 class Prepared:
     """A SELECT compiled once for one database and run on the driver's own cursor: no compilation,
     no result objects per call, rows as tuples (the pages' hot path, where SQLAlchemy's execution
     cost as much as the query). Values are bound by name: every variable is a `bindparam`."""
 
-    def __init__(self, engine: Engine, stmt: sa.Select[Any]) -> None:
+    def __init__(self, engine: Engine, stmt: sa.Select[Any], prepare: bool = True) -> None:
+        # False: never prepared, so planned for each call's values (through a main-pool reader,
+        # where plans are PostgreSQL's choice): a statement whose best plan depends on its values.
+        self.prepare = prepare
         compiled = stmt.compile(dialect=engine.dialect)
         self.sql = compiled.string
         # Constants of the statement (literals become parameters too), overridden by the call's values.
@@ -65,6 +74,10 @@ class Prepared:
         if self._constants:
             values = {**self._constants, **values}
         return values if self._names is None else tuple(values[n] for n in self._names)
+
+    def read(self, read: Reader, values: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """The rows of this statement through a `Database.reader`."""
+        return read(self.sql, self.params(values), self.prepare)
 
     def fetch(self, db: Database, conn: Connection, values: dict[str, Any]) -> list[tuple[Any, ...]]:
         """The rows of this statement on a connection of `db.read` / `db.write`."""
@@ -106,19 +119,35 @@ class Database:
 
     def fetch_sql(self, sql: str, params: Any, deadline: Deadline | None = None) -> list[tuple[Any, ...]]:
         """`fetch` of SQL text in the driver's own parameter style (the dialects' fixed statements)."""
+        with self.reader(deadline) as read:
+            return read(sql, params)
+
+    @contextlib.contextmanager
+    def reader(self, deadline: Deadline | None = None, single: bool = True) -> Iterator[Reader]:
+        """`fetch_sql` for the few reads of one call that depend on each other (a customer page's
+        catalog lookup, then its page): one pooled driver connection for all of them, each read a
+        statement of its own, bounded and cancellable like `read`. `single`: from the pool of
+        `fetch` (on PostgreSQL always a generic plan); else from the main pool, where a prepared
+        statement's plan is PostgreSQL's choice and an unprepared one is planned for its values."""
         deadline = deadline or Deadline.none()
-        for listener in self.engine.dispatch.before_cursor_execute:
-            listener(None, None, sql, params, None, False)
         with self.translate_errors(deadline):
             dbapi_error = self.engine.dialect.loaded_dbapi.Error
             try:
-                pooled = self._single.raw_connection()
+                pooled = (self._single if single else self.engine).raw_connection()
             except dbapi_error as exc:  # unlike connect(), raw_connection() leaves it unwrapped
                 raise sa.exc.DBAPIError.instance(None, None, exc, dbapi_error) from exc
-            try:
-                raw = pooled.driver_connection
+            raw = pooled.driver_connection
+            listeners = self.engine.dispatch.before_cursor_execute
+
+            def read(sql: str, params: Any, prepare: bool = True) -> list[tuple[Any, ...]]:
+                # SQLAlchemy's statement events still fire (statement logs, tracing, the EXPLAIN tests).
+                for listener in listeners:
+                    listener(None, None, sql, params, None, False)
                 with deadline.cancelling(self.dialect.stopper(raw)):
-                    return self.dialect.read_once(raw, sql, params, deadline, self._default_timeout)
+                    return self.dialect.read_once(raw, sql, params, deadline, self._default_timeout, prepare)
+
+            try:
+                yield read
             except sa.exc.DBAPIError as exc:
                 if self.dialect.classify(exc) is Failure.UNAVAILABLE:
                     pooled.invalidate()  # not back to the pool: the next checkout opens a new one

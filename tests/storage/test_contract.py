@@ -785,6 +785,21 @@ def test_customer_events_property_filters(
     assert [e.timestamp_us for e in page] == sorted((e.timestamp_us for e in page), reverse=True)
 
 
+def test_customer_events_property_filters_one_after_another(storage: SqlStorage) -> None:
+    """Every filter above on one storage, in turn: each filter's statement is compiled once and kept,
+    and no filter is answered by another's (true, 1 and 1.0 are equal in Python, not in a filter)."""
+    labels = list(FILTER_EVENTS)
+    events = [ev(ts=T0 + i * SEC, properties=FILTER_EVENTS[label]) for i, label in enumerate(labels)]
+    label_of = dict(zip(ingest_ids(storage, events), labels, strict=True))
+    cases = [c[1:] for c in FILTER_CASES]
+    cases += [((_c("v", "equals", True),), {"true"}), ((_c("v", "equals", 1),), set())]
+    cases += [((_c("v", "in", [False]),), {"false"}), ((_c("v", "in", [0]),), set())]
+    for filters, expected in cases * 2:
+        query = CustomerEventQuery("cus_1", "api_call", T0, T0 + DAY, filters)
+        total, page = customer_events(storage, ORG, query, 100, 0)
+        assert ({label_of[e.id] for e in page}, total) == (expected, len(expected)), filters
+
+
 def test_customer_events_exact_strings_and_big_numbers(storage: SqlStorage) -> None:
     props = {
         "sharp": {"v": "Straße"},

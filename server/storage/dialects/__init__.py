@@ -66,13 +66,20 @@ class Dialect:
     def classify(self, exc: sa.exc.DBAPIError) -> Failure:
         raise NotImplementedError
 
-    def fetch(self, raw: Any, sql: str, params: Any) -> list[tuple[Any, ...]]:
-        """Run compiled SQL on a driver connection: every row, as tuples (engine.Prepared).
+    def fetch(self, raw: Any, sql: str, params: Any, prepare: bool = True) -> list[tuple[Any, ...]]:
+        """Run compiled SQL on a driver connection: every row, as tuples (engine.Prepared);
+        `prepare`: as a statement prepared once per connection, where the database has them.
         Driver errors leave as SQLAlchemy's DBAPIError, as if SQLAlchemy had run the statement."""
         raise NotImplementedError
 
     def read_once(
-        self, raw: Any, sql: str, params: Any, deadline: Deadline, default_timeout_s: float | None
+        self,
+        raw: Any,
+        sql: str,
+        params: Any,
+        deadline: Deadline,
+        default_timeout_s: float | None,
+        prepare: bool = True,
     ) -> list[tuple[Any, ...]]:
         """One read statement on an idle pooled driver connection, outside any transaction, bounded
         by `deadline` (engine.Database.fetch: the hot single-statement reads)."""

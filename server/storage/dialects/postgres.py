@@ -123,16 +123,23 @@ class PostgresDialect(Dialect):
             return Failure.UNAVAILABLE
         return Failure.OTHER
 
-    def fetch(self, raw: Any, sql: str, params: Any) -> list[tuple[Any, ...]]:
+    def fetch(self, raw: Any, sql: str, params: Any, prepare: bool = True) -> list[tuple[Any, ...]]:
         try:
-            # prepare=True: parsed once per connection, and planned generically once PostgreSQL
-            # finds the generic plan as good as the custom ones (plan_cache_mode auto).
-            return raw.execute(sql, params, prepare=True, binary=True).fetchall()  # type: ignore[no-any-return]
+            # prepare: parsed once per connection, and planned generically once PostgreSQL finds
+            # the generic plan as good as the custom ones (plan_cache_mode auto); else planned for
+            # these values (on the main pool: the other one forces generic plans).
+            return raw.execute(sql, params, prepare=prepare, binary=True).fetchall()  # type: ignore[no-any-return]
         except psycopg.Error as exc:
             raise sa.exc.DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
 
     def read_once(
-        self, raw: Any, sql: str, params: Any, deadline: Deadline, default_timeout_s: float | None
+        self,
+        raw: Any,
+        sql: str,
+        params: Any,
+        deadline: Deadline,
+        default_timeout_s: float | None,
+        prepare: bool = True,
     ) -> list[tuple[Any, ...]]:
         assert isinstance(raw, psycopg.Connection)
         own_timeout = _own_timeout(deadline, default_timeout_s)
@@ -140,7 +147,7 @@ class PostgresDialect(Dialect):
         try:
             if own_timeout is not None:
                 self.fetch_nothing(raw, f"SET statement_timeout = {own_timeout}")
-            return self.fetch(raw, sql, params)
+            return self.fetch(raw, sql, params, prepare)
         finally:
             with contextlib.suppress(psycopg.Error):  # a broken connection is discarded anyway
                 if own_timeout is not None:

@@ -125,20 +125,26 @@ class SqliteDialect(Dialect):
             return Failure.UNAVAILABLE
         return Failure.OTHER
 
-    def fetch(self, raw: Any, sql: str, params: Any) -> list[tuple[Any, ...]]:
+    def fetch(self, raw: Any, sql: str, params: Any, prepare: bool = True) -> list[tuple[Any, ...]]:
         try:
             return raw.execute(sql, params).fetchall()  # type: ignore[no-any-return]
         except sqlite3.Error as exc:
             raise sa.exc.DBAPIError.instance(sql, params, exc, sqlite3.Error) from exc
 
     def read_once(
-        self, raw: Any, sql: str, params: Any, deadline: Deadline, default_timeout_s: float | None
+        self,
+        raw: Any,
+        sql: str,
+        params: Any,
+        deadline: Deadline,
+        default_timeout_s: float | None,
+        prepare: bool = True,
     ) -> list[tuple[Any, ...]]:
         assert isinstance(raw, sqlite3.Connection)
         # A lone SELECT in autocommit: its own read transaction (WAL readers wait for nobody).
         raw.set_progress_handler(lambda: int(deadline.expired or deadline.cancelled), _PROGRESS_STEPS)
         try:
-            return self.fetch(raw, sql, params)
+            return self.fetch(raw, sql, params, prepare)
         finally:
             raw.set_progress_handler(None, 0)
 
