@@ -126,7 +126,7 @@ def customer_page_response(
 ) -> bytes:
     """The serialized ListCustomerUsageEventsResponse of a page of (stored entry, display name)."""
     meta = usage_service_pb2.PageMeta(total=total, taken=len(events), skipped=skipped)
-    page = _CustomerPage(meta=meta.SerializeToString(), as_of=_timestamp(as_of_us).SerializeToString())
+    page = _CustomerPage(meta=meta.SerializeToString(), as_of=us_to_ts(as_of_us).SerializeToString())
     add = page.data.add
     stored = _StoredEntries.FromString(b"".join(entry for entry, _ in events)).data
     for event, (_, name) in zip(stored, events, strict=True):
@@ -141,7 +141,7 @@ def list_response(entries: Sequence[bytes], cursor: str, as_of_us: int) -> bytes
     """The serialized ListUsageEventsResponse of a page: its events' entries, then its pagination
     and as_of."""
     tail = usage_service_pb2.ListUsageEventsResponse(
-        pagination=pagination_pb2.Pagination(cursor=cursor, has_more=bool(cursor)), as_of=_timestamp(as_of_us)
+        pagination=pagination_pb2.Pagination(cursor=cursor, has_more=bool(cursor)), as_of=us_to_ts(as_of_us)
     )
     return b"".join(entries) + tail.SerializeToString()
 
@@ -149,10 +149,11 @@ def list_response(entries: Sequence[bytes], cursor: str, as_of_us: int) -> bytes
 def export_chunk(entries: Sequence[bytes], resume_token: str, as_of_us: int) -> bytes:
     """The serialized ExportUsageEventsResponse of a chunk: its `data` has the field number of
     ListUsageEventsResponse's, so the stored entries are its events as they are."""
-    tail = usage_service_pb2.ExportUsageEventsResponse(resume_token=resume_token, as_of=_timestamp(as_of_us))
+    tail = usage_service_pb2.ExportUsageEventsResponse(resume_token=resume_token, as_of=us_to_ts(as_of_us))
     return b"".join(entries) + tail.SerializeToString()
 
 
-def _timestamp(us: int) -> timestamp_pb2.Timestamp:
+def us_to_ts(us: int) -> timestamp_pb2.Timestamp:
+    """Microseconds since the epoch as a Timestamp (the RPC adapters' too: rpc/convert.py)."""
     seconds, micros = divmod(us, 1_000_000)
     return timestamp_pb2.Timestamp(seconds=seconds, nanos=micros * 1000)

@@ -9,6 +9,7 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from usage.v1 import catalog_pb2, events_pb2
 
 from server.domain import Aggregator, AggregatorFilter, Condition, Customer, NewEvent, PropertyFilter
+from server.wire import us_to_ts as us_to_ts  # one definition, below the adapters
 
 _US = 1_000_000
 
@@ -28,11 +29,6 @@ def as_of_us(request: Any) -> int | None:
     """A query's `as_of` in microseconds (None: unset), rounded down: the commit clock counts
     microseconds, so what committed at or before the nanosecond moment is what did at its microsecond."""
     return ts_to_us(request.as_of) if request.HasField("as_of") else None
-
-
-def us_to_ts(us: int) -> timestamp_pb2.Timestamp:
-    seconds, micros = divmod(us, _US)
-    return timestamp_pb2.Timestamp(seconds=seconds, nanos=micros * 1000)
 
 
 def _plain(v: struct_pb2.Value) -> Any:
