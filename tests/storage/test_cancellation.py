@@ -10,7 +10,6 @@ after. Here the cancel comes first, deterministically, and the slow statement mu
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 import sqlalchemy as sa
@@ -31,11 +30,10 @@ def test_a_statement_sent_after_its_call_was_cancelled_is_stopped(db_url: str, b
     db = Database(make_engine(db_url))
     try:
         deadline = Deadline(120.0, enforced=True)  # as a gRPC call's: no statement timeout of its own
-        started = time.monotonic()
+        # The engine has no statement timeout: only the call's stop can end the statement early.
         with pytest.raises(Cancelled), db.read(deadline) as conn:
             deadline.cancel()  # the client left; nothing runs yet, so the first stop finds nothing
             conn.execute(sa.text(SLOW[backend]))
-        assert time.monotonic() - started < 30, "stopped only by something else"
         # Nothing of the call is left running, and the connection serves the next call.
         for repeater in [t for t in threading.enumerate() if t.name == "deadline-stop"]:
             repeater.join(10)  # it ends at its next wake, finding the call's stop gone
