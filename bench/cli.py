@@ -133,6 +133,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 class Database:
     url: str  # SQLAlchemy URL, for usage-service
     conninfo: str  # psycopg
+    postmaster_pid: int | None = None  # the bench's own cluster: its CPU time is read (run_queries)
 
 
 def psycopg_conninfo(url: str) -> str:
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print(f"PostgreSQL cluster in {workdir / 'pg'} ({'kept' if keep else 'throwaway'})", flush=True)
             cluster = BenchCluster.open(workdir / "pg", keep=keep)
-            db = Database(cluster.database_url(), cluster.conninfo_db())
+            db = Database(cluster.database_url(), cluster.conninfo_db(), cluster.postmaster_pid())
             results["meta"]["postgresql_settings"] = cluster.settings_in_force()
         prepare(args, db, results)
         run_all(args, db, workdir, results)
@@ -292,7 +293,8 @@ def run_all(args: argparse.Namespace, db: Database, workdir: pathlib.Path, resul
             )
         bare_proc = start_bare(workdir, captured)
         bare = clients.GrpcTarget(bare_proc.target, ())
-        results["scenarios"] = run_queries(args, chosen, svc, bare, sql, captured)
+        cpu = CpuProbes(server, bare_proc, db.postmaster_pid)
+        results["scenarios"] = run_queries(args, chosen, svc, bare, sql, captured, cpu)
         results["unloaded"] = run_unloaded(args, chosen, svc, bare)
         if "ingest" in args.groups:
             results["ingest"] = run_ingest(
@@ -376,8 +378,10 @@ def run_queries(
     bare: clients.GrpcTarget,
     sql: clients.SqlTarget,
     captured: dict[str, Captured],
+    cpu: CpuProbes,
 ) -> list[dict[str, Any]]:
-    """Each scenario against the service, the bare server and SQL, one after the other.
+    """Each scenario against the service, the bare server and SQL, one after the other, with the CPU
+    each process spent per call (`CpuProbes`).
 
     A scenario whose first call took longer than --slow-call-s runs with one caller and at least
     3 measured calls (for all three targets alike), so that one pathological query cannot take
@@ -398,11 +402,11 @@ def run_queries(
         run = functools.partial(
             driver.run, concurrency=conc, duration_s=args.duration, warmup_s=args.warmup, min_calls=min_calls
         )
-        st = run(svc.caller_factory(s.method, s.request_for or s.request))
+        st = run(svc.caller_factory(s.method, s.request_for or s.request), cpu=cpu.service)
         svc.close()
-        bt = run(bare.caller_factory(s.method, s.request, scenario=s.name))
+        bt = run(bare.caller_factory(s.method, s.request, scenario=s.name), cpu=cpu.bare)
         bare.close()
-        qt = run(sql.caller_factory(s))
+        qt = run(sql.caller_factory(s), cpu=cpu.sql)
         sql.close()
         row = report.query_result(s.name, s.group, note, len(c.body), st, bt, qt, c.check)
         row["concurrency"] = conc
@@ -412,6 +416,36 @@ def run_queries(
                 print(f"    {label} error: {stats.first_error}", flush=True)
         rows.append(row)
     return rows
+
+
+@dataclasses.dataclass
+class CpuProbes:
+    """CPU seconds used so far, by process, for each target's measure: its server (the service or
+    the bare one, with their children), PostgreSQL (the postmaster and its backends, when the bench
+    runs the cluster) and this process, the client."""
+
+    server: service.ServerProcess
+    bare_server: service.ServerProcess
+    postmaster_pid: int | None
+
+    def _postgres(self) -> dict[str, float]:
+        if self.postmaster_pid is None:
+            return {}
+        return {"postgres": service.process_tree_cpu_s(self.postmaster_pid)}
+
+    @staticmethod
+    def _client() -> dict[str, float]:
+        t = os.times()
+        return {"client": t.user + t.system}
+
+    def service(self) -> dict[str, float]:
+        return {"server": self.server.cpu_s(), **self._postgres(), **self._client()}
+
+    def bare(self) -> dict[str, float]:
+        return {"server": self.bare_server.cpu_s(), **self._client()}
+
+    def sql(self) -> dict[str, float]:
+        return {**self._postgres(), **self._client()}
 
 
 def run_unloaded(
@@ -562,6 +596,10 @@ def print_summary(args: argparse.Namespace, results: dict[str, Any]) -> None:
         print(report.QUERY_HEADER)
         for r in results["scenarios"]:
             print(report.query_row(r))
+    if any(r["service"].get("cpu_per_call_ms") for r in results.get("scenarios", [])):
+        print(report.CPU_HEADER)
+        for r in results["scenarios"]:
+            print(report.cpu_line(r))
     if results.get("unloaded"):
         print("unloaded (1 caller): p50 ms, service / bare gRPC")
         for r in results["unloaded"]:

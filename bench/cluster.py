@@ -131,6 +131,10 @@ class BenchCluster(PgServer):
                 is not None
             )
 
+    def postmaster_pid(self) -> int:
+        """The running server's pid: the first line of its postmaster.pid."""
+        return int((self.data_dir / "postmaster.pid").read_text().split()[0])
+
     def database_url(self) -> str:
         return self.url(DATABASE)
 

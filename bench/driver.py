@@ -10,6 +10,11 @@ the bias that dropping the calls straddling the window's edges would give slow c
 throughput is counted calls over the window's length, latencies are those of counted calls.
 Slow scenarios get a longer window: at least `min_calls` calls are measured.
 
+`cpu`, when given, is read at the window's start and end (for example CPU seconds of the server,
+of PostgreSQL and of this process, from /proc: bench/service.py); `Stats.cpu_per_call_ms` divides
+each difference by the calls completed in the window. Throughput on this shared machine moves with
+its neighbours; CPU spent per call much less so, and it says which process a call's cost is in.
+
 Client threads: gRPC and psycopg release the GIL while they wait, so a few threads drive a
 server well; the client's own CPU (request building, response parsing) still shares the machine
 with the server, the same way for the service and for its baselines.
@@ -35,6 +40,13 @@ class Stats:
     errors: int = 0
     first_error: str = ""
     items_per_call: int = 1  # e.g. events per ingest batch
+    cpu_s: dict[str, float] | None = None  # CPU seconds spent in the window, by process (`cpu`)
+
+    @property
+    def cpu_per_call_ms(self) -> dict[str, float]:
+        if not self.cpu_s or not self.calls:
+            return {}
+        return {name: 1000 * s / self.calls for name, s in self.cpu_s.items()}
 
     @property
     def throughput(self) -> float:
@@ -70,6 +82,7 @@ class Stats:
             "p99_ms": _round(self.p99_ms),
             "errors": self.errors,
             "first_error": self.first_error,
+            "cpu_per_call_ms": {k: round(v, 3) for k, v in self.cpu_per_call_ms.items()},
         }
 
 
@@ -85,6 +98,7 @@ def run(
     items_per_call: int = 1,
     min_calls: int | None = None,
     max_extra_s: float = 120.0,
+    cpu: Callable[[], dict[str, float]] | None = None,
 ) -> Stats:
     """Run `concurrency` callers for `warmup_s + duration_s`; measure the last `duration_s`.
 
@@ -93,7 +107,7 @@ def run(
     """
     min_calls = 2 * concurrency if min_calls is None else min_calls
     callers = [make_caller(i) for i in range(concurrency)]
-    start_gate = threading.Barrier(concurrency + 1)
+    start_gate = threading.Barrier(concurrency + 1 + (cpu is not None))
     lock = threading.Lock()
     done: list[tuple[float, float]] = []  # (completion time, latency) of calls completed after warm-up
     errors: list[str] = []
@@ -121,7 +135,17 @@ def run(
         with lock:
             errors.extend(failures)
 
+    readings: list[dict[str, float]] = []
+
+    def read_cpu(probe: Callable[[], dict[str, float]]) -> None:  # at the window's start and nominal end
+        start_gate.wait()
+        for at in tuple(window):
+            time.sleep(max(0.0, at - time.perf_counter()))
+            readings.append(probe())
+
     threads = [threading.Thread(target=loop, args=(c,), daemon=True) for c in callers]
+    if cpu is not None:
+        threads.append(threading.Thread(target=read_cpu, args=(cpu,), daemon=True))
     for t in threads:
         t.start()
     now = time.perf_counter()
@@ -138,6 +162,8 @@ def run(
         last = done[min(min_calls, len(done)) - 1][0]
         counted = [lat for t1, lat in done if t1 <= last]
         measured = last - begin
+        readings.clear()  # the CPU was read over the nominal window, not this one
+    cpu_s = {k: readings[1][k] - readings[0][k] for k in readings[0]} if len(readings) == 2 else None
     return Stats(
         calls=len(counted),
         duration_s=measured,
@@ -145,6 +171,7 @@ def run(
         errors=len(errors),
         first_error=errors[0] if errors else "",
         items_per_call=items_per_call,
+        cpu_s=cpu_s,
     )
 
 

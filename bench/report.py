@@ -67,6 +67,32 @@ def query_row(r: dict[str, Any]) -> str:
     )
 
 
+CPU_HEADER = (
+    "CPU ms per call, by process (read from /proc over each measured window):\n"
+    f"{'scenario':<48} | {'service':>7} {'postgres':>8} {'client':>6} | {'bare':>6} {'client':>6} | "
+    f"{'SQL: postgres':>13} {'client':>6} | {'service/bare':>12}"
+)
+
+
+def cpu_line(r: dict[str, Any]) -> str:
+    """A query row's CPU per call: the service, PostgreSQL and the client under the service's load;
+    the bare server and the client under its own; PostgreSQL and the client under the SQL's."""
+    nan = math.nan
+    svc = r["service"].get("cpu_per_call_ms") or {}
+    bare = (r["bare"] or {}).get("cpu_per_call_ms") or {}
+    sql = (r["sql"] or {}).get("cpu_per_call_ms") or {}
+
+    def ms(d: dict[str, float], k: str, width: int) -> str:
+        v = d.get(k, nan)
+        return f"{'-' if math.isnan(v) else f'{v:.3f}':>{width}}"
+
+    service_part = f"{ms(svc, 'server', 7)} {ms(svc, 'postgres', 8)} {ms(svc, 'client', 6)}"
+    bare_part = f"{ms(bare, 'server', 6)} {ms(bare, 'client', 6)}"
+    sql_part = f"{ms(sql, 'postgres', 13)} {ms(sql, 'client', 6)}"
+    server_ratio = fmt_ratio(ratio(svc.get("server", nan), bare.get("server", nan)))
+    return f"{r['scenario'][:48]:<48} | {service_part} | {bare_part} | {sql_part} | {server_ratio:>12}"
+
+
 def unloaded_line(r: dict[str, Any]) -> str:
     """One line of the unloaded (1 caller) list latencies."""
     service, bare = _f(r["service"]["p50_ms"]), _f(r["bare"]["p50_ms"])

@@ -1,7 +1,7 @@
 """The real service as processes: `usage-service migrate`, `usage-service rollups rebuild`, and
 `usage-service serve` started on a free port (its "listening" line parsed from stdout, as
 tests/cli_process.py does), stopped with SIGTERM; tokens minted with the service's own
-`server.auth.mint_token`; the server's memory read from /proc.
+`server.auth.mint_token`; the server's memory and CPU time read from /proc.
 
 The environment of these processes is stripped of USAGE_* variables: the flags are the whole
 configuration.
@@ -230,6 +230,10 @@ class ServerProcess:
         """Resident memory of the server and its child processes (workers), KiB."""
         return process_tree_rss_kib(self.proc.pid)
 
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the server and its child processes (workers) have used."""
+        return process_tree_cpu_s(self.proc.pid)
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -278,3 +282,28 @@ def process_tree_rss_kib(pid: int) -> int:
         total += _rss_kib(p)
         todo.extend(_children(p))
     return total
+
+
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_ticks(pid: int) -> int:
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    # After the command's closing parenthesis (the command may hold spaces): state is field 3,
+    # utime and stime fields 14 and 15 of proc(5).
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def process_tree_cpu_s(pid: int) -> float:
+    """CPU seconds used so far by `pid` and its living descendants (PostgreSQL's backends are
+    children of its postmaster; `serve --workers N`'s processes children of the first)."""
+    ticks, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        ticks += _cpu_ticks(p)
+        todo.extend(_children(p))
+    return ticks / _TICKS_PER_S
