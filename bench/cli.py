@@ -295,7 +295,7 @@ def run_all(args: argparse.Namespace, db: Database, workdir: pathlib.Path, resul
         bare = clients.GrpcTarget(bare_proc.target, ())
         cpu = CpuProbes(server, bare_proc, db.postmaster_pid)
         results["scenarios"] = run_queries(args, chosen, svc, bare, sql, captured, cpu)
-        results["unloaded"] = run_unloaded(args, chosen, svc, bare)
+        results["unloaded"] = run_unloaded(args, chosen, svc, bare, cpu)
         if "ingest" in args.groups:
             results["ingest"] = run_ingest(
                 args, db, server, ingest_svc, bare, factory, captured["ingest"].check
@@ -453,18 +453,20 @@ def run_unloaded(
     chosen: list[scenarios.Scenario],
     svc: clients.GrpcTarget,
     bare: clients.GrpcTarget,
+    cpu: CpuProbes,
 ) -> list[dict[str, Any]]:
     """The list scenarios with ONE caller: the latency of a call on an idle server, service and
-    bare gRPC alike (a call's own cost, without queueing behind the others)."""
+    bare gRPC alike (a call's own cost, without queueing behind the others), and each server's CPU
+    per call without other calls beside it."""
     rows = []
     listed = [s for s in chosen if s.group in ("list", "customer")]
     if listed:
         print("== unloaded: 1 caller, list scenarios (service, then bare gRPC)", flush=True)
     for s in listed:
         run = functools.partial(driver.run, concurrency=1, duration_s=args.duration, warmup_s=args.warmup)
-        st = run(svc.caller_factory(s.method, s.request))
+        st = run(svc.caller_factory(s.method, s.request), cpu=cpu.service)
         svc.close()
-        bt = run(bare.caller_factory(s.method, s.request, scenario=s.name))
+        bt = run(bare.caller_factory(s.method, s.request, scenario=s.name), cpu=cpu.bare)
         bare.close()
         row: dict[str, Any] = {
             "scenario": s.name,

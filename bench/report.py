@@ -96,10 +96,15 @@ def cpu_line(r: dict[str, Any]) -> str:
 def unloaded_line(r: dict[str, Any]) -> str:
     """One line of the unloaded (1 caller) list latencies."""
     service, bare = _f(r["service"]["p50_ms"]), _f(r["bare"]["p50_ms"])
-    return (
+    line = (
         f"  {r['scenario'][:48]:<48} p50 {fmt_ms(service):>6} ms  bare {fmt_ms(bare):>6} ms  "
         f"service/bare {fmt_ratio(_f(r['ratio_p50']))}"
     )
+    service_cpu = r["service"].get("cpu_per_call_ms", {}).get("server")
+    bare_cpu = r["bare"].get("cpu_per_call_ms", {}).get("server")
+    if service_cpu is not None and bare_cpu is not None:
+        line += f"  server CPU/call {service_cpu:.3f} ms, bare {bare_cpu:.3f} ms"
+    return line
 
 
 def query_result(
