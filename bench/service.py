@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 from server.auth import mint_token
 from server.config import Settings
@@ -274,14 +275,18 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
-def process_tree_rss_kib(pid: int) -> int:
-    """VmRSS of `pid` plus that of all its descendants."""
-    total, todo = 0, [pid]
+def _process_tree(pid: int) -> Iterator[int]:
+    """`pid` and its living descendants."""
+    todo = [pid]
     while todo:
         p = todo.pop()
-        total += _rss_kib(p)
+        yield p
         todo.extend(_children(p))
-    return total
+
+
+def process_tree_rss_kib(pid: int) -> int:
+    """VmRSS of `pid` plus that of all its descendants."""
+    return sum(_rss_kib(p) for p in _process_tree(pid))
 
 
 _TICKS_PER_S = os.sysconf("SC_CLK_TCK")
@@ -301,9 +306,4 @@ def _cpu_ticks(pid: int) -> int:
 def process_tree_cpu_s(pid: int) -> float:
     """CPU seconds used so far by `pid` and its living descendants (PostgreSQL's backends are
     children of its postmaster; `serve --workers N`'s processes children of the first)."""
-    ticks, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        ticks += _cpu_ticks(p)
-        todo.extend(_children(p))
-    return ticks / _TICKS_PER_S
+    return sum(_cpu_ticks(p) for p in _process_tree(pid)) / _TICKS_PER_S
