@@ -298,12 +298,16 @@ def _cpu_ticks(pid: int) -> int:
     except OSError:
         return 0
     # After the command's closing parenthesis (the command may hold spaces): state is field 3,
-    # utime and stime fields 14 and 15 of proc(5).
+    # utime and stime fields 14 and 15 of proc(5); cutime and cstime (16, 17) hold the time of its
+    # children that ended and were waited for, which are no longer in the tree.
     fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[11]) + int(fields[12])
+    return sum(int(f) for f in fields[11:15])
 
 
 def process_tree_cpu_s(pid: int) -> float:
-    """CPU seconds used so far by `pid` and its living descendants (PostgreSQL's backends are
-    children of its postmaster; `serve --workers N`'s processes children of the first)."""
+    """CPU seconds used so far by `pid` and its descendants, living or ended (PostgreSQL's backends
+    are children of its postmaster; `serve --workers N`'s processes children of the first). An
+    ended process counts once its parent has waited for it, as PostgreSQL's postmaster does at
+    once: without it, a backend or autovacuum worker that ends inside a window would take its
+    time away from the window's reading."""
     return sum(_cpu_ticks(p) for p in _process_tree(pid)) / _TICKS_PER_S

@@ -37,6 +37,30 @@ def test_process_tree_cpu_counts_the_living_descendants() -> None:
         parent.wait()
 
 
+# A child that starts a grandchild burning 0.4 CPU seconds, waits for it to end, says so, and stays.
+ENDED = """
+import subprocess, sys, time
+burn = "import time\\nt = time.process_time()\\nwhile time.process_time() - t < 0.4: pass\\n"
+subprocess.run([sys.executable, "-c", burn], check=True)
+print('ended', flush=True)
+time.sleep(60)
+"""
+
+
+def test_process_tree_cpu_keeps_the_time_of_descendants_that_ended() -> None:
+    parent = subprocess.Popen(
+        [sys.executable, "-c", ENDED], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        assert parent.stdout is not None
+        assert parent.stdout.readline().strip() == "ended"
+        # The grandchild is gone, waited for by its parent: its time is in the parent's cutime.
+        assert process_tree_cpu_s(parent.pid) >= 0.35
+    finally:
+        os.killpg(parent.pid, signal.SIGKILL)
+        parent.wait()
+
+
 def test_cpu_per_call_is_read_over_the_measured_window() -> None:
     spent = {"client": 0.0}
     readings: list[float] = []
