@@ -1,33 +1,85 @@
-"""How close any Python service on grpcio and psycopg can come to the bare gRPC server, for the list
-page: the service, the bare server, and the floor server (bench/floor_server.py: the bare server
-plus the page's own statement) on both server models, measured in rounds that alternate them, on a
-kept bench cluster.
+"""How close any Python service on grpcio and psycopg can come to the bare gRPC server: the service,
+the bare server, and the floor server (bench/floor_server.py: the bare server plus the page's own
+statements) on both server models, measured in rounds that alternate them, on a kept bench cluster.
 
     python -m bench.floor --data-dir /work/benchdata/1m [--rounds 3] [--duration 5] [--concurrency 8]
 
-Each round drives "ListUsageEvents no filter" against the four servers one after the other and
-prints calls/s, p50, the server's and PostgreSQL's CPU per call, and calls/s as a share of the bare
-server's in the same round; then each server's p50 with one caller. The response is the service's
-own, captured first. A share the floor server does not reach, no service doing more per call can
-(bench/README.md, "The floor").
+Two pages: "ListUsageEvents no filter" and "ListCustomerUsageEvents light skip=0". Each round drives
+each page against the four servers one after the other and prints calls/s, p50, the server's and
+PostgreSQL's CPU per call, and calls/s as a share of the bare server's in the same round; then each
+server's p50 with one caller. The responses are the service's own, captured first. A share the floor
+server does not reach, no service doing more per call can (bench/README.md, "The floor").
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import pathlib
 import sys
+from typing import Any
+
+import psycopg
 
 from bench import clients, driver, scenarios, service
 from bench.bare_server import write_responses
 from bench.cli import BARE_LISTENING
 from bench.cluster import BenchCluster
-from bench.dataset import BIG_ORG
+from bench.dataset import BIG_ORG, Dataset
 from bench.generate import data_end_us
+from server.storage import rollups
+from server.storage.engine import Database, make_engine
+from server.storage.event_reads import EventReads
 
-SCENARIO = "ListUsageEvents no filter"
+LIST = "ListUsageEvents no filter"
+LIGHT = "ListCustomerUsageEvents light skip=0"
 HEADER = f"{'round':>5} {'server':<12} {'calls/s':>8} {'p50 ms':>7} {'server CPU':>11} {'PG CPU':>9} / bare"
 ROW = "{round:>5} {label:<12} {rate:>8,.0f} {p50:>7.2f} {server:>11.3f} {pg:>9.3f} {share:>7}"
+SERVERS = ("bare", "floor sync", "floor aio", "service")
+
+
+def page_statements(database_url: str, conninfo: str, light: scenarios.Scenario) -> dict[str, Any]:
+    """The statements the service runs for the two pages, from its own storage code, with the values
+    it binds (what `EventReads.list_events` and `EventReads.customer_page` run for these requests;
+    update with them). Compiled without connecting: make_engine connects on first use only."""
+    reads = EventReads(Database(make_engine(database_url, statement_timeout_s=30)))
+    # The list shape: 5 optional filters absent, no metric keys, no cursor, newest first, current.
+    listed = reads._list_statement((False,) * 5 + (0, False, False, False))
+    request = light.request
+    values: dict[str, Any] = {"org": BIG_ORG, "customer": request.id, "aggregator": request.aggregator_id}
+    values["filter"] = ""
+    lookup = reads._lookup_statement()
+    with psycopg.connect(conninfo) as conn:
+        found = conn.execute(lookup.sql, lookup.params(values)).fetchone()
+    assert found is not None and found[1] is not None, "the bench's aggregator is missing"
+    start_us, end_us = request.start_date.ToMicroseconds(), request.end_date.ToMicroseconds()
+    hour = rollups.HOUR_US
+    page_values = {
+        "org": BIG_ORG,
+        "customer": request.id,
+        "metric": found[1],
+        "start": start_us,
+        "end": end_us,
+        "take": request.take,
+        "skip": request.skip,
+        "display": found[2],
+        "first_hour": -(-start_us // hour) * hour,
+        "end_hour": end_us // hour * hour,
+    }
+    page = reads._unfiltered_page_statement(True, False)  # whole hours from the customer rollup
+    return {
+        LIST: {
+            "generic_plan": True,
+            "statements": [[listed.sql, listed.params({"org": BIG_ORG, "limit": 26}), True]],
+        },
+        LIGHT: {
+            "generic_plan": False,  # the main pool: PostgreSQL chooses its plans
+            "statements": [
+                [lookup.sql, lookup.params(values), lookup.prepare],
+                [page.sql, page.params(page_values), page.prepare],
+            ],
+        },
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,60 +92,62 @@ def main(argv: list[str] | None = None) -> int:
     cluster = BenchCluster.open(args.data_dir / "pg", keep=True)
     servers: dict[str, service.ServerProcess] = {}
     try:
-        url = cluster.database_url()
-        scenario = next(
-            s for s in scenarios.list_scenarios(data_end_us(cluster.conninfo_db())) if s.name == SCENARIO
-        )
+        url, conninfo = cluster.database_url(), cluster.conninfo_db()
+        end_us = data_end_us(conninfo)
+        chosen = [s for s in scenarios.all_scenarios(end_us) if s.name in (LIST, LIGHT)]
         auth = service.Auth()
         servers["service"] = service.ServerProcess.serve(url, auth, args.data_dir, None, [])
         metadata = {"service": auth.metadata(BIG_ORG)}
-        body = clients.GrpcTarget(servers["service"].target, metadata["service"]).call_once(
-            scenario.method, scenario.request
+        target = servers["service"].target
+        clients.create_aggregator(
+            target, metadata["service"], scenarios.AGGREGATOR_ID, Dataset.aggregator_metric
         )
-        responses = args.data_dir / "floor-responses.bin"
-        write_responses(responses, {SCENARIO: (scenario.method, body.SerializeToString())})
-        module = [sys.executable, "-m"]
-        for label, extra in (("bare", []), ("floor sync", []), ("floor aio", ["--aio"])):
-            command = [*module, "bench.bare_server", "--responses", str(responses)]
+        captured = {}
+        for s in chosen:
+            body = clients.GrpcTarget(target, metadata["service"]).call_once(s.method, s.request)
+            captured[s.name] = (s.method, body.SerializeToString())
+        responses, statements = args.data_dir / "floor-responses.bin", args.data_dir / "floor-statements.json"
+        write_responses(responses, captured)
+        light = next(s for s in chosen if s.name == LIGHT)
+        statements.write_text(json.dumps(page_statements(url, conninfo, light)))
+        for label in SERVERS[:3]:
+            command = [sys.executable, "-m", "bench.bare_server", "--responses", str(responses)]
             if label != "bare":
-                command = [
-                    *module,
-                    "bench.floor_server",
-                    "--responses",
-                    str(responses),
-                    "--database-url",
-                    url,
-                    *extra,
-                ]
+                command[2] = "bench.floor_server"
+                command += ["--statements", str(statements), "--database-url", url]
+                command += ["--aio"] if label == "floor aio" else []
             log = args.data_dir / f"{label.replace(' ', '-')}.log"
             servers[label] = service.ServerProcess(command, log, BARE_LISTENING)
         postmaster = cluster.postmaster_pid()
-        print(f"{SCENARIO}, {args.concurrency} callers, {args.duration:g} s per server and round")
-        print(HEADER)
-        order = ["bare", "floor sync", "floor aio", "service"]
-        for r in range(args.rounds):
-            bare_rate = 0.0
-            for label in order:
-                stats = measure(servers[label], metadata.get(label, ()), scenario, postmaster, args)
-                bare_rate = stats.throughput if label == "bare" else bare_rate
-                cpu = stats.cpu_per_call_ms
-                share = f"{stats.throughput / bare_rate:.2f}" if bare_rate else "-"
-                fields = {"server": cpu.get("server", 0.0), "pg": cpu.get("postgres", 0.0)}
-                print(
-                    ROW.format(
-                        round=r, label=label, rate=stats.throughput, p50=stats.p50_ms, share=share, **fields
+        for s in chosen:
+            print(f"\n{s.name}, {args.concurrency} callers, {args.duration:g} s per server and round")
+            print(HEADER)
+            for r in range(args.rounds):
+                bare_rate = 0.0
+                for label in SERVERS:
+                    stats = measure(servers[label], metadata.get(label, ()), s, postmaster, args)
+                    bare_rate = stats.throughput if label == "bare" else bare_rate
+                    cpu = stats.cpu_per_call_ms
+                    share = f"{stats.throughput / bare_rate:.2f}" if bare_rate else "-"
+                    fields = {"server": cpu.get("server", 0.0), "pg": cpu.get("postgres", 0.0)}
+                    print(
+                        ROW.format(
+                            round=r,
+                            label=label,
+                            rate=stats.throughput,
+                            p50=stats.p50_ms,
+                            share=share,
+                            **fields,
+                        )
                     )
-                )
-                if stats.errors:
-                    print(f"      {stats.errors} errors, the first: {stats.first_error}")
-        print("unloaded (1 caller), p50 ms:")
-        for label in order:
-            target = clients.GrpcTarget(servers[label].target, metadata.get(label, ()))
-            stats = driver.run(
-                target.caller_factory(scenario.method, scenario.request, SCENARIO), 1, 3.0, 0.5
-            )
-            target.close()
-            print(f"  {label:<12} {stats.p50_ms:6.2f}")
+                    if stats.errors:
+                        print(f"      {stats.errors} errors, the first: {stats.first_error}")
+            print("unloaded (1 caller), p50 ms:")
+            for label in SERVERS:
+                one = clients.GrpcTarget(servers[label].target, metadata.get(label, ()))
+                stats = driver.run(one.caller_factory(s.method, s.request, s.name), 1, 3.0, 0.5)
+                one.close()
+                print(f"  {label:<12} {stats.p50_ms:6.2f}")
     finally:
         for server in servers.values():
             server.stop()
@@ -114,7 +168,7 @@ def measure(
         return {"server": server.cpu_s(), "postgres": service.process_tree_cpu_s(postmaster)}
 
     try:
-        make = target.caller_factory(scenario.method, scenario.request, SCENARIO)
+        make = target.caller_factory(scenario.method, scenario.request, scenario.name)
         return driver.run(make, args.concurrency, args.duration, 1.0, cpu=probe)
     finally:
         target.close()

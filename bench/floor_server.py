@@ -1,27 +1,30 @@
 """The floor of any Python service on grpcio and psycopg: the bare server (bench/bare_server.py) that,
-before it answers a ListUsageEvents call with the pre-built response, runs the statement the service
-runs for that page, on a connection of its own, as the service's single-statement pool runs it
-(prepared, binary rows, generic plan). Nothing else: no authentication, validation, log line,
-metrics, deadline or pool.
+before it answers a call with the pre-built response, runs the statements the service runs for that
+page, on connections of its own, as the service runs them (prepared, binary rows; the list page with
+a generic plan, as the service's single-statement pool). Nothing else: no authentication,
+validation, log line, metrics, deadline or pool.
 
-    python -m bench.floor_server --responses responses.bin --database-url URL [--aio] [--max-workers 16]
+    python -m bench.floor_server --responses responses.bin --statements statements.json \
+        --database-url URL [--aio] [--max-workers 16]
     -> prints "bare listening on 127.0.0.1:PORT"
 
 Two server models, so that the floor of each is measured rather than guessed:
-- sync (default): `grpc.server` with a thread pool, as usage-service serves; one psycopg connection
-  per thread;
-- `--aio`: `grpc.aio.server` on one event loop, with one `psycopg.AsyncConnection` per concurrent
-  call (up to --max-workers), taken from a queue.
+- sync (default): `grpc.server` with a thread pool, as usage-service serves; psycopg connections of
+  each thread's own;
+- `--aio`: `grpc.aio.server` on one event loop, with `psycopg.AsyncConnection`s taken from a queue
+  (up to --max-workers of each kind).
 
-The statement is the "no filter" page of the big organization (25 events and the one past them):
-`EventReads._list_statement` for that shape, as bench/statement_cpu.py takes it. So only the
-"ListUsageEvents no filter" scenario's response goes with it. bench/floor.py runs it.
+The statements file maps each scenario to {"generic_plan": bool, "statements": [[sql, params,
+prepare], ...]}: bench/floor.py writes it from the service's own compiled statements
+(`floor.page_statements`). ListUsageEvents and ListCustomerUsageEvents are served.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import json
 import pathlib
 import signal
 import sys
@@ -34,13 +37,9 @@ import psycopg
 from usage.v1 import usage_service_pb2_grpc as pb_grpc
 
 from bench.bare_server import MAX_MESSAGE_BYTES, SCENARIO_HEADER, BareServicer, read_responses
-from bench.dataset import BIG_ORG
-from server.storage.engine import Database, make_engine
-from server.storage.event_reads import EventReads
 
-LIMIT = 26  # a page of 25 and the one past it, as the service asks
 # How the service's single-statement pool opens its connections (storage/dialects/postgres.py).
-CONNECTION_OPTIONS = "-c plan_cache_mode=force_generic_plan"
+GENERIC_PLAN = "-c plan_cache_mode=force_generic_plan"
 SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -48,13 +47,17 @@ SERVER_OPTIONS = [
 ]
 
 
-def page_statement(database_url: str) -> tuple[str, dict[str, Any]]:
-    """The SQL and parameters the service runs for the big organization's "no filter" page. The
-    statement is built without connecting: make_engine connects on first use only."""
-    reads = EventReads(Database(make_engine(database_url, statement_timeout_s=30)))
-    # The shape: 5 optional filters absent, no metric keys, no cursor, newest first, current.
-    prepared = reads._list_statement((False,) * 5 + (0, False, False, False))
-    return prepared.sql, prepared.params({"org": BIG_ORG, "limit": LIMIT})
+@dataclasses.dataclass(frozen=True)
+class Page:
+    """What the service runs for one scenario's page."""
+
+    generic_plan: bool
+    statements: list[tuple[str, Any, bool]]  # (sql, params, prepare)
+
+
+def read_statements(path: pathlib.Path) -> dict[str, Page]:
+    loaded = json.loads(path.read_text())
+    return {name: Page(p["generic_plan"], [tuple(s) for s in p["statements"]]) for name, p in loaded.items()}
 
 
 def scenario_of(context: Any) -> str:
@@ -64,16 +67,30 @@ def scenario_of(context: Any) -> str:
     return ""
 
 
-def serve_sync(responses: dict[str, Any], conninfo: str, sql: str, params: Any, workers: int) -> None:
+def serve_sync(responses: dict[str, Any], pages: dict[str, Page], conninfo: str, workers: int) -> None:
     local = threading.local()
+
+    def connection(generic_plan: bool) -> psycopg.Connection[Any]:
+        conns = local.__dict__.setdefault("conns", {})
+        if generic_plan not in conns:
+            options = GENERIC_PLAN if generic_plan else ""
+            conns[generic_plan] = psycopg.connect(conninfo, autocommit=True, options=options)
+        return conns[generic_plan]  # type: ignore[no-any-return]
+
+    def answer(context: Any) -> Any:
+        scenario = scenario_of(context)
+        page = pages[scenario]
+        conn = connection(page.generic_plan)
+        for sql, params, prepare in page.statements:
+            conn.execute(sql, params, prepare=prepare, binary=True).fetchall()
+        return responses[scenario]
 
     class Servicer(BareServicer):  # the other RPCs answer as the bare server does
         def ListUsageEvents(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
-            conn = getattr(local, "conn", None)
-            if conn is None:
-                conn = local.conn = psycopg.connect(conninfo, autocommit=True, options=CONNECTION_OPTIONS)
-            conn.execute(sql, params, prepare=True, binary=True).fetchall()
-            return responses[scenario_of(context)]
+            return answer(context)
+
+        def ListCustomerUsageEvents(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+            return answer(context)
 
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"), options=SERVER_OPTIONS
@@ -89,23 +106,35 @@ def serve_sync(responses: dict[str, Any], conninfo: str, sql: str, params: Any, 
     server.stop(1).wait()
 
 
-async def serve_aio(responses: dict[str, Any], conninfo: str, sql: str, params: Any, workers: int) -> None:
-    idle: asyncio.Queue[psycopg.AsyncConnection[Any]] = asyncio.Queue()
-    for _ in range(workers):
-        conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True, options=CONNECTION_OPTIONS)
-        idle.put_nowait(conn)
+async def serve_aio(responses: dict[str, Any], pages: dict[str, Page], conninfo: str, workers: int) -> None:
+    idle: dict[bool, asyncio.Queue[psycopg.AsyncConnection[Any]]] = {}
+    for generic_plan in sorted({p.generic_plan for p in pages.values()}):
+        idle[generic_plan] = asyncio.Queue()
+        options = GENERIC_PLAN if generic_plan else ""
+        for _ in range(workers):
+            conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True, options=options)
+            idle[generic_plan].put_nowait(conn)
+
+    async def answer(context: Any) -> Any:
+        scenario = scenario_of(context)
+        page = pages[scenario]
+        conn = await idle[page.generic_plan].get()
+        try:
+            for sql, params, prepare in page.statements:
+                await (await conn.execute(sql, params, prepare=prepare, binary=True)).fetchall()
+        finally:
+            idle[page.generic_plan].put_nowait(conn)
+        return responses[scenario]
 
     class Servicer(pb_grpc.UsageServiceServicer):
         async def ListUsageEvents(self, request: Any, context: Any) -> Any:  # noqa: N802
-            conn = await idle.get()
-            try:
-                await (await conn.execute(sql, params, prepare=True, binary=True)).fetchall()
-            finally:
-                idle.put_nowait(conn)
-            return responses[scenario_of(context)]
+            return await answer(context)
+
+        async def ListCustomerUsageEvents(self, request: Any, context: Any) -> Any:  # noqa: N802
+            return await answer(context)
 
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    # Only ListUsageEvents is served: the other RPCs stay the generated base's UNIMPLEMENTED.
+    # Only the two pages are served: the other RPCs stay the generated base's UNIMPLEMENTED.
     pb_grpc.add_UsageServiceServicer_to_server(Servicer(), server)  # type: ignore[abstract]
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
@@ -121,17 +150,18 @@ async def serve_aio(responses: dict[str, Any], conninfo: str, sql: str, params: 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.floor_server", description=__doc__)
     parser.add_argument("--responses", type=pathlib.Path, required=True)
+    parser.add_argument("--statements", type=pathlib.Path, required=True)
     parser.add_argument("--database-url", required=True, help="postgresql+psycopg://... of the bench data")
     parser.add_argument("--aio", action="store_true", help="grpc.aio and psycopg's async connections")
     parser.add_argument("--max-workers", type=int, default=16, help="threads, or connections with --aio")
     args = parser.parse_args(argv)
     responses = read_responses(args.responses)
-    sql, params = page_statement(args.database_url)
+    pages = read_statements(args.statements)
     conninfo = args.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
     if args.aio:
-        asyncio.run(serve_aio(responses, conninfo, sql, params, args.max_workers))
+        asyncio.run(serve_aio(responses, pages, conninfo, args.max_workers))
     else:
-        serve_sync(responses, conninfo, sql, params, args.max_workers)
+        serve_sync(responses, pages, conninfo, args.max_workers)
     return 0
 
 
