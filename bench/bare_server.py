@@ -105,29 +105,37 @@ class BareServicer(pb_grpc.UsageServiceServicer):
         return self._reply(context)
 
 
+SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.so_reuseport", 0),
+]
+
+
+def serve(servicer: pb_grpc.UsageServiceServicer, host: str, max_workers: int) -> None:
+    """Serve `servicer` on a free port of `host` with the same `grpc.server` as usage-service (a
+    thread pool, its message size limits), print the listening line, and stop on SIGTERM or SIGINT."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"), options=SERVER_OPTIONS
+    )
+    pb_grpc.add_UsageServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port(f"{host}:0")
+    server.start()
+    print(f"bare listening on {host}:{port}", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    server.stop(1).wait()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bare_server", description=__doc__)
     parser.add_argument("--responses", type=pathlib.Path, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--max-workers", type=int, default=16, help="thread pool (usage-service default: 16)")
     args = parser.parse_args(argv)
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=args.max_workers, thread_name_prefix="rpc"),
-        options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.so_reuseport", 0),
-        ],
-    )
-    pb_grpc.add_UsageServiceServicer_to_server(BareServicer(read_responses(args.responses)), server)
-    port = server.add_insecure_port(f"{args.host}:0")
-    server.start()
-    print(f"bare listening on {args.host}:{port}", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
-    server.stop(1).wait()
+    serve(BareServicer(read_responses(args.responses)), args.host, args.max_workers)
     return 0
 
 

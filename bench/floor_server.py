@@ -29,22 +29,16 @@ import pathlib
 import signal
 import sys
 import threading
-from concurrent import futures
 from typing import Any
 
 import grpc
 import psycopg
 from usage.v1 import usage_service_pb2_grpc as pb_grpc
 
-from bench.bare_server import MAX_MESSAGE_BYTES, SCENARIO_HEADER, BareServicer, read_responses
+from bench.bare_server import SCENARIO_HEADER, SERVER_OPTIONS, BareServicer, read_responses, serve
 
 # How the service's single-statement pool opens its connections (storage/dialects/postgres.py).
 GENERIC_PLAN = "-c plan_cache_mode=force_generic_plan"
-SERVER_OPTIONS = [
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.so_reuseport", 0),
-]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,18 +86,7 @@ def serve_sync(responses: dict[str, Any], pages: dict[str, Page], conninfo: str,
         def ListCustomerUsageEvents(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
             return answer(context)
 
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"), options=SERVER_OPTIONS
-    )
-    pb_grpc.add_UsageServiceServicer_to_server(Servicer(responses), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    print(f"bare listening on 127.0.0.1:{port}", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    stop.wait()
-    server.stop(1).wait()
+    serve(Servicer(responses), "127.0.0.1", workers)
 
 
 async def serve_aio(responses: dict[str, Any], pages: dict[str, Page], conninfo: str, workers: int) -> None:

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from bench import driver
 from bench.service import process_tree_cpu_s
 
@@ -23,20 +25,6 @@ child.wait()
 """
 
 
-def test_process_tree_cpu_counts_the_living_descendants() -> None:
-    parent = subprocess.Popen(
-        [sys.executable, "-c", TREE], stdout=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        assert parent.stdout is not None
-        assert parent.stdout.readline().strip() == "burnt"
-        # The grandchild's 0.4 s of its own process_time, at the clock tick's resolution.
-        assert process_tree_cpu_s(parent.pid) >= 0.35
-    finally:
-        os.killpg(parent.pid, signal.SIGKILL)  # its own session: the grandchild too
-        parent.wait()
-
-
 # A child that starts a grandchild burning 0.4 CPU seconds, waits for it to end, says so, and stays.
 ENDED = """
 import subprocess, sys, time
@@ -47,17 +35,23 @@ time.sleep(60)
 """
 
 
-def test_process_tree_cpu_keeps_the_time_of_descendants_that_ended() -> None:
+@pytest.mark.parametrize(
+    "script, said",
+    [(TREE, "burnt"), (ENDED, "ended")],
+    ids=["a living descendant", "a descendant that ended"],
+)
+def test_process_tree_cpu_counts_the_descendants(script: str, said: str) -> None:
     parent = subprocess.Popen(
-        [sys.executable, "-c", ENDED], stdout=subprocess.PIPE, text=True, start_new_session=True
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True
     )
     try:
         assert parent.stdout is not None
-        assert parent.stdout.readline().strip() == "ended"
-        # The grandchild is gone, waited for by its parent: its time is in the parent's cutime.
+        assert parent.stdout.readline().strip() == said
+        # The grandchild's 0.4 s of its own process_time, at the clock tick's resolution; one that
+        # ended and was waited for counts in its parent's cutime.
         assert process_tree_cpu_s(parent.pid) >= 0.35
     finally:
-        os.killpg(parent.pid, signal.SIGKILL)
+        os.killpg(parent.pid, signal.SIGKILL)  # its own session: the grandchild too
         parent.wait()
 
 
