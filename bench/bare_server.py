@@ -66,14 +66,22 @@ def read_responses(path: pathlib.Path) -> dict[str, Any]:
     return out
 
 
+def scenario_of(context: grpc.ServicerContext) -> str:
+    """The scenario a call names in its `x-bench-scenario` metadata ("" when it names none)."""
+    for key, value in context.invocation_metadata():
+        if key == SCENARIO_HEADER:
+            return str(value)
+    return ""
+
+
 class BareServicer(pb_grpc.UsageServiceServicer):
     def __init__(self, responses: dict[str, Any]) -> None:
         self._responses = responses
 
     def _reply(self, context: grpc.ServicerContext) -> Any:
-        for key, value in context.invocation_metadata():
-            if key == SCENARIO_HEADER:
-                return self._responses[value]
+        scenario = scenario_of(context)
+        if scenario:
+            return self._responses[scenario]
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"no {SCENARIO_HEADER} metadata")
 
     def ListUsageEvents(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802

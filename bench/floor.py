@@ -27,6 +27,7 @@ from bench.cli import BARE_LISTENING
 from bench.cluster import BenchCluster
 from bench.dataset import BIG_ORG, Dataset
 from bench.generate import data_end_us
+from bench.statement_cpu import list_page_statement
 from server.storage import rollups
 from server.storage.engine import Database, make_engine
 from server.storage.event_reads import EventReads
@@ -43,8 +44,7 @@ def page_statements(database_url: str, conninfo: str, light: scenarios.Scenario)
     it binds (what `EventReads.list_events` and `EventReads.customer_page` run for these requests;
     update with them). Compiled without connecting: make_engine connects on first use only."""
     reads = EventReads(Database(make_engine(database_url, statement_timeout_s=30)))
-    # The list shape: 5 optional filters absent, no metric keys, no cursor, newest first, current.
-    listed = reads._list_statement((False,) * 5 + (0, False, False, False))
+    list_sql, list_params = list_page_statement(reads)
     request = light.request
     values: dict[str, Any] = {"org": BIG_ORG, "customer": request.id, "aggregator": request.aggregator_id}
     values["filter"] = ""
@@ -70,7 +70,7 @@ def page_statements(database_url: str, conninfo: str, light: scenarios.Scenario)
     return {
         LIST: {
             "generic_plan": True,
-            "statements": [[listed.sql, listed.params({"org": BIG_ORG, "limit": 26}), True]],
+            "statements": [[list_sql, list_params, True]],
         },
         LIGHT: {
             "generic_plan": False,  # the main pool: PostgreSQL chooses its plans

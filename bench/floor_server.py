@@ -35,10 +35,8 @@ import grpc
 import psycopg
 from usage.v1 import usage_service_pb2_grpc as pb_grpc
 
-from bench.bare_server import SCENARIO_HEADER, SERVER_OPTIONS, BareServicer, read_responses, serve
-
-# How the service's single-statement pool opens its connections (storage/dialects/postgres.py).
-GENERIC_PLAN = "-c plan_cache_mode=force_generic_plan"
+from bench.bare_server import SERVER_OPTIONS, BareServicer, read_responses, scenario_of, serve
+from server.storage.dialects.postgres import GENERIC_PLAN_OPTION
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,20 +52,13 @@ def read_statements(path: pathlib.Path) -> dict[str, Page]:
     return {name: Page(p["generic_plan"], [tuple(s) for s in p["statements"]]) for name, p in loaded.items()}
 
 
-def scenario_of(context: Any) -> str:
-    for key, value in context.invocation_metadata():
-        if key == SCENARIO_HEADER:
-            return str(value)
-    return ""
-
-
 def serve_sync(responses: dict[str, Any], pages: dict[str, Page], conninfo: str, workers: int) -> None:
     local = threading.local()
 
     def connection(generic_plan: bool) -> psycopg.Connection[Any]:
         conns = local.__dict__.setdefault("conns", {})
         if generic_plan not in conns:
-            options = GENERIC_PLAN if generic_plan else ""
+            options = GENERIC_PLAN_OPTION if generic_plan else ""
             conns[generic_plan] = psycopg.connect(conninfo, autocommit=True, options=options)
         return conns[generic_plan]  # type: ignore[no-any-return]
 
@@ -93,7 +84,7 @@ async def serve_aio(responses: dict[str, Any], pages: dict[str, Page], conninfo:
     idle: dict[bool, asyncio.Queue[psycopg.AsyncConnection[Any]]] = {}
     for generic_plan in sorted({p.generic_plan for p in pages.values()}):
         idle[generic_plan] = asyncio.Queue()
-        options = GENERIC_PLAN if generic_plan else ""
+        options = GENERIC_PLAN_OPTION if generic_plan else ""
         for _ in range(workers):
             conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True, options=options)
             idle[generic_plan].put_nowait(conn)

@@ -151,6 +151,20 @@ class CopyResult:
         return self.rows / self.seconds if self.seconds else 0.0
 
 
+def new_event(row: dict[str, Any]) -> NewEvent:
+    """A row of `BatchFactory.rows` as the event IngestUsageEvents decodes from it."""
+    return NewEvent(
+        row["customer_id"],
+        row["metric_key"],
+        row["timestamp_us"],
+        row["quantity"],
+        row["idempotency_key"],
+        row.get("product_id"),
+        row.get("subscription_id"),
+        properties=row["properties"],
+    )
+
+
 def copy_baseline(conninfo: str, n: int, batch_size: int) -> CopyResult:
     """COPY n comparable events (and their idempotency keys) into org_bench_copy, one transaction;
     the rows are prepared before the clock starts (the ingest clients build requests too, but off
@@ -165,21 +179,7 @@ def copy_baseline(conninfo: str, n: int, batch_size: int) -> CopyResult:
             props = row["properties"]
             prop_text = "{" + ",".join(f'"{k}":"{v}"' for k, v in props.items()) + "}"
             # The same wire form the service stores (server/wire.py), computed off the clock.
-            entry = event_entry(
-                COPY_ORG,
-                event_id,
-                NewEvent(
-                    row["customer_id"],
-                    row["metric_key"],
-                    row["timestamp_us"],
-                    row["quantity"],
-                    row["idempotency_key"],
-                    row.get("product_id"),
-                    row.get("subscription_id"),
-                    properties=props,
-                ),
-                now_us,
-            )
+            entry = event_entry(COPY_ORG, event_id, new_event(row), now_us)
             events.append(
                 "\t".join(
                     (

@@ -22,7 +22,7 @@ from typing import Any
 
 from bench import ingest
 from bench.cluster import BenchCluster
-from server.domain import NewEvent
+from server.config import Settings
 from server.logic.ingest import Ingestion
 from server.storage import event_store
 from server.storage.engine import make_engine
@@ -30,7 +30,6 @@ from server.storage.sql_storage import SqlStorage
 
 # The dialect's steps of EventStore._ingest, in the order it runs them.
 DIALECT_STEPS = ("claim_keys", "commit_clock", "insert_customers", "insert_events")
-MAX_FUTURE_SKEW_S = 300
 
 
 def timed(spent: dict[str, float], name: str, f: Callable[..., Any]) -> Callable[..., Any]:
@@ -44,24 +43,6 @@ def timed(spent: dict[str, float], name: str, f: Callable[..., Any]) -> Callable
     return run
 
 
-def drafts(factory: ingest.BatchFactory, n: int) -> list[NewEvent]:
-    """A batch as IngestUsageEvents decodes it (the fields the request carries)."""
-    rows = factory.rows(n, time.time_ns() // 1000)
-    return [
-        NewEvent(
-            r["customer_id"],
-            r["metric_key"],
-            r["timestamp_us"],
-            r["quantity"],
-            r["idempotency_key"],
-            r.get("product_id"),
-            r.get("subscription_id"),
-            properties=r["properties"],
-        )
-        for r in rows
-    ]
-
-
 def measure(database_url: str, batches: int, batch_size: int) -> tuple[float, dict[str, float]]:
     """(events per second, milliseconds per batch by step) over `batches` batches."""
     storage = SqlStorage(make_engine(database_url, statement_timeout_s=30))
@@ -73,10 +54,13 @@ def measure(database_url: str, batches: int, batch_size: int) -> tuple[float, di
         for name, f in originals.items():  # on this dialect object, for this run only
             setattr(dialect, name, timed(spent, name, f))
         event_store.rollups.add_events = timed(spent, "rollups.add_events", add_events)  # type: ignore[method-assign]
-        ingestion = Ingestion(storage.events, MAX_FUTURE_SKEW_S)
+        ingestion = Ingestion(storage.events, Settings().max_future_skew_s)
         storage.events.ingest = timed(spent, "storage (all of it)", storage.events.ingest)  # type: ignore[method-assign]
         factory = ingest.BatchFactory(batch_size)
-        work = [drafts(factory, batch_size) for _ in range(batches)]
+        work = [
+            [ingest.new_event(r) for r in factory.rows(batch_size, time.time_ns() // 1000)]
+            for _ in range(batches)
+        ]
         t0 = time.perf_counter()
         for batch in work:
             results = ingestion.ingest(ingest.INGEST_ORG, list(batch), time.time_ns() // 1000)

@@ -16,6 +16,7 @@ import argparse
 import pathlib
 import time
 from collections.abc import Callable
+from typing import Any
 
 import psycopg
 
@@ -23,6 +24,7 @@ from bench.cluster import BenchCluster
 from bench.dataset import BIG_ORG
 from server.deadline import Deadline
 from server.domain import EventFilters
+from server.storage.dialects.postgres import GENERIC_PLAN_OPTION
 from server.storage.engine import Database, make_engine
 from server.storage.event_reads import EventReads
 
@@ -40,6 +42,14 @@ def cpu_per_call_us(call: Callable[[], object], calls: int) -> tuple[float, floa
     return 1e6 * (time.process_time() - cpu) / calls, 1e6 * (time.perf_counter() - wall) / calls
 
 
+def list_page_statement(reads: EventReads) -> tuple[str, dict[str, Any]]:
+    """The SQL and values `reads.list_events` runs for the big organization's "no filter" page of
+    25 (the shape: 5 optional filters absent, no metric keys, no cursor, newest first, current, not
+    as_of). The shape is named by hand: update it with `EventReads.list_events`."""
+    prepared = reads._list_statement((False,) * 5 + (0, False, False, False))
+    return prepared.sql, prepared.params({"org": BIG_ORG, "limit": LIMIT})
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", type=pathlib.Path, required=True, help="a kept `python -m bench` data dir")
@@ -55,15 +65,11 @@ def main() -> None:
         def storage_call() -> object:
             return reads.list_events(BIG_ORG, filters, None, LIMIT, Deadline(30, enforced=True))
 
-        # The statement list_events runs for this shape: 5 optional filters absent, no metric keys,
-        # no cursor, newest first, current (not as_of).
-        prepared = reads._list_statement((False, False, False, False, False, 0, False, False, False))
-        params = prepared.params({"org": BIG_ORG, "limit": LIMIT})
-        options = "-c plan_cache_mode=force_generic_plan"
-        with psycopg.connect(cluster.conninfo_db(), autocommit=True, options=options) as conn:
+        sql, params = list_page_statement(reads)
+        with psycopg.connect(cluster.conninfo_db(), autocommit=True, options=GENERIC_PLAN_OPTION) as conn:
 
             def statement_alone() -> object:
-                return conn.execute(prepared.sql, params, prepare=True, binary=True).fetchall()
+                return conn.execute(sql, params, prepare=True, binary=True).fetchall()
 
             for _ in range(args.rounds):
                 for label, call in (("storage call", storage_call), ("psycopg alone", statement_alone)):

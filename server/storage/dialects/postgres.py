@@ -34,6 +34,8 @@ from server.storage.partitions import DEFAULT_PARTITION, Month
 
 # pg_advisory_xact_lock key of migrations: any fixed bigint no other lock of this database uses.
 MIGRATION_LOCK_KEY = 0x75736167656D6967  # "usagemig"
+# The session option of the single-statement reads' pool (create_engine says why).
+GENERIC_PLAN_OPTION = "-c plan_cache_mode=force_generic_plan"
 
 
 _NEVER = 2**31  # executions of one statement by one connection
@@ -74,7 +76,7 @@ class PostgresDialect(Dialect):
         # partition, pruned only as it runs), and planning cost twice the page's execution (0.8 ms
         # against 0.33 ms a page at 10M events). The setting applies to unprepared statements
         # too, so the main pool, whose statements must be planned for their values, keeps `auto`.
-        single = _engine(url, pool_size, pool_timeout_s, [*options, "-c plan_cache_mode=force_generic_plan"])
+        single = _engine(url, pool_size, pool_timeout_s, [*options, GENERIC_PLAN_OPTION])
         sa.event.listen(engine, "engine_disposed", lambda _engine: single.dispose())
         return engine.execution_options(**{DEFAULT_TIMEOUT_OPTION: timeout_s, SINGLE_READS_OPTION: single})
 
